@@ -1,0 +1,140 @@
+"""Settings: one typed object, read from the environment only at the edge (CLI) or built in code.
+
+Secrets are ``SecretStr`` so that printing or logging a ``Settings`` never reveals them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.errors import ConfigError
+
+DEFAULT_VIOLET_BASE_URL = "https://sandbox-api.violet.io/v1"
+
+
+def _env(name: str, field: str) -> Any:
+    """Accept both the documented environment name and the field name (for code)."""
+    return AliasChoices(name, field)
+
+
+class Settings(BaseSettings):
+    """Everything the orchestrator needs to know about its surroundings."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=_env("ORCHESTRATOR_DATABASE_URL", "database_url"),
+        description="postgresql+psycopg:// URL; unset means an embedded PostgreSQL in data_dir.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".local" / "share" / "orchestrator",
+        validation_alias=_env("ORCHESTRATOR_DATA_DIR", "data_dir"),
+    )
+    violet_base_url: str = Field(
+        default=DEFAULT_VIOLET_BASE_URL,
+        validation_alias=_env("VIOLET_BASE_URL", "violet_base_url"),
+    )
+    violet_app_id: int | None = Field(
+        default=None, validation_alias=_env("VIOLET_APP_ID", "violet_app_id")
+    )
+    violet_app_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("VIOLET_APP_SECRET", "violet_app_secret")
+    )
+    violet_username: str | None = Field(
+        default=None, validation_alias=_env("VIOLET_USERNAME", "violet_username")
+    )
+    violet_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("VIOLET_PASSWORD", "violet_password")
+    )
+    connect_timeout: float = Field(
+        default=5.0, gt=0, validation_alias=_env("VIOLET_CONNECT_TIMEOUT", "connect_timeout")
+    )
+    read_timeout: float = Field(
+        default=30.0, gt=0, validation_alias=_env("VIOLET_READ_TIMEOUT", "read_timeout")
+    )
+    total_timeout: float = Field(
+        default=60.0, gt=0, validation_alias=_env("VIOLET_TOTAL_TIMEOUT", "total_timeout")
+    )
+    lease_seconds: float = Field(
+        default=30.0, gt=0, validation_alias=_env("ORCHESTRATOR_LEASE_SECONDS", "lease_seconds")
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, validation_alias=_env("ORCHESTRATOR_MAX_ATTEMPTS", "max_attempts")
+    )
+    backoff_base: float = Field(
+        default=1.0, ge=0, validation_alias=_env("ORCHESTRATOR_BACKOFF_BASE", "backoff_base")
+    )
+    backoff_cap: float = Field(
+        default=300.0, ge=0, validation_alias=_env("ORCHESTRATOR_BACKOFF_CAP", "backoff_cap")
+    )
+    submit_settle_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        validation_alias=_env("ORCHESTRATOR_SUBMIT_SETTLE_SECONDS", "submit_settle_seconds"),
+        description="How long an unanswered submit may still be running at Violet.",
+    )
+    max_recoveries: int = Field(
+        default=5,
+        ge=1,
+        validation_alias=_env("ORCHESTRATOR_MAX_RECOVERIES", "max_recoveries"),
+        description="Lease takeovers after which a checkout is parked as failed (poison).",
+    )
+
+    @field_validator("violet_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError("must be a postgresql+psycopg:// (or postgresql://) URL")
+        return value
+
+    def require_violet_credentials(self) -> None:
+        """Fail at start-up, naming the setting, rather than deep inside an HTTP call."""
+        missing = [
+            env
+            for env, value in (
+                ("VIOLET_APP_ID", self.violet_app_id),
+                ("VIOLET_APP_SECRET", self.violet_app_secret),
+                ("VIOLET_USERNAME", self.violet_username),
+                ("VIOLET_PASSWORD", self.violet_password),
+            )
+            if value is None or value == ""
+        ]
+        if missing:
+            raise ConfigError(f"missing Violet credentials: set {', '.join(missing)}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"][0] if err["loc"] else "?"
+            name = _ENV_NAMES.get(str(loc), str(loc))
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _env_name(field: str) -> str:
+    choices = getattr(Settings.model_fields[field].validation_alias, "choices", [])
+    return next((c for c in choices if isinstance(c, str) and c.isupper()), field)
+
+
+_ENV_NAMES = {name: _env_name(name) for name in Settings.model_fields}
