@@ -7,8 +7,9 @@ import typer
 from orchestrator.config import load_settings
 from orchestrator.errors import ConfigError
 
-app = typer.Typer(help="Drive Violet checkouts as persisted, crash-safe state machines.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Drive Violet checkouts as persisted, crash-safe state machines.", no_args_is_help=True
+)
 
 
 @app.command()
