@@ -1,0 +1,313 @@
+"""Violet failures, classified by what the caller may do next (retry, reconcile, fail, re-auth).
+
+The classification is the contract with the runner: ``retryable`` means Violet did not apply the
+request, ``outcome_unknown`` means it may have (reconcile before retrying), ``permanent`` means
+retrying cannot help, ``auth`` means the credentials are wrong. Every instance carries the HTTP
+context, with the body already redacted, so it can be logged and audited as is.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+import httpx
+
+from orchestrator.violet.redact import redact, scrub_text
+
+if TYPE_CHECKING:
+    from orchestrator.violet.models import Cart, OrderError
+
+__all__ = [
+    "Classification",
+    "VioletAuthError",
+    "VioletCartErrors",
+    "VioletError",
+    "VioletNotFound",
+    "VioletOutcomeUnknown",
+    "VioletPaymentDeclined",
+    "VioletPermanentError",
+    "VioletRateLimited",
+    "VioletRetryableError",
+    "error_from_response",
+    "error_from_transport",
+]
+
+Classification = Literal["retryable", "outcome_unknown", "permanent", "auth"]
+
+DECLINE_TYPES: Final = frozenset(
+    {
+        "card_declined",
+        "insufficient_funds",
+        "expired_card",
+        "incorrect_cvc",
+        "invalid_cvc",
+        "invalid_number",
+        "incorrect_number",
+        "invalid_expiry_month",
+        "invalid_expiry_year",
+    }
+)
+_MAX_TEXT_BODY: Final = 500
+
+
+class VioletError(Exception):
+    """Root of every error the Violet client raises."""
+
+    classification: ClassVar[Classification] = "permanent"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: dict[str, Any] | list[Any] | str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        op: str | None = None,
+        request_id: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body
+        self.method = method
+        self.path = path
+        self.op = op
+        self.request_id = request_id
+        self.error_type = error_type
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path}" if self.method else (self.op or "")
+        parts = [self.message]
+        if where:
+            parts.append(
+                f"[{where} -> {self.status if self.status is not None else 'no response'}]"
+            )
+        if self.error_type:
+            parts.append(f"type={self.error_type}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status={self.status!r}, "
+            f"method={self.method!r}, path={self.path!r}, error_type={self.error_type!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments would otherwise be lost when pickled.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[VioletError], message: str, state: dict[str, Any]) -> VioletError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class VioletRetryableError(VioletError):
+    """Violet did not apply the request; the same call may be made again later."""
+
+    classification: ClassVar[Classification] = "retryable"
+
+
+class VioletRateLimited(VioletRetryableError):
+    """HTTP 429 (Violet relays the merchant platform's limit); honour ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class VioletOutcomeUnknown(VioletError):
+    """The request may have been applied: reconcile (read Violet's state) before any retry."""
+
+    classification: ClassVar[Classification] = "outcome_unknown"
+
+
+class VioletPermanentError(VioletError):
+    """Violet refused the request; repeating it unchanged cannot succeed."""
+
+    classification: ClassVar[Classification] = "permanent"
+
+
+class VioletPaymentDeclined(VioletPermanentError):
+    """The payment was refused (declined, insufficient funds, bad card data): new payment needed."""
+
+
+class VioletNotFound(VioletPermanentError):
+    """HTTP 404: no such cart, order or SKU."""
+
+
+class VioletCartErrors(VioletPermanentError):
+    """HTTP 200 whose cart carries blocking ``errors[]`` (bag-level problems at a merchant)."""
+
+    def __init__(
+        self, message: str, *, cart: Cart, errors: Sequence[OrderError], **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.cart = cart
+        self.errors = list(errors)
+
+
+class VioletAuthError(VioletError):
+    """Bad credentials, or a 401/403 that survived a token refresh."""
+
+    classification: ClassVar[Classification] = "auth"
+
+
+# ---------------------------------------------------------------- classification
+
+
+def _parse_body(content: bytes) -> dict[str, Any] | list[Any] | str | None:
+    if not content:
+        return None
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        return scrub_text(content[:_MAX_TEXT_BODY].decode("utf-8", "replace"))
+    redacted = redact(parsed)
+    if isinstance(redacted, dict | list):
+        return redacted
+    return str(redacted)
+
+
+def _error_type(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    for key in ("error", "type", "decline_code"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, dict) and isinstance(item.get("type"), str):
+                return str(item["type"])
+    return None
+
+
+def _is_declined(body: Any, error_type: str | None) -> bool:
+    if error_type and error_type.lower() in DECLINE_TYPES:
+        return True
+    if isinstance(body, dict):
+        for key in ("decline_code", "code"):
+            value = body.get(key)
+            if isinstance(value, str) and value.lower() in DECLINE_TYPES:
+                return True
+        errors = body.get("errors")
+        if isinstance(errors, list):
+            return any(
+                isinstance(e, dict) and str(e.get("type", "")).lower() in DECLINE_TYPES
+                for e in errors
+            )
+    return False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_response(
+    *,
+    op: str,
+    method: str,
+    path: str,
+    status: int,
+    content: bytes,
+    headers: httpx.Headers,
+    read: bool,
+) -> VioletError:
+    """Map a non-2xx response to the exception class that says what the caller may do.
+
+    ``read`` marks idempotent reads (GET, order search): a failed read applied nothing, so every
+    transient failure of a read is retryable; for writes only answers that prove nothing was
+    applied (429, 502, 503) are.
+    """
+    body = _parse_body(content)
+    error_type = _error_type(body)
+    message: str | None = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = body["message"]
+    context: dict[str, Any] = {
+        "status": status,
+        "body": body,
+        "method": method,
+        "path": path,
+        "op": op,
+        "request_id": headers.get("x-request-id") or headers.get("x-violet-request-id"),
+        "error_type": error_type,
+    }
+    text = message or f"HTTP {status} from Violet"
+    cls: type[VioletError]
+    if status in (401, 403):
+        cls = VioletAuthError
+    elif status == 429:
+        return VioletRateLimited(
+            message or "rate limited by Violet",
+            retry_after=parse_retry_after(headers.get("retry-after")),
+            **context,
+        )
+    elif status == 404:
+        cls = VioletNotFound
+    elif status == 408:
+        cls = VioletRetryableError if read else VioletOutcomeUnknown
+    elif status == 402 or (400 <= status < 500 and _is_declined(body, error_type)):
+        cls = VioletPaymentDeclined
+    elif 400 <= status < 500:
+        cls = VioletPermanentError
+    elif status in (502, 503):
+        cls = VioletRetryableError
+    elif status >= 500:
+        # 500 and 504 on a write: the server (or the gateway's upstream) may have applied it.
+        cls = VioletRetryableError if read else VioletOutcomeUnknown
+    else:
+        cls = VioletPermanentError
+    return cls(text, **context)
+
+
+# Failures that happen before a single byte of the request left this process.
+PRE_SEND_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def error_from_transport(
+    exc: BaseException, *, op: str, method: str, path: str, read: bool
+) -> VioletError:
+    """Map a transport failure (or the client's own total timeout) to a Violet error.
+
+    Connect failures never reached Violet: retryable for any call. Anything later (read or write
+    timeout, dropped connection, our own deadline) may have been applied: outcome unknown for a
+    write, retryable for a read. Local protocol misuse is permanent (a bug, not a network event).
+    """
+    context: dict[str, Any] = {"method": method, "path": path, "op": op}
+    name = type(exc).__name__
+    if isinstance(exc, PRE_SEND_ERRORS):
+        return VioletRetryableError(f"could not reach Violet ({name})", **context)
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError):
+        return VioletPermanentError(f"request could not be sent ({name})", **context)
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        message = f"no answer from Violet in time ({name})"
+    else:
+        message = f"connection to Violet failed after sending ({name})"
+    if read:
+        return VioletRetryableError(message, **context)
+    return VioletOutcomeUnknown(message, **context)
