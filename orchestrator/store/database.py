@@ -1,0 +1,280 @@
+"""Getting a database to talk to: URL resolution, embedded PostgreSQL, engines, migrations.
+
+Everything here runs at start-up, not per checkout: it decides which PostgreSQL to use (the
+configured one, or an embedded one for a developer's machine), brings its schema to the version
+this code expects, and refuses to start against a schema it does not know.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.errors import ConfigError, DatabaseUnavailable, SchemaNotMigrated
+from orchestrator.store.schema import TABLE_NAMES, VERSION_TABLE
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_EMBEDDED_HINT = (
+    "no database configured and the embedded PostgreSQL is not installed: "
+    "`pip install 'orchestrator[embedded]'` or set ORCHESTRATOR_DATABASE_URL"
+)
+_NO_SCHEMA = "database has no orchestrator schema; run `orchestrator db upgrade`"
+
+
+def normalize_url(url: str | URL) -> str:
+    """Any PostgreSQL URL as the `postgresql+psycopg://` form SQLAlchemy needs (psycopg 3)."""
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+    for prefix in ("postgresql://", "postgres://"):
+        if text.startswith(prefix):
+            return "postgresql+psycopg://" + text[len(prefix) :]
+    if not text.startswith("postgresql+psycopg://"):
+        raise ConfigError("database URL must be a postgresql+psycopg:// (or postgresql://) URL")
+    return text
+
+
+def describe_url(url: str | URL) -> str:
+    """host:port/database of a URL, for messages: never the password."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    if isinstance(host, tuple):
+        host = ",".join(host)
+    return f"{host}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+# -- embedded PostgreSQL --------------------------------------------------------------------------
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server (pgserver) in a data directory, for machines without one.
+
+    It listens on a Unix socket only. `stop()` (or leaving the `with` block) stops it unless
+    another process still uses the same data directory; pgserver also stops it at process exit.
+    """
+
+    def __init__(self, pgdata: Path, *, delete_on_stop: bool = False) -> None:
+        self.pgdata = Path(pgdata)
+        self.delete_on_stop = delete_on_stop
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        """A postgresql+psycopg:// URL to the server's `postgres` database."""
+        if self._server is None:
+            raise RuntimeError("embedded PostgreSQL is not running; call start() first")
+        return normalize_url(str(self._server.get_uri()))
+
+    def start(self) -> str:
+        if self._server is None:
+            try:
+                from pgserver.postgres_server import get_server
+            except ImportError:
+                raise ConfigError(_EMBEDDED_HINT) from None
+            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            logger.info("starting embedded PostgreSQL in %s", self.pgdata)
+            mode = "delete" if self.delete_on_stop else "stop"
+            self._server = get_server(self.pgdata, cleanup_mode=mode)
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.cleanup()
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_embedded: dict[Path, EmbeddedPostgres] = {}
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured database URL, or the embedded server under `data_dir/pgdata`.
+
+    An embedded server started here runs until the process exits.
+    """
+    if settings.database_url:
+        return normalize_url(settings.database_url)
+    pgdata = (settings.data_dir / "pgdata").expanduser().resolve()
+    server = _embedded.get(pgdata)
+    if server is None:
+        server = _embedded[pgdata] = EmbeddedPostgres(pgdata)
+    return server.start()
+
+
+# -- engines --------------------------------------------------------------------------------------
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine (psycopg 3) sized for one worker process.
+
+    No pre-ping: it would cost a round trip on every step, and a dropped connection invalidates
+    the whole pool on first use anyway. Connections are recycled so a failover is picked up.
+    """
+    normalized = normalize_url(url)
+    connect_args: dict[str, Any] = {}
+    query = make_url(normalized).query
+    if "application_name" not in query:
+        connect_args["application_name"] = "orchestrator"
+    if "connect_timeout" not in query:
+        connect_args["connect_timeout"] = 5
+    return create_async_engine(
+        normalized,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=30,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+
+
+# -- migrations -----------------------------------------------------------------------------------
+
+
+def migrations_dir() -> Path:
+    """The alembic scripts: inside the installed wheel, or `<repo>/migrations` in a checkout."""
+    for candidate in (_PACKAGE_DIR / "_migrations", _PACKAGE_DIR.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise ConfigError(f"orchestrator migrations not found next to {_PACKAGE_DIR}")
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Reflect only our own tables: the host application's are none of our business."""
+    if type_ == "table":
+        return name in TABLE_NAMES
+    return True
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Never report (or drop) a table the project does not own."""
+    if type_ == "table":
+        return name in TABLE_NAMES
+    return True
+
+
+def alembic_options() -> dict[str, Any]:
+    """The `context.configure` options shared by env.py and `schema_drift`."""
+    return {
+        "version_table": VERSION_TABLE,
+        "include_name": include_name,
+        "include_object": include_object,
+        "compare_type": True,
+        "compare_server_default": True,
+    }
+
+
+def migration_url(url: str | None) -> str:
+    """For env.py: the URL given (by `migrate()` or `-x url=...`), else the settings' one."""
+    return normalize_url(url or resolve_database_url(load_settings()))
+
+
+def _alembic_config(url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The revision this code expects the database to be at."""
+    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise ConfigError(f"orchestrator migrations have {len(heads)} heads, expected one")
+    return heads[0]
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database to `revision` (idempotent; safe from several processes at once)."""
+    logger.info("migrating %s to %s", describe_url(normalize_url(url)), revision)
+    command.upgrade(_alembic_config(normalize_url(url)), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Downgrade the database to `revision` (`base` removes every orchestrator table)."""
+    logger.info("downgrading %s to %s", describe_url(normalize_url(url)), revision)
+    command.downgrade(_alembic_config(normalize_url(url)), revision)
+
+
+def _sync_engine(url: str) -> sa.Engine:
+    return sa.create_engine(normalize_url(url), poolclass=sa.NullPool)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database is at; None when it has no orchestrator schema."""
+    engine = _sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            return context.get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def schema_drift(url: str) -> list[Any]:
+    """What `alembic check` would report: differences between schema.py and the database."""
+    from alembic.autogenerate import compare_metadata
+
+    from orchestrator.store.schema import metadata
+
+    engine = _sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts=alembic_options())
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def _versions(conn: Connection) -> list[str] | None:
+    if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": VERSION_TABLE}).scalar() is None:
+        return None
+    return list(conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Refuse to run against a database whose schema is missing or not at this code's head."""
+    try:
+        async with engine.connect() as conn:
+            versions = await conn.run_sync(_versions)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if engine.url.password:
+            reason = reason.replace(str(engine.url.password), "***")
+        where = describe_url(engine.url)
+        raise DatabaseUnavailable(f"cannot connect to the database at {where}: {reason}") from None
+    if not versions:
+        raise SchemaNotMigrated(_NO_SCHEMA)
+    head = head_revision()
+    if versions != [head]:
+        have = ", ".join(versions)
+        raise SchemaNotMigrated(
+            f"database schema is at revision {have}, this orchestrator needs {head}; "
+            "run `orchestrator db upgrade`"
+        )

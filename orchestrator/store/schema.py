@@ -1,0 +1,210 @@
+"""The orchestrator's tables as SQLAlchemy Core metadata: what alembic's drift check compares.
+
+The migrations are the authority on what the database holds (they also carry the triggers and
+functions that guard it, which metadata cannot express); this module is the same schema in a form
+code can import, and `alembic check` fails when the two drift apart. Every constraint gets a
+stable name from the naming convention, so later migrations can refer to it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, REAL, UUID
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Every checkout state, as stored (the CHECK constraint on `checkouts.state` holds this list;
+#: `orchestrator.machine` is the source of truth and a test compares the two).
+CHECKOUT_STATES: Final[tuple[str, ...]] = (
+    "new",
+    "created",
+    "customer_applied",
+    "shipping_applied",
+    "paid",
+    "awaiting_payment",
+    "awaiting_confirmation",
+    "priced",
+    "requires_action",
+    "submitted",
+    "failed",
+    "canceled",
+)
+PAYMENT_KINDS: Final[tuple[str, ...]] = ("card", "token", "intent")
+STEP_OUTCOMES: Final[tuple[str, ...]] = (
+    "done",
+    "failed",
+    "unknown",
+    "reconciled",
+    "waiting",
+    "retry",
+)
+
+#: SQLSTATEs raised by the database's own guards (class 23, so psycopg raises IntegrityError).
+SQLSTATE_ILLEGAL_TRANSITION: Final = "23T01"
+SQLSTATE_APPEND_ONLY: Final = "23T02"
+SQLSTATE_TRIPWIRE: Final = "23T03"
+
+#: The alembic version table: our own, so the schema can live in a host application's database.
+VERSION_TABLE: Final = "orchestrator_alembic_version"
+
+_NOW = text("now()")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+checkouts: Final = Table(
+    "checkouts",
+    metadata,
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("app_order_id", Text, nullable=False),
+    Column("violet_order_id", BigInteger, nullable=True),
+    Column("state", Text, nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("0")),
+    Column("pending_step", Text, nullable=True),
+    Column("in_flight", Boolean, nullable=False, server_default=false()),
+    Column("step_no", Integer, nullable=False, server_default=text("0")),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("step_started_at", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("lease_epoch", BigInteger, nullable=False, server_default=text("0")),
+    Column("recoveries", Integer, nullable=False, server_default=text("0")),
+    Column("event_seq", Integer, nullable=False, server_default=text("0")),
+    Column("request", JSONB, nullable=False),
+    Column("payment_kind", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("sub_total", BigInteger, nullable=True),
+    Column("shipping_total", BigInteger, nullable=True),
+    Column("tax_total", BigInteger, nullable=True),
+    Column("discount_total", BigInteger, nullable=True),
+    Column("total", BigInteger, nullable=True),
+    Column("bags", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("violet_status", Text, nullable=True),
+    Column("waiting_reason", Text, nullable=True),
+    Column("last_error", JSONB, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("app_order_id"),
+    UniqueConstraint("violet_order_id"),
+    CheckConstraint(_in("state", CHECKOUT_STATES), name="state"),
+    CheckConstraint(_in("payment_kind", PAYMENT_KINDS), name="payment_kind"),
+    CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
+    CheckConstraint("jsonb_typeof(request) = 'object'", name="request_object"),
+    CheckConstraint("jsonb_typeof(bags) = 'array'", name="bags_array"),
+    CheckConstraint(
+        "last_error IS NULL OR jsonb_typeof(last_error) = 'object'", name="last_error_object"
+    ),
+)
+
+# The recovery scan (`next_attempt_at <= now()`): only due, retrying or leased rows are in it,
+# so its cost grows with the work to do, not with the history of finished checkouts.
+Index(
+    "ix_checkouts_due",
+    checkouts.c.next_attempt_at,
+    postgresql_where=checkouts.c.next_attempt_at.isnot(None),
+)
+# `list --state S`, newest first.
+Index("ix_checkouts_state_created_at", checkouts.c.state, checkouts.c.created_at.desc())
+# `list [--since T]`, newest first.
+Index("ix_checkouts_created_at", checkouts.c.created_at.desc())
+# `stats` / support: "which checkouts failed with error type X".
+Index(
+    "ix_checkouts_last_error_type",
+    checkouts.c.last_error["type"].astext,
+    postgresql_where=checkouts.c.last_error.isnot(None),
+)
+
+checkout_events: Final = Table(
+    "checkout_events",
+    metadata,
+    Column("checkout_id", UUID(as_uuid=True), ForeignKey("checkouts.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("kind", Text, nullable=False),
+    Column("from_state", Text, nullable=True),
+    Column("to_state", Text, nullable=True),
+    Column("step", Text, nullable=True),
+    Column("attempt", Integer, nullable=True),
+    Column("worker", Text, nullable=True),
+    Column("http_method", Text, nullable=True),
+    Column("http_path", Text, nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("latency_ms", REAL, nullable=True),
+    Column("request_body", JSONB, nullable=True),
+    Column("response_body", JSONB, nullable=True),
+    Column("error_class", Text, nullable=True),
+    Column("error_type", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("detail", JSONB, nullable=True),
+    PrimaryKeyConstraint("checkout_id", "seq"),
+)
+# Time-range audit queries (`audit --since`, `stats`): events are appended in time order, so a
+# BRIN index is tiny and costs almost nothing on the hottest insert path.
+Index("ix_checkout_events_at", checkout_events.c.at, postgresql_using="brin")
+
+checkout_steps: Final = Table(
+    "checkout_steps",
+    metadata,
+    Column("checkout_id", UUID(as_uuid=True), ForeignKey("checkouts.id"), nullable=False),
+    Column("step_no", Integer, nullable=False),
+    Column("step", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("result", JSONB, nullable=True),
+    PrimaryKeyConstraint("checkout_id", "step_no"),
+    CheckConstraint(_in("outcome", STEP_OUTCOMES), name="outcome"),
+)
+
+checkout_state_transitions: Final = Table(
+    "checkout_state_transitions",
+    metadata,
+    Column("from_state", Text, nullable=False),
+    Column("to_state", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    PrimaryKeyConstraint("from_state", "to_state"),
+)
+
+violet_throttle: Final = Table(
+    "violet_throttle",
+    metadata,
+    Column("key", Text, nullable=False),
+    Column("blocked_until", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("key"),
+)
+
+#: The tables this project owns; everything else in the database belongs to the host.
+TABLE_NAMES: Final = frozenset(metadata.tables)
