@@ -1,0 +1,40 @@
+"""``python -m orchestrator.sandbox``: serve the sandbox over HTTP until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.server import SECRET_ENV, serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.sandbox", description="Serve the local Violet sandbox."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8040, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every /v1 call")
+    parser.add_argument("--token-ttl", type=float, default=86400.0, help="access token seconds")
+    parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
+    parser.add_argument("--app-id", type=int, default=SandboxConfig.app_id)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    defaults = SandboxConfig()
+    secrets = {
+        field: os.environ.get(name) or getattr(defaults, field)
+        for field, name in SECRET_ENV.items()
+    }
+    config = SandboxConfig(
+        app_id=args.app_id,
+        token_ttl_seconds=args.token_ttl,
+        latency_ms=args.latency_ms,
+        seed=args.seed,
+        **secrets,
+    )
+    serve(args.host, args.port, config, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

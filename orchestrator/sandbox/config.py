@@ -1,0 +1,40 @@
+"""Sandbox configuration: the credentials it accepts and the knobs a test may turn at runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_APP_ID = 10000
+DEFAULT_APP_SECRET = "sandbox-secret"  # a published test credential
+DEFAULT_USERNAME = "sandbox@example.com"
+DEFAULT_PASSWORD = "sandbox-password"  # a published test credential
+
+SANDBOX_CREDENTIALS: dict[str, Any] = {
+    "app_id": DEFAULT_APP_ID,
+    "app_secret": DEFAULT_APP_SECRET,
+    "username": DEFAULT_USERNAME,
+    "password": DEFAULT_PASSWORD,
+}
+"""The defaults every sandbox accepts, so a demo or test can log in without configuration."""
+
+
+@dataclass
+class SandboxConfig:
+    """What a sandbox accepts and how it behaves; latency and token TTL may change at runtime."""
+
+    app_id: int = DEFAULT_APP_ID
+    app_secret: str = DEFAULT_APP_SECRET
+    username: str = DEFAULT_USERNAME
+    password: str = DEFAULT_PASSWORD
+    token_ttl_seconds: float = 86400.0
+    latency_ms: float = 0.0
+    seed: int = 0
+
+    def __repr__(self) -> str:
+        # The app secret and password never appear in logs, even for the sandbox.
+        return (
+            f"SandboxConfig(app_id={self.app_id}, username={self.username!r}, "
+            f"token_ttl_seconds={self.token_ttl_seconds}, latency_ms={self.latency_ms}, "
+            f"seed={self.seed})"
+        )

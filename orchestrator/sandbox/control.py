@@ -1,0 +1,196 @@
+"""The /_sandbox control surface: reset, runtime config, faults, shopper actions, observation.
+
+Unauthenticated on purpose: it is how tests and benchmarks steer and inspect the sandbox,
+never part of Violet's API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orchestrator.sandbox.carts import load_cart
+from orchestrator.sandbox.errors import SandboxError
+from orchestrator.sandbox.model import Cart
+from orchestrator.sandbox.payments import confirm_payment
+from orchestrator.sandbox.state import SandboxState
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+def _guard(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            result = await handler(request)
+        except SandboxError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result)
+
+    return endpoint
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise SandboxError(400, "invalid_request_body", "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise SandboxError(400, "invalid_request_body", "request body must be a JSON object")
+    return data
+
+
+def _cart_id(request: Request) -> int:
+    try:
+        return int(request.path_params["id"])
+    except ValueError:
+        raise SandboxError(400, "invalid_parameter", "id must be an integer") from None
+
+
+def internal_view(state: SandboxState, cart: Cart) -> dict[str, Any]:
+    """What a test needs to see of a cart, including things Violet would not show."""
+    payment = cart.payment
+    intent = cart.intent
+    return {
+        "id": cart.id,
+        "status": cart.status,
+        "deleted": cart.deleted,
+        "app_order_id": cart.app_order_id,
+        "currency": cart.currency,
+        "priced": cart.priced,
+        "total": cart.total,
+        "has_customer": cart.customer is not None,
+        "has_shipping_address": cart.shipping_address is not None,
+        "has_billing_address": cart.billing_address is not None,
+        "payment": None
+        if payment is None
+        else {
+            "kind": payment.kind,
+            "brand": payment.brand,
+            "last_four": payment.last_four,
+            "outcome": payment.outcome.value,
+        },
+        "intent": None
+        if intent is None
+        else {
+            "id": intent.id,
+            "amount": intent.amount,
+            "confirmed": intent.confirmed,
+            "capture_status": intent.capture_status,
+            "three_ds": intent.three_ds,
+        },
+        "action_confirmed": cart.action_confirmed,
+        "bags": [
+            {
+                "id": bag.id,
+                "merchant_id": bag.merchant.id,
+                "status": bag.status,
+                "financial_status": bag.financial_status,
+                "needs_shipping": bag.needs_shipping,
+                "shipping_method_id": (bag.shipping_method or {}).get("shipping_method_id"),
+                "tax_total": bag.tax_total,
+                "skus": [
+                    {"order_sku_id": s.id, "sku_id": s.sku.id, "quantity": s.quantity,
+                     "available": s.available}
+                    for s in bag.skus
+                ],
+            }
+            for bag in cart.bags
+        ],
+        "errors": list(cart.errors),
+        "pending_errors": list(cart.pending_errors),
+        "submits": state.submits.get(cart.id, 0),
+        "duplicate_submits": state.duplicate_submits.get(cart.id, 0),
+    }  # fmt: skip
+
+
+def control_routes(state: SandboxState) -> list[Route]:
+    async def reset(request: Request) -> Any:
+        state.reset()
+        return {"reset": True}
+
+    async def get_config(request: Request) -> Any:
+        config = state.config
+        return {
+            "app_id": config.app_id,
+            "latency_ms": config.latency_ms,
+            "token_ttl_seconds": config.token_ttl_seconds,
+            "seed": config.seed,
+        }
+
+    async def set_config(request: Request) -> Any:
+        data = await _json_object(request)
+        for key in ("latency_ms", "token_ttl_seconds"):
+            if key not in data:
+                continue
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SandboxError(400, "invalid_field", f"{key} must be a number")
+            if key == "latency_ms" and value < 0:
+                raise SandboxError(400, "invalid_field", "latency_ms must be >= 0")
+            setattr(state.config, key, float(value))
+        return await get_config(request)
+
+    async def add_fault(request: Request) -> Any:
+        return {"id": state.faults.add(await _json_object(request)).id}
+
+    async def list_faults(request: Request) -> Any:
+        return [f.to_json() for f in state.faults.faults]
+
+    async def clear_faults(request: Request) -> Any:
+        state.faults.clear()
+        return {"cleared": True}
+
+    async def confirm(request: Request) -> Any:
+        cart = load_cart(state, _cart_id(request))
+        confirm_payment(state, cart)
+        return internal_view(state, cart)
+
+    async def calls(request: Request) -> Any:
+        op = request.query_params.get("op")
+        return [c for c in state.calls if op is None or c["op"] == op]
+
+    async def stats(request: Request) -> Any:
+        return state.stats()
+
+    async def cart(request: Request) -> Any:
+        cart_id = _cart_id(request)
+        found = state.carts.get(cart_id)
+        if found is None:
+            raise SandboxError(404, "cart_not_found", f"cart {cart_id} not found")
+        return internal_view(state, found)
+
+    async def expire_tokens(request: Request) -> Any:
+        return {"expired_through": state.auth.expire_all()}
+
+    async def revoke_refresh_tokens(request: Request) -> Any:
+        data = await _json_object(request)
+        token = data.get("refresh_token")
+        if token is not None and not isinstance(token, str):
+            raise SandboxError(400, "invalid_field", "refresh_token must be a string")
+        return {"revoked": state.auth.revoke_refresh_tokens(token)}
+
+    table: list[tuple[str, str, Handler]] = [
+        ("POST", "/_sandbox/reset", reset),
+        ("GET", "/_sandbox/config", get_config),
+        ("POST", "/_sandbox/config", set_config),
+        ("POST", "/_sandbox/faults", add_fault),
+        ("GET", "/_sandbox/faults", list_faults),
+        ("DELETE", "/_sandbox/faults", clear_faults),
+        ("POST", "/_sandbox/carts/{id}/confirm_payment", confirm),
+        ("GET", "/_sandbox/carts/{id}", cart),
+        ("GET", "/_sandbox/calls", calls),
+        ("GET", "/_sandbox/stats", stats),
+        ("POST", "/_sandbox/tokens/expire", expire_tokens),
+        ("POST", "/_sandbox/tokens/revoke", revoke_refresh_tokens),
+    ]
+    return [Route(path, _guard(handler), methods=[method]) for method, path, handler in table]

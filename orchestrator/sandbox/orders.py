@@ -1,0 +1,273 @@
+"""Turning carts into orders: submit (once only), read, search by app_order_id, cancel.
+
+Submit is the call the orchestrator must never repeat blindly; the sandbox makes a repeat
+harmless but visible: it answers with the existing order and counts a duplicate submit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from orchestrator.sandbox.carts import (
+    Call,
+    Result,
+    add_error,
+    blocking_error,
+    load_cart,
+    price,
+    set_app_order_id,
+)
+from orchestrator.sandbox.catalog import CardOutcome
+from orchestrator.sandbox.errors import bad_request
+from orchestrator.sandbox.intents import new_intent
+from orchestrator.sandbox.model import (
+    CANCELED,
+    COMPLETED,
+    IN_PROGRESS,
+    REQUIRES_ACTION,
+    Bag,
+    Cart,
+    render_cart,
+    timestamp,
+)
+from orchestrator.sandbox.state import SandboxState
+from orchestrator.sandbox.validation import (
+    opt_int,
+    opt_str,
+    optional_object,
+    query_bool,
+    query_int,
+)
+
+_DECLINES = {
+    CardOutcome.DECLINE: ("card_declined", "Your card was declined."),
+    CardOutcome.INSUFFICIENT_FUNDS: ("insufficient_funds", "Your card has insufficient funds."),
+}
+
+
+def submit(state: SandboxState, call: Call) -> Result:
+    if not isinstance(call.body, dict):
+        raise bad_request(
+            "invalid_request_body",
+            "submit needs a JSON object as request body (send {} when there is nothing to add)",
+        )
+    cart = load_cart(state, call.path_id)
+    app_order_id = opt_str(call.body, "app_order_id")
+    if app_order_id:
+        set_app_order_id(state, cart, app_order_id)
+    return submit_cart(state, cart)
+
+
+def _validate(cart: Cart) -> None:
+    if not cart.bags:
+        raise bad_request("cart_empty", f"cart {cart.id} has no SKUs")
+    if cart.customer is None:
+        raise bad_request(
+            "customer_required",
+            f"customer is required before submit: POST /checkout/cart/{cart.id}/customer",
+        )
+    for bag in cart.bags:
+        if bag.needs_shipping and cart.shipping_address is None:
+            raise bad_request("shipping_address_required", "shipping_address is required")
+        if bag.needs_shipping and bag.shipping_method is None:
+            raise bad_request(
+                "shipping_method_required",
+                f"bag {bag.id} ({bag.merchant.name}) has no shipping method: "
+                f"POST /checkout/cart/{cart.id}/shipping",
+            )
+    error = blocking_error(cart)
+    if error is not None:
+        raise error
+    if cart.payment is None and not cart.intent_based:
+        raise bad_request(
+            "payment_method_required",
+            f"a payment method is required before submit: POST /checkout/cart/{cart.id}/payment",
+        )
+    if cart.intent_based and cart.intent is not None and not cart.intent.confirmed:
+        raise bad_request(
+            "payment_intent_not_confirmed",
+            "the payment intent has not been confirmed by the shopper (Stripe.js confirmPayment)",
+        )
+
+
+def submit_cart(state: SandboxState, cart: Cart) -> Result:
+    """Validate, charge, and send bags to their merchants; at most one order per cart."""
+    if cart.status in (COMPLETED, CANCELED):
+        state.duplicate_submits[cart.id] += 1
+        return 200, render_cart(cart)
+    if cart.status == IN_PROGRESS:
+        _validate(cart)
+        if not cart.priced:
+            price(cart)  # "submit prices the cart if it was never priced" (S5)
+        outcome = cart.payment.outcome if cart.payment is not None else CardOutcome.SUCCEED
+        if outcome in _DECLINES:
+            error, message = _DECLINES[outcome]
+            raise bad_request(error, message)
+        if outcome is CardOutcome.THREE_D_SECURE and not cart.action_confirmed:
+            if cart.intent is None:
+                cart.intent = new_intent(state, cart, three_ds=True)
+            cart.status = REQUIRES_ACTION
+            cart.touch()
+            return 200, render_cart(cart)
+    elif cart.status == REQUIRES_ACTION and not cart.action_confirmed:
+        return 200, render_cart(cart)
+    return _complete(state, cart)
+
+
+def _complete(state: SandboxState, cart: Cart) -> Result:
+    accepted = [b for b in cart.bags if not b.merchant.rejects_submit]
+    rejected = [b for b in cart.bags if b.merchant.rejects_submit]
+    for bag in rejected:
+        _reject(state, cart, bag)
+    if not accepted:
+        cart.touch()
+        bag = rejected[0]
+        raise bad_request(
+            "external_submit_failed",
+            f"{bag.merchant.name} ({bag.merchant.platform}) rejected the order for bag {bag.id}",
+        )
+    gateway_id = cart.intent.id if cart.intent is not None else "pi_3" + secrets.token_hex(12)[:23]
+    now = timestamp()
+    for bag in accepted:
+        bag.status = "ACCEPTED"
+        bag.financial_status = "PAID"
+        bag.external_id = str(state.external_ids())
+        for item in bag.skus:
+            item.status = "PROCESSING"
+            stock = state.stock.get(item.sku.id)
+            if stock is not None:
+                state.stock[item.sku.id] = max(0, stock - item.quantity)
+        bag.transactions.append(
+            {
+                "id": state.transaction_ids(),
+                "app_id": cart.app_id,
+                "merchant_id": bag.merchant.id,
+                "order_id": cart.id,
+                "bag_id": bag.id,
+                "type": "CAPTURE",
+                "status": "COMPLETED",
+                "amount": bag.total,
+                "currency": cart.currency,
+                "gateway": "stripe",
+                "gateway_transaction_id": gateway_id,
+                "date_created": now,
+                "date_last_modified": now,
+            }
+        )
+    if cart.intent is not None:
+        cart.intent.capture_status = "CAPTURED"
+    cart.status = COMPLETED
+    cart.date_submitted = now
+    cart.touch()
+    state.submits[cart.id] += 1
+    return 200, render_cart(cart)
+
+
+def _reject(state: SandboxState, cart: Cart, bag: Bag) -> None:
+    if bag.status == "REJECTED":
+        return
+    bag.status = "REJECTED"
+    bag.financial_status = "VOIDED"
+    cart.errors.append(
+        add_error(
+            state,
+            cart,
+            bag,
+            "EXTERNAL_SUBMIT_CART",
+            f"{bag.merchant.name}: the merchant platform rejected the order",
+        )
+    )
+
+
+def get_order(state: SandboxState, call: Call) -> Result:
+    return 200, render_cart(load_cart(state, call.path_id, "order_not_found"))
+
+
+def _matches(cart: Cart, filters: dict[str, Any]) -> bool:
+    order_id = filters.get("order_id")
+    if order_id is not None and cart.id != order_id:
+        return False
+    status = filters.get("status")
+    if status is not None and cart.status != status:
+        return False
+    referral_id = filters.get("referral_id")
+    if referral_id is not None and cart.referral_id != referral_id:
+        return False
+    merchant_id = filters.get("merchant_id")
+    if merchant_id is not None and all(b.merchant.id != merchant_id for b in cart.bags):
+        return False
+    bag_status = filters.get("bag_status")
+    return bag_status is None or any(b.status == bag_status for b in cart.bags)
+
+
+def search_orders(state: SandboxState, call: Call) -> Result:
+    body = optional_object(call.body)
+    exclude_in_progress = query_bool(call.query, "exclude_in_progress", True)
+    page = query_int(call.query, "page", 1, 1)
+    size = query_int(call.query, "size", 20, 1)
+    filters = {
+        "order_id": opt_int(body, "order_id"),
+        "status": opt_str(body, "status"),
+        "referral_id": opt_str(body, "referral_id"),
+        "merchant_id": opt_int(body, "merchant_id"),
+        "bag_status": opt_str(body, "bag_status"),
+    }
+    app_order_id = opt_str(body, "app_order_id")
+    if app_order_id is not None:
+        candidates = [state.carts[i] for i in state.by_app_order_id.get(app_order_id, ())]
+    else:
+        candidates = list(state.carts.values())
+    found = []
+    for cart in candidates:
+        if cart.deleted or (exclude_in_progress and cart.status == IN_PROGRESS):
+            continue
+        if _matches(cart, filters):
+            found.append(cart)
+    found.sort(key=lambda c: c.id)
+    total = len(found)
+    pages = (total + size - 1) // size
+    content = [load_cart(state, c.id) for c in found[(page - 1) * size : page * size]]
+    return 200, {
+        "content": [render_cart(c) for c in content],
+        "last": page >= pages,
+        "first": page == 1,
+        "total_pages": pages,
+        "total_elements": total,
+        "number_of_elements": len(content),
+        "size": size,
+        "number": page - 1,
+        "empty": not content,
+    }
+
+
+def cancel_order(state: SandboxState, call: Call) -> Result:
+    cart = load_cart(state, call.path_id, "order_not_found")
+    optional_object(call.body)
+    result: dict[str, Any] = {"order_id": cart.id, "app_id": cart.app_id, "cancelled_bags": []}
+    if cart.status == CANCELED:
+        result.update(status="CANCELED", message=f"order {cart.id} was already canceled")
+        return 202, result
+    if cart.status != COMPLETED:
+        result.update(
+            status="CANCELLATION_FAILURE",
+            message=f"order {cart.id} is {cart.status}; only submitted orders can be canceled "
+            "(delete the cart instead)",
+        )
+        return 202, result
+    for bag in cart.bags:
+        if bag.status != "ACCEPTED":
+            continue
+        bag.status = "CANCELED"
+        bag.financial_status = "REFUNDED"
+        result["cancelled_bags"].append(
+            {
+                "bag_id": bag.id,
+                "status": "CANCELED",
+                "refund": {"amount": bag.total, "currency": cart.currency, "status": "COMPLETED"},
+            }
+        )
+    cart.status = CANCELED
+    cart.touch()
+    result.update(status="CANCELED", message=f"order {cart.id} canceled")
+    return 202, result

@@ -1,0 +1,78 @@
+"""Everything one sandbox remembers: carts, id sequences, counters, the call log, the faults.
+
+All of it is mutated synchronously inside one event loop, so each Violet call is atomic
+without locks, like a single database transaction at Violet.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.sandbox.auth import TokenAuthority
+from orchestrator.sandbox.catalog import SKUS
+from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.faults import FaultRegistry
+from orchestrator.sandbox.model import Cart
+
+CALL_LOG_LIMIT = 100_000
+
+
+class Sequence:
+    """Monotonic ids; never reset, so an id from before a reset cannot hit a new cart."""
+
+    def __init__(self, start: int) -> None:
+        self._next = start
+
+    def __call__(self) -> int:
+        value = self._next
+        self._next += 1
+        return value
+
+
+class SandboxState:
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = replace(config) if config is not None else SandboxConfig()
+        self.auth = TokenAuthority(self.config)
+        self.rng = random.Random(self.config.seed)
+        self.faults = FaultRegistry(self.rng)
+        self.cart_ids = Sequence(80000)
+        self.bag_ids = Sequence(600000)
+        self.order_sku_ids = Sequence(900000)
+        self.error_ids = Sequence(7000)
+        self.transaction_ids = Sequence(25000)
+        self.shipping_record_ids = Sequence(55000)
+        self.payment_method_ids = Sequence(15000)
+        self.external_ids = Sequence(5435463100000)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.carts: dict[int, Cart] = {}
+        self.by_app_order_id: dict[str, list[int]] = {}
+        self.stock: dict[int, int | None] = {sku.id: sku.stock for sku in SKUS.values()}
+        self.carts_created = 0
+        self.submits: Counter[int] = Counter()
+        self.duplicate_submits: Counter[int] = Counter()
+        self.deleted_carts: list[int] = []
+        self.calls_by_op: Counter[str] = Counter()
+        self.faults_fired: Counter[str] = Counter()
+        self.calls: deque[dict[str, Any]] = deque(maxlen=CALL_LOG_LIMIT)
+
+    def reset(self) -> None:
+        """Forget carts, orders, faults, counters and calls; keep config and issued tokens."""
+        self._clear()
+        self.faults.clear()
+        self.rng.seed(self.config.seed)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "carts_created": self.carts_created,
+            "carts_by_app_order_id": {k: list(v) for k, v in self.by_app_order_id.items()},
+            "submits": {str(k): v for k, v in self.submits.items()},
+            "duplicate_submits": {str(k): v for k, v in self.duplicate_submits.items()},
+            "deleted_carts": list(self.deleted_carts),
+            "calls_by_op": dict(self.calls_by_op),
+            "faults_fired": dict(self.faults_fired),
+        }
