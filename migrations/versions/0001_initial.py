@@ -174,10 +174,10 @@ GUARD_FUNCTIONS = (
     CREATE FUNCTION orchestrator_secret_in_text(doc text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
     DECLARE
-        found text := orchestrator_find_card_number(doc);
+        finding text := orchestrator_find_card_number(doc);
     BEGIN
-        IF found IS NOT NULL THEN
-            RETURN found;
+        IF finding IS NOT NULL THEN
+            RETURN finding;
         END IF;
         IF strpos(lower(doc), '_secret_') > 0 THEN
             RETURN 'a string containing "_secret_" (a client secret?)';
@@ -194,12 +194,12 @@ GUARD_FUNCTIONS = (
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
     DECLARE
         doc_text text := doc::text;
-        found text := orchestrator_find_card_number(doc_text);
+        finding text := orchestrator_find_card_number(doc_text);
         k text;
         v jsonb;
     BEGIN
-        IF found IS NOT NULL THEN
-            RETURN found;
+        IF finding IS NOT NULL THEN
+            RETURN finding;
         END IF;
         IF strpos(lower(doc_text), '_secret_') > 0 THEN
             RETURN 'a string containing "_secret_" (a client secret?)';
@@ -230,11 +230,11 @@ GUARD_FUNCTIONS = (
     $$
     """,
     """
-    CREATE FUNCTION orchestrator_tripwire(what text, found text) RETURNS void
+    CREATE FUNCTION orchestrator_tripwire(what text, finding text) RETURNS void
     LANGUAGE plpgsql AS $$
     BEGIN
-        IF found IS NOT NULL THEN
-            RAISE EXCEPTION 'tripwire: % holds %; store a redacted summary instead', what, found
+        IF finding IS NOT NULL THEN
+            RAISE EXCEPTION 'tripwire: % holds %; store a redacted summary instead', what, finding
                 USING ERRCODE = '23T03';
         END IF;
     END

@@ -8,22 +8,24 @@ this code expects, and refuses to start against a schema it does not know.
 from __future__ import annotations
 
 import logging
+import threading
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import ConfigError, DatabaseUnavailable, SchemaNotMigrated
 from orchestrator.store.schema import TABLE_NAMES, VERSION_TABLE
+
+if TYPE_CHECKING:  # alembic (and mako, pygments) load only when migrating: ~0.5 s per process
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,10 @@ class EmbeddedPostgres:
     def start(self) -> str:
         if self._server is None:
             try:
-                from pgserver.postgres_server import get_server
+                with warnings.catch_warnings():  # pgserver asks for a runtime dir at import;
+                    # without XDG_RUNTIME_DIR it falls back to /tmp, which is fine here
+                    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+                    from pgserver.postgres_server import get_server
             except ImportError:
                 raise ConfigError(_EMBEDDED_HINT) from None
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +199,8 @@ def migration_url(url: str | None) -> str:
 
 
 def _alembic_config(url: str | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["url"] = url
@@ -202,24 +209,41 @@ def _alembic_config(url: str | None = None) -> Config:
 
 
 @lru_cache(maxsize=1)
+def _script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config())
+
+
 def head_revision() -> str:
     """The revision this code expects the database to be at."""
-    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
+    heads = _script_directory().get_heads()
     if len(heads) != 1:
         raise ConfigError(f"orchestrator migrations have {len(heads)} heads, expected one")
     return heads[0]
 
 
+# alembic runs env.py through a module-global proxy (`alembic.context`), so two threads of one
+# process must not run migrations at once; processes are serialised by env.py's advisory lock.
+_alembic_lock = threading.Lock()
+
+
 def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the database to `revision` (idempotent; safe from several processes at once)."""
+    """Upgrade the database to `revision` (idempotent; safe from several workers at once)."""
     logger.info("migrating %s to %s", describe_url(normalize_url(url)), revision)
-    command.upgrade(_alembic_config(normalize_url(url)), revision)
+    from alembic import command
+
+    with _alembic_lock:
+        command.upgrade(_alembic_config(normalize_url(url)), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     """Downgrade the database to `revision` (`base` removes every orchestrator table)."""
     logger.info("downgrading %s to %s", describe_url(normalize_url(url)), revision)
-    command.downgrade(_alembic_config(normalize_url(url)), revision)
+    from alembic import command
+
+    with _alembic_lock:
+        command.downgrade(_alembic_config(normalize_url(url)), revision)
 
 
 def _sync_engine(url: str) -> sa.Engine:
@@ -228,6 +252,8 @@ def _sync_engine(url: str) -> sa.Engine:
 
 def current_revision(url: str) -> str | None:
     """The revision the database is at; None when it has no orchestrator schema."""
+    from alembic.runtime.migration import MigrationContext
+
     engine = _sync_engine(url)
     try:
         with engine.connect() as conn:
@@ -240,6 +266,7 @@ def current_revision(url: str) -> str | None:
 def schema_drift(url: str) -> list[Any]:
     """What `alembic check` would report: differences between schema.py and the database."""
     from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
 
     from orchestrator.store.schema import metadata
 
@@ -272,9 +299,24 @@ async def check_schema(engine: AsyncEngine) -> None:
     if not versions:
         raise SchemaNotMigrated(_NO_SCHEMA)
     head = head_revision()
-    if versions != [head]:
-        have = ", ".join(versions)
+    if versions == [head]:
+        return
+    have = ", ".join(versions)
+    if all(_known_revision(v) for v in versions):
         raise SchemaNotMigrated(
             f"database schema is at revision {have}, this orchestrator needs {head}; "
             "run `orchestrator db upgrade`"
         )
+    raise SchemaNotMigrated(
+        f"database schema is at revision {have}, unknown to this orchestrator (needs {head}); "
+        "was it migrated by a newer version?"
+    )
+
+
+def _known_revision(revision: str) -> bool:
+    from alembic.util import CommandError
+
+    try:
+        return _script_directory().get_revision(revision) is not None
+    except CommandError:
+        return False
