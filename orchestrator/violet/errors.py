@@ -46,6 +46,7 @@ DECLINE_TYPES: Final = frozenset(
         "incorrect_cvc",
         "invalid_cvc",
         "invalid_number",
+        "invalid_card_number",
         "incorrect_number",
         "invalid_expiry_month",
         "invalid_expiry_year",
