@@ -90,8 +90,8 @@ async def test_nothing_secret_leaves_the_client(
     assert any(r.request and r.request.get("card_number") == "****4242" for r in records)
     assert not any(r.request and "card_cvc" in r.request for r in records)
     _assert_clean(repr(records), secrets)
-    for exc in errors:
-        _assert_clean(f"{exc} {exc!r} {exc.body!r} {exc.message}", secrets)
+    for err in errors:
+        _assert_clean(f"{err} {err!r} {err.body!r} {err.message}", secrets)
     _assert_clean(caplog.text, secrets)
     assert "violet payment POST" in caplog.text  # the DEBUG line per call is there
     _assert_clean(repr(intent) + repr(pending) + intent.model_dump_json(), secrets)
