@@ -31,6 +31,7 @@ from orchestrator.sandbox.faults import (
     DROP_AFTER_APPLY,
     DROP_BEFORE_APPLY,
     ERROR,
+    LATENCY,
     RATE_LIMIT,
     TIMEOUT,
     Fault,
@@ -180,6 +181,9 @@ class _Pipeline:
         if state.faults.faults:
             extra_ms, fault = state.faults.draw(op)
             delay_ms += extra_ms
+            if extra_ms > 0:
+                entry["fault"] = LATENCY
+                state.faults_fired[LATENCY] += 1
             if fault is not None:
                 entry["fault"] = fault.kind
                 state.faults_fired[fault.kind] += 1
