@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OrchestratorError(Exception):
     """Root of every error the orchestrator raises on purpose."""
@@ -33,3 +35,24 @@ class DatabaseUnavailable(OrchestratorError):
 
 class SchemaNotMigrated(OrchestratorError):
     """The database has no (or an old) orchestrator schema; run `orchestrator db upgrade`."""
+
+
+class InvalidRequest(OrchestratorError, ValueError):
+    """A request failed validation; `fields` lists every bad field and why. Nothing was written."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self.fields = fields
+        listing = "; ".join(f"{name}: {why}" for name, why in fields)
+        super().__init__(f"invalid checkout request: {listing}")
+
+    @classmethod
+    def from_validation(cls, exc: Any) -> InvalidRequest:
+        """Build from a pydantic ValidationError, never echoing input values (they may be cards)."""
+        fields = []
+        for err in exc.errors(include_input=False, include_url=False):
+            loc = ".".join(str(part) for part in err["loc"] if part not in _UNION_TAGS) or "request"
+            fields.append((loc, str(err["msg"])))
+        return cls(fields)
+
+
+_UNION_TAGS = frozenset({"card", "token", "intent"})

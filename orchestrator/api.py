@@ -1,0 +1,332 @@
+"""`Orchestrator`: the library's front door (async). A sync facade lives in `orchestrator.sync`.
+
+It composes the store, the Violet client, the runner and the lease keeper; it holds card data in
+memory only, for as long as the checkout has not passed payment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import machine
+from orchestrator.checkout import AuditEvent, Checkout
+from orchestrator.config import Settings, load_settings
+from orchestrator.crashpoints import CrashPoints
+from orchestrator.errors import CheckoutNotFound, IllegalTransition
+from orchestrator.leases import LeaseKeeper
+from orchestrator.request import CardPaymentRequest, CheckoutRequest
+from orchestrator.runner import DriveResult, RetryPolicy, Runner
+from orchestrator.steps import APPLY_PAYMENT, CREATE_CART, PRICE, SUBMIT
+from orchestrator.store import database
+from orchestrator.store.records import CheckoutRow, Event
+from orchestrator.store.repository import Repository
+from orchestrator.violet import CardPayment, VioletClient, VioletError
+
+
+def default_worker_id() -> str:
+    """host:pid:random — unique per process, readable in the audit trail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _card(payment: CardPaymentRequest) -> CardPayment:
+    return CardPayment(
+        card_number=payment.card_number,
+        card_cvc=payment.card_cvc,
+        card_exp_month=payment.card_exp_month,
+        card_exp_year=payment.card_exp_year,
+        card_postal_code=payment.card_postal_code,
+    )
+
+
+class Orchestrator:
+    """Start, drive, inspect, cancel and resume checkouts.
+
+    ``async with Orchestrator(settings) as orch: checkout = await orch.start(request)``.
+    Pass ``violet_transport`` (e.g. the built-in sandbox's ASGI transport) to talk to Violet
+    in-process, and ``engine`` to share the host application's SQLAlchemy engine.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        violet_transport: httpx.AsyncBaseTransport | None = None,
+        engine: AsyncEngine | None = None,
+        client: VioletClient | None = None,
+        worker_id: str | None = None,
+        crash: CrashPoints | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.worker_id = worker_id or default_worker_id()
+        self._transport = violet_transport
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._client = client
+        self._owns_client = client is None
+        self._crash = crash
+        self._cards: dict[uuid.UUID, CardPayment] = {}
+        self._opened = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> Orchestrator:
+        """Connect to the database (checking its schema) and prepare the Violet client."""
+        if self._opened:
+            return self
+        if self._client is None:
+            self.settings.require_violet_credentials()
+            self._client = VioletClient.from_settings(self.settings, transport=self._transport)
+        if self._engine is None:
+            url = await asyncio.to_thread(self._database_url)
+            self._engine = database.create_engine(url)
+        await database.check_schema(self._engine)
+        self.repo = Repository(self._engine)
+        self.leases = LeaseKeeper(
+            self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
+        )
+        self.runner = Runner(
+            self.repo,
+            self._client,
+            worker=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            settle_seconds=self.settings.submit_settle_seconds,
+            retry=RetryPolicy(
+                max_attempts=self.settings.max_attempts,
+                base=self.settings.backoff_base,
+                cap=self.settings.backoff_cap,
+            ),
+            max_recoveries=self.settings.max_recoveries,
+            crash=self._crash,
+        )
+        self._opened = True
+        return self
+
+    def _database_url(self) -> str:
+        """The configured database, or the embedded one (migrated, since nobody else will)."""
+        url = database.resolve_database_url(self.settings)
+        if not self.settings.database_url:
+            database.migrate(url)
+        return url
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        await self.leases.close()
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+        if self._owns_engine and self._engine is not None:
+            await self._engine.dispose()
+        self._opened = False
+
+    async def __aenter__(self) -> Orchestrator:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "call open() first"
+        return self._engine
+
+    @property
+    def client(self) -> VioletClient:
+        assert self._client is not None, "call open() first"
+        return self._client
+
+    async def migrate(self) -> None:
+        """Apply the orchestrator's migrations to its database (idempotent)."""
+        url = await asyncio.to_thread(database.resolve_database_url, self.settings)
+        await asyncio.to_thread(database.migrate, url)
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def start(
+        self, request: CheckoutRequest | dict[str, Any], *, run: bool = True
+    ) -> Checkout:
+        """Register a checkout and (by default) drive it to a terminal or waiting state.
+
+        One checkout per app_order_id: starting the same one again returns the existing checkout
+        and creates no second cart. With ``run=False`` it is only registered, due now, for
+        `run()` or the recovery job.
+        """
+        req = CheckoutRequest.parse(request)
+        row = CheckoutRow(
+            id=uuid.uuid4(),
+            app_order_id=req.app_order_id,
+            state=machine.NEW,
+            request=req.persisted(),
+            payment_kind=req.payment.type,
+            currency=req.currency,
+            pending_step=CREATE_CART,
+            in_flight=run,
+            attempt=1 if run else 0,
+        )
+        events = [
+            Event(
+                "created",
+                to_state=machine.NEW,
+                detail={"app_order_id": req.app_order_id, "payment_kind": req.payment.type},
+            )
+        ]
+        if run:
+            events.append(Event("step_started", step=CREATE_CART, attempt=1))
+        inserted = await self.repo.insert(
+            row,
+            events,
+            worker=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            leased=run,
+        )
+        if inserted is None:
+            return await self.get(req.app_order_id)
+        if isinstance(req.payment, CardPaymentRequest):
+            self._cards[inserted.id] = _card(req.payment)
+        if not run:
+            return Checkout.from_row(inserted)
+        return await self._drive(inserted, intent_committed=True)
+
+    async def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
+        """Drive a checkout as far as it can go now.
+
+        A retryable Violet error schedules the next attempt in the row and returns; with
+        ``retry_wait`` > 0 this call waits (holding nothing) for attempts due within that many
+        seconds and goes on, which suits a caller that wants an answer rather than a schedule.
+        """
+        deadline = asyncio.get_running_loop().time() + retry_wait
+        while True:
+            row = await self._row(ref)
+            if row.state in machine.TERMINAL_STATES or (
+                row.pending_step is None and not row.in_flight
+            ):
+                return Checkout.from_row(row)
+            if row.next_attempt_at is not None and row.lease_owner is None:
+                wait = (row.next_attempt_at - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    if asyncio.get_running_loop().time() + wait > deadline:
+                        return Checkout.from_row(row)
+                    await asyncio.sleep(wait)
+            claim = await self.repo.claim(
+                row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
+            )
+            checkout = await self._drive(claim.row, intent_committed=False)
+            if checkout.is_terminal or checkout.pending_step is None or retry_wait <= 0:
+                return checkout
+            if asyncio.get_running_loop().time() >= deadline:
+                return checkout
+            ref = checkout.id
+
+    async def _drive(self, row: CheckoutRow, *, intent_committed: bool) -> Checkout:
+        with self.leases.holding(row.id):
+            result: DriveResult = await self.runner.drive(
+                row, card=self._cards.get(row.id), intent_committed=intent_committed
+            )
+        if result.throttle_seconds:
+            await self.repo.throttle("global", result.throttle_seconds)
+        if row.state not in (
+            machine.NEW,
+            machine.CREATED,
+            machine.CUSTOMER_APPLIED,
+            machine.SHIPPING_APPLIED,
+            machine.AWAITING_PAYMENT,
+        ):
+            self._cards.pop(row.id, None)
+        return Checkout.from_row(row, result.handout)
+
+    async def cancel(self, ref: uuid.UUID | str) -> Checkout:
+        """Cancel a non-terminal checkout, releasing its Violet cart if it was never submitted."""
+        row = await self._row(ref)
+        if row.state in machine.TERMINAL_STATES:
+            raise IllegalTransition(f"cannot cancel a checkout in state {row.state!r}")
+        claim = await self.repo.claim(
+            row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
+        )
+        row = claim.row
+        with self.leases.holding(row.id):
+            await self.runner.cancel(row)
+        self._cards.pop(row.id, None)
+        return Checkout.from_row(row)
+
+    async def confirm_payment(self, ref: uuid.UUID | str) -> Checkout:
+        """The shopper confirmed the payment (intent or 3-D Secure): price and submit.
+
+        Violet is re-read before any new submit, so a confirmation that arrives twice, or after
+        Violet already completed the order, never submits twice.
+        """
+        row = await self._row(ref)
+        if row.state not in (machine.AWAITING_CONFIRMATION, machine.REQUIRES_ACTION):
+            raise IllegalTransition(f"cannot confirm payment of a checkout in state {row.state!r}")
+        claim = await self.repo.claim(
+            row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
+        )
+        row = claim.row
+        resume_step = PRICE if row.state == machine.AWAITING_CONFIRMATION else SUBMIT
+        with self.leases.holding(row.id):
+            await self.runner.confirm(row, resume_step)
+        return await self._drive(row, intent_committed=False)
+
+    async def provide_payment(
+        self, ref: uuid.UUID | str, payment: CardPaymentRequest | dict[str, Any]
+    ) -> Checkout:
+        """Give card data again to a checkout waiting in `awaiting_payment`, and drive it on."""
+        card = payment if isinstance(payment, CardPaymentRequest) else CardPaymentRequest(**payment)
+        row = await self._row(ref)
+        if row.state != machine.AWAITING_PAYMENT:
+            raise IllegalTransition(f"cannot provide payment in state {row.state!r}")
+        claim = await self.repo.claim(
+            row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
+        )
+        row = claim.row
+        self._cards[row.id] = _card(card)
+        row.pending_step = APPLY_PAYMENT
+        row.waiting_reason = None
+        return await self._drive(row, intent_committed=False)
+
+    async def payment_secret(self, ref: uuid.UUID | str) -> dict[str, str]:
+        """The payment intent client secret and Stripe key for the shopper's front end.
+
+        Read from Violet on demand, never stored (Stripe's rule for client secrets).
+        """
+        row = await self._row(ref)
+        if row.violet_order_id is None:
+            raise IllegalTransition("the checkout has no Violet cart yet")
+        cart = await self.client.get_cart(row.violet_order_id)
+        secret = cart.payment_intent_client_secret
+        handout = {"stripe_key": cart.stripe_key or ""}
+        if secret is not None:
+            handout["payment_intent_client_secret"] = secret.get_secret_value()
+        return handout
+
+    # -- queries ------------------------------------------------------------------------
+
+    async def get(self, ref: uuid.UUID | str) -> Checkout:
+        """A checkout by id, app_order_id or Violet order id."""
+        return Checkout.from_row(await self._row(ref))
+
+    async def history(self, ref: uuid.UUID | str) -> list[AuditEvent]:
+        """The checkout's audit trail, oldest first."""
+        row = await self._row(ref)
+        return [AuditEvent.from_mapping(e) for e in await self.repo.events(row.id)]
+
+    async def _row(self, ref: uuid.UUID | str) -> CheckoutRow:
+        row = await self.repo.get(ref)
+        if row is None:
+            raise CheckoutNotFound(f"no checkout with id or app_order_id {ref!s}")
+        return row
+
+
+__all__ = ["Orchestrator", "VioletError", "default_worker_id"]

@@ -1,0 +1,68 @@
+"""Keeps the leases of the checkouts this process is driving alive while slow calls run.
+
+One background task per orchestrator renews every held lease in a single statement every third
+of the lease time, instead of a timer per call: cheap on the hot path. A lease that could not be
+renewed was taken over; the fenced write of that checkout will then be refused (LeaseLost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterator
+
+from orchestrator.store.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """Tracks the checkouts held by this worker and renews their leases periodically."""
+
+    def __init__(self, repo: Repository, *, worker: str, lease_seconds: float) -> None:
+        self.repo = repo
+        self.worker = worker
+        self.lease_seconds = lease_seconds
+        self._held: dict[uuid.UUID, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def holding(self, checkout_id: uuid.UUID) -> Iterator[None]:
+        """Renew this checkout's lease for as long as the block runs."""
+        self._held[checkout_id] = self._held.get(checkout_id, 0) + 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._renew_forever())
+        try:
+            yield
+        finally:
+            count = self._held.pop(checkout_id, 1) - 1
+            if count > 0:
+                self._held[checkout_id] = count
+
+    async def _renew_forever(self) -> None:
+        interval = self.lease_seconds / 3
+        while self._held:
+            await asyncio.sleep(interval)
+            ids = list(self._held)
+            if not ids:
+                break
+            try:
+                renewed = await self.repo.renew(
+                    ids, worker=self.worker, lease_seconds=self.lease_seconds
+                )
+            except Exception:  # a renewal failure must not kill the worker; the write will tell
+                log.exception("lease renewal failed")
+                continue
+            for lost in set(ids) - renewed:
+                if lost in self._held:
+                    log.debug("checkout %s: lease no longer ours (released or taken over)", lost)
+
+    async def close(self) -> None:
+        self._held.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

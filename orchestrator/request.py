@@ -1,0 +1,168 @@
+"""`CheckoutRequest`: what a caller asks for, validated before anything is written or sent.
+
+Field names follow Violet's, so a reader of Violet's docs recognises them. Card data lives only in
+`CardPaymentRequest` as `SecretStr` and is stripped by `persisted()`: the row keeps a redacted copy.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from orchestrator.errors import InvalidRequest
+
+_APP_ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class SkuRequest(_Strict):
+    sku_id: int = Field(gt=0)
+    quantity: int = Field(default=1, ge=1, le=1000)
+
+
+class CustomerRequest(_Strict):
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    email: EmailStr
+
+
+class AddressRequest(_Strict):
+    address_1: str = Field(min_length=1, max_length=255)
+    address_2: str | None = Field(default=None, max_length=255)
+    city: str = Field(min_length=1, max_length=100)
+    state: str = Field(min_length=1, max_length=100)
+    postal_code: str = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. US")
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class ShippingRequest(_Strict):
+    """How to choose one shipping method per bag: the cheapest, or the first Violet offers."""
+
+    policy: Literal["cheapest", "first"] = "cheapest"
+
+
+class CardPaymentRequest(_Strict):
+    type: Literal["card"]
+    card_number: SecretStr
+    card_cvc: SecretStr
+    card_exp_month: int = Field(ge=1, le=12)
+    card_exp_year: int = Field(ge=2000, le=2100)
+    card_postal_code: str = Field(min_length=1, max_length=20)
+
+    @field_validator("card_number")
+    @classmethod
+    def _luhn(cls, value: SecretStr) -> SecretStr:
+        digits = re.sub(r"[ -]", "", value.get_secret_value())
+        if not digits.isdigit() or not 12 <= len(digits) <= 19 or not luhn_valid(digits):
+            raise ValueError("not a valid card number")
+        return SecretStr(digits)
+
+    @field_validator("card_cvc")
+    @classmethod
+    def _cvc(cls, value: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"\d{3,4}", value.get_secret_value()):
+            raise ValueError("must be 3 or 4 digits")
+        return value
+
+    @property
+    def last_four(self) -> str:
+        return self.card_number.get_secret_value()[-4:]
+
+
+class TokenPaymentRequest(_Strict):
+    type: Literal["token"]
+    token: str = Field(min_length=1, max_length=255)
+    provider: str = Field(default="STRIPE", min_length=1, max_length=40)
+
+
+class IntentPaymentRequest(_Strict):
+    type: Literal["intent"]
+
+
+PaymentRequest = Annotated[
+    CardPaymentRequest | TokenPaymentRequest | IntentPaymentRequest, Field(discriminator="type")
+]
+
+
+class CheckoutRequest(_Strict):
+    """One checkout: SKUs, shopper, addresses, shipping choice and payment."""
+
+    app_order_id: str = Field(default_factory=lambda: f"ord-{uuid.uuid4().hex}")
+    currency: str = "USD"
+    skus: list[SkuRequest] = Field(min_length=1, max_length=100)
+    customer: CustomerRequest
+    shipping_address: AddressRequest | None = None
+    billing_address: AddressRequest | None = None
+    shipping: ShippingRequest = ShippingRequest()
+    payment: PaymentRequest
+
+    @field_validator("app_order_id")
+    @classmethod
+    def _app_order_id(cls, value: str) -> str:
+        if not _APP_ORDER_ID.match(value):
+            raise ValueError("1-128 characters: letters, digits and . _ : @ / - (not first)")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("must be a 3-letter ISO 4217 code in capitals, e.g. USD")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_skus(self) -> CheckoutRequest:
+        ids = [line.sku_id for line in self.skus]
+        if len(ids) != len(set(ids)):
+            raise ValueError("skus: each sku_id may appear once (use quantity)")
+        return self
+
+    @classmethod
+    def parse(cls, data: Any) -> CheckoutRequest:
+        """Validate `data`, raising one `InvalidRequest` that names every bad field."""
+        if isinstance(data, CheckoutRequest):
+            return data
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidRequest.from_validation(exc) from None
+
+    def persisted(self) -> dict[str, Any]:
+        """The request as stored: card number reduced to its last four, CVC and expiry dropped."""
+        data = self.model_dump(mode="json", exclude={"payment"})
+        payment = self.payment
+        if isinstance(payment, CardPaymentRequest):
+            data["payment"] = {"type": "card", "last_four": payment.last_four}
+        else:
+            data["payment"] = payment.model_dump(mode="json")
+        return data
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum every real card number satisfies."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0

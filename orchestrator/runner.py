@@ -1,0 +1,555 @@
+"""Drive one leased checkout through its steps under the step protocol (design §3).
+
+Each step is bracketed by two commits and the outcome commit of step N is the intent commit of
+step N+1, so a checkout costs one write transaction per Violet step. While the worker holds the
+lease the row lives in memory (`CheckoutRow`); every write is fenced by the lease epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import machine
+from orchestrator.crashpoints import CrashPoints
+from orchestrator.errors import IllegalTransition, LeaseLost
+from orchestrator.steps import (
+    APPLY_CUSTOMER,
+    APPLY_PAYMENT,
+    APPLY_SHIPPING,
+    CREATE_CART,
+    PRICE,
+    STEPS,
+    SUBMIT,
+    Advance,
+    Decision,
+    Defer,
+    Fail,
+    Outcome,
+    Park,
+    Redo,
+    StepContext,
+    error_summary,
+)
+from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.repository import Repository
+from orchestrator.violet import (
+    CallRecord,
+    CardPayment,
+    Cart,
+    VioletClient,
+    VioletError,
+    VioletOutcomeUnknown,
+    VioletRateLimited,
+    capture_calls,
+)
+
+log = logging.getLogger(__name__)
+
+_STEP_AFTER_STATE = {
+    machine.NEW: CREATE_CART,
+    machine.CREATED: APPLY_CUSTOMER,
+    machine.SHIPPING_APPLIED: APPLY_PAYMENT,
+    machine.PAID: PRICE,
+    machine.PRICED: SUBMIT,
+}
+#: Statuses of a failed call that may nonetheless have been applied upstream (a gateway's answer).
+_MAYBE_APPLIED_STATUSES = frozenset({500, 502, 504})
+
+
+def step_after(row: CheckoutRow) -> str | None:
+    """The Violet step a checkout in `row.state` needs next (None: terminal or waiting)."""
+    if row.state == machine.CUSTOMER_APPLIED:
+        return APPLY_SHIPPING if row.needs_shipping else APPLY_PAYMENT
+    return _STEP_AFTER_STATE.get(row.state)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped; the delay is stored, never slept on."""
+
+    max_attempts: int = 8
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap, self.base * (2 ** max(attempt - 1, 0)))
+        delay = random.uniform(0, ceiling)
+        return max(delay, retry_after or 0.0)
+
+
+@dataclass(slots=True)
+class DriveResult:
+    """What a drive ended with, plus what is handed to the caller and never stored."""
+
+    row: CheckoutRow
+    handout: dict[str, str] = field(default_factory=dict)
+    throttle_seconds: float | None = None
+
+
+class Runner:
+    """Runs steps for leased checkouts; stateless apart from its collaborators."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        client: VioletClient,
+        *,
+        worker: str,
+        lease_seconds: float,
+        settle_seconds: float,
+        retry: RetryPolicy,
+        max_recoveries: int,
+        crash: CrashPoints | None = None,
+    ) -> None:
+        self.repo = repo
+        self.client = client
+        self.worker = worker
+        self.lease_seconds = lease_seconds
+        self.settle_seconds = settle_seconds
+        self.retry = retry
+        self.max_recoveries = max_recoveries
+        self.crash = crash or CrashPoints()
+
+    async def drive(
+        self, row: CheckoutRow, *, card: CardPayment | None = None, intent_committed: bool = False
+    ) -> DriveResult:
+        """Advance a leased checkout until it is terminal, waiting, or scheduled for later.
+
+        `intent_committed` is True when the caller already committed the intent of the pending
+        step (a fresh start); otherwise an in-flight row is reconciled first and a row at rest
+        gets its intent commit here.
+        """
+        result = DriveResult(row)
+        needs_reconcile = row.in_flight and not intent_committed
+        last_cart: Cart | None = None
+        with machine.attached(row.state) as model:
+            if needs_reconcile and row.recoveries > self.max_recoveries:
+                await self._finish_fail(
+                    model,
+                    row,
+                    {
+                        "class": "permanent",
+                        "type": "poison",
+                        "message": f"worker died {row.recoveries} times on step "
+                        f"{row.pending_step}; parked instead of retrying forever",
+                        "status": None,
+                        "step": row.pending_step,
+                    },
+                    [],
+                )
+                return result
+            while row.pending_step is not None:
+                step = STEPS[row.pending_step]
+                ctx = StepContext(
+                    client=self.client,
+                    request=row.request,
+                    app_order_id=row.app_order_id,
+                    violet_order_id=row.violet_order_id,
+                    step_started_at=row.step_started_at,
+                    settle_seconds=self.settle_seconds,
+                    card=card,
+                    last_cart=last_cart,
+                    handout=result.handout,
+                )
+                decision: Decision
+                calls: list[CallRecord]
+                if needs_reconcile:
+                    needs_reconcile = False
+                    with capture_calls() as calls:
+                        try:
+                            decision = await step.reconcile(ctx)
+                        except VioletError as exc:
+                            await self._schedule_retry(
+                                row, step.name, exc, calls, result, probing=True
+                            )
+                            return result
+                    reconciled = Event(
+                        "reconciled",
+                        step=step.name,
+                        attempt=row.attempt,
+                        detail=_decision_detail(decision),
+                    )
+                    if isinstance(decision, Defer):
+                        await self._write_release(
+                            row,
+                            [*_call_events(calls, row), reconciled],
+                            due_in=decision.seconds,
+                        )
+                        return result
+                    if isinstance(decision, Redo):
+                        if row.attempt >= self.retry.max_attempts:
+                            await self._exhausted(model, row, step.name, calls, reconciled)
+                            return result
+                        row.attempt += 1
+                        await self._write_intent(row, [*_call_events(calls, row), reconciled])
+                    else:
+                        intent_committed = await self._apply(
+                            model, row, step.name, decision, calls, reconciled
+                        )
+                        last_cart = decision.cart if not isinstance(decision, Fail) else None
+                        continue
+                elif not intent_committed:
+                    if row.attempt >= self.retry.max_attempts:
+                        await self._exhausted(model, row, step.name, [], None)
+                        return result
+                    row.attempt += 1
+                    row.in_flight = True
+                    await self._write_intent(row, [])
+                intent_committed = False
+
+                self.crash.hit(f"after_intent_commit:{step.name}")
+                with capture_calls() as calls:
+                    try:
+                        outcome: Outcome = await step.call(ctx)
+                    except VioletError as exc:
+                        self.crash.hit(f"after_call:{step.name}")
+                        await self._schedule_retry(row, step.name, exc, calls, result)
+                        return result
+                self.crash.hit(f"after_call:{step.name}")
+                continuing = await self._apply(model, row, step.name, outcome, calls, None)
+                self.crash.hit(f"after_outcome_commit:{step.name}")
+                last_cart = outcome.cart if isinstance(outcome, Advance) else None
+                intent_committed = continuing
+        return result
+
+    async def confirm(self, row: CheckoutRow, resume_step: str) -> None:
+        """Record the shopper's confirmation and set the step to resume with (lease held).
+
+        Resuming a submit marks it in flight, so the drive re-reads Violet before any new submit.
+        """
+        before = row.state
+        with machine.attached(row.state) as model:
+            row.state = machine.fire(model, "confirm")
+        row.pending_step = resume_step
+        row.waiting_reason = None
+        row.in_flight = resume_step == SUBMIT
+        events = [
+            Event("confirmed", from_state=before, to_state=row.state, step=resume_step),
+            Event("transition", from_state=before, to_state=row.state, step="confirm"),
+        ]
+        await self._write(row, events, [], keep_lease=True)
+
+    async def cancel(self, row: CheckoutRow) -> None:
+        """Cancel a leased checkout, releasing its Violet cart when it was never submitted."""
+        if row.in_flight and row.pending_step == SUBMIT:
+            raise IllegalTransition(
+                "a submit of this checkout may be running at Violet; let recovery settle it first"
+            )
+        events: list[Event] = []
+        released = False
+        calls: list[CallRecord] = []
+        if row.violet_order_id is not None and row.violet_status in (None, "IN_PROGRESS"):
+            with capture_calls() as calls:
+                try:
+                    await self.client.delete_cart(row.violet_order_id)
+                    released = True
+                except VioletError as exc:
+                    error = error_summary(exc, "cancel")
+                    events.append(
+                        Event(
+                            "error",
+                            step="cancel",
+                            error_class=error["class"],
+                            error_type=error["type"],
+                            error_message=error["message"],
+                        )
+                    )
+        before = row.state
+        with machine.attached(row.state) as model:
+            row.state = machine.fire(model, "cancel")
+        row.pending_step = None
+        row.in_flight = False
+        row.waiting_reason = None
+        events = [
+            *_call_events(calls, row),
+            *events,
+            Event(
+                "canceled",
+                from_state=before,
+                to_state=row.state,
+                detail={"violet_cart_released": released},
+            ),
+            Event("transition", from_state=before, to_state=row.state, step="cancel"),
+        ]
+        await self._write(row, events, [], keep_lease=False, terminal=True)
+
+    # -- applying outcomes ---------------------------------------------------------------
+
+    async def _apply(
+        self,
+        model: machine.CheckoutModel,
+        row: CheckoutRow,
+        step: str,
+        outcome: Outcome,
+        calls: list[CallRecord],
+        lead: Event | None,
+    ) -> bool:
+        """Record an outcome; returns True when the next step's intent was committed with it."""
+        events = [*_call_events(calls, row), *([lead] if lead else [])]
+        if outcome.cart is not None:
+            _absorb_cart(row, outcome.cart)
+        if isinstance(outcome, Fail):
+            await self._finish_fail(model, row, outcome.error, events)
+            return False
+        before = row.state
+        row.state = machine.fire(model, outcome.trigger)
+        detail = outcome.detail if isinstance(outcome, Advance) else {"reason": outcome.reason}
+        events.append(
+            Event(
+                "transition",
+                from_state=before,
+                to_state=row.state,
+                step=step,
+                attempt=row.attempt,
+                detail=detail,
+            )
+        )
+        done = StepRecord(
+            step_no=row.step_no + 1,
+            step=step,
+            attempt=row.attempt,
+            outcome="done" if isinstance(outcome, Advance) else "waiting",
+            started_at=row.step_started_at,
+            result=_cart_summary(outcome.cart),
+        )
+        row.step_no += 1
+        row.last_error = None
+        row.in_flight = False
+        if isinstance(outcome, Park):
+            row.pending_step = None
+            row.attempt = 0
+            row.waiting_reason = outcome.reason
+            events.append(Event("waiting", to_state=row.state, detail={"reason": outcome.reason}))
+            await self._write(row, events, [done], keep_lease=False)
+            return False
+        row.waiting_reason = None
+        row.pending_step = step_after(row)
+        row.attempt = 0
+        if row.pending_step is None:
+            await self._write(
+                row, events, [done], keep_lease=False, terminal=row.state in machine.TERMINAL_STATES
+            )
+            return False
+        row.attempt = 1
+        row.in_flight = True
+        events.append(Event("step_started", step=row.pending_step, attempt=1))
+        await self._write(row, events, [done], keep_lease=True, start_step=True)
+        return True
+
+    async def _finish_fail(
+        self,
+        model: machine.CheckoutModel,
+        row: CheckoutRow,
+        error: dict[str, Any],
+        events: list[Event],
+    ) -> None:
+        before = row.state
+        step = row.pending_step
+        row.state = machine.fire(model, "fail")
+        row.last_error = error
+        row.pending_step = None
+        row.in_flight = False
+        row.waiting_reason = None
+        events = [
+            *events,
+            Event(
+                "error",
+                step=step,
+                attempt=row.attempt,
+                error_class=error.get("class"),
+                error_type=error.get("type"),
+                error_message=error.get("message"),
+            ),
+            Event("transition", from_state=before, to_state=row.state, step=step),
+        ]
+        record = StepRecord(row.step_no + 1, step or "-", row.attempt, "failed", None, error)
+        row.step_no += 1
+        await self._write(row, events, [record], keep_lease=False, terminal=True)
+
+    async def _exhausted(
+        self,
+        model: machine.CheckoutModel,
+        row: CheckoutRow,
+        step: str,
+        calls: list[CallRecord],
+        lead: Event | None,
+    ) -> None:
+        last = row.last_error or {}
+        error = {
+            "class": "permanent",
+            "type": "retries_exhausted",
+            "message": f"gave up on {step} after {row.attempt} attempts; last error: "
+            f"{last.get('type')}: {last.get('message')}",
+            "status": last.get("status"),
+            "step": step,
+        }
+        events = [*_call_events(calls, row), *([lead] if lead else [])]
+        await self._finish_fail(model, row, error, events)
+
+    async def _schedule_retry(
+        self,
+        row: CheckoutRow,
+        step: str,
+        exc: VioletError,
+        calls: list[CallRecord],
+        result: DriveResult,
+        *,
+        probing: bool = False,
+    ) -> None:
+        """A Violet error: permanent ends the checkout, anything else is retried later.
+
+        When a reconcile probe failed (`probing`), the step's outcome is still unknown.
+        """
+        error = error_summary(exc, step)
+        events = _call_events(calls, row)
+        if exc.classification in ("permanent", "auth"):
+            with machine.attached(row.state) as model:
+                await self._finish_fail(model, row, error, events)
+            return
+        maybe_applied = isinstance(exc, VioletOutcomeUnknown) or (
+            exc.status in _MAYBE_APPLIED_STATUSES
+        )
+        # An outcome we cannot know keeps the step in flight: the next attempt reconciles first.
+        row.in_flight = row.in_flight and (maybe_applied or probing)
+        retry_after = exc.retry_after if isinstance(exc, VioletRateLimited) else None
+        delay = self.retry.delay(row.attempt, retry_after)
+        if isinstance(exc, VioletRateLimited):
+            result.throttle_seconds = max(delay, retry_after or 0.0)
+        row.last_error = error
+        events += [
+            Event(
+                "error",
+                step=step,
+                attempt=row.attempt,
+                error_class=error["class"],
+                error_type=error["type"],
+                error_message=error["message"],
+                http_status=exc.status,
+            ),
+            Event(
+                "retry_scheduled",
+                step=step,
+                attempt=row.attempt,
+                detail={"delay_s": round(delay, 3), "reconcile_first": row.in_flight},
+            ),
+        ]
+        record = StepRecord(
+            row.step_no + 1,
+            step,
+            row.attempt,
+            "unknown" if row.in_flight else "retry",
+            row.step_started_at,
+            error,
+        )
+        row.step_no += 1
+        await self._write_release(row, events, due_in=delay, steps=[record])
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def _write_intent(self, row: CheckoutRow, events: list[Event]) -> None:
+        row.in_flight = True
+        events = [*events, Event("step_started", step=row.pending_step, attempt=row.attempt)]
+        await self._write(row, events, [], keep_lease=True, start_step=True)
+
+    async def _write_release(
+        self,
+        row: CheckoutRow,
+        events: list[Event],
+        *,
+        due_in: float,
+        steps: list[StepRecord] | None = None,
+    ) -> None:
+        await self._write(row, events, steps or [], keep_lease=False, due_in=due_in)
+
+    async def _write(
+        self,
+        row: CheckoutRow,
+        events: list[Event],
+        steps: list[StepRecord],
+        *,
+        keep_lease: bool,
+        start_step: bool = False,
+        due_in: float | None = None,
+        terminal: bool = False,
+    ) -> None:
+        try:
+            await self.repo.write(
+                row,
+                events,
+                steps,
+                worker=self.worker,
+                lease_seconds=self.lease_seconds,
+                keep_lease=keep_lease,
+                start_step=start_step,
+                due_in=due_in,
+                terminal=terminal,
+            )
+        except LeaseLost:
+            log.warning("checkout %s: lease lost, late write refused", row.id)
+            raise
+
+
+def _absorb_cart(row: CheckoutRow, cart: Cart) -> None:
+    """Copy what we keep of Violet's cart into the row: ids, totals, per-bag status."""
+    if row.violet_order_id is None:
+        row.violet_order_id = cart.id
+    row.violet_status = cart.status
+    for name in ("sub_total", "shipping_total", "tax_total", "discount_total", "total"):
+        value = getattr(cart, name)
+        if value is not None:
+            setattr(row, name, value)
+    if cart.bags:
+        row.bags = [
+            {
+                "bag_id": bag.id,
+                "merchant_id": bag.merchant_id,
+                "merchant_name": bag.merchant_name,
+                "status": bag.status,
+                "financial_status": bag.financial_status,
+                "needs_shipping": bag.needs_shipping,
+                "total": bag.total,
+            }
+            for bag in cart.bags
+        ]
+
+
+def _cart_summary(cart: Cart | None) -> dict[str, Any] | None:
+    if cart is None:
+        return None
+    return {"cart_id": cart.id, "status": cart.status, "priced": cart.priced, "total": cart.total}
+
+
+def _call_events(calls: list[CallRecord], row: CheckoutRow) -> list[Event]:
+    return [
+        Event(
+            "violet_call",
+            step=call.op,
+            attempt=row.attempt,
+            http_method=call.method,
+            http_path=call.path,
+            http_status=call.status,
+            latency_ms=round(call.latency_ms, 3),
+            request_body=call.request,
+            response_body=call.response,
+            error_class=call.error,
+        )
+        for call in calls
+    ]
+
+
+def _decision_detail(decision: Decision) -> dict[str, Any]:
+    kind = type(decision).__name__.lower()
+    detail: dict[str, Any] = {"decision": kind}
+    if isinstance(decision, Redo | Defer):
+        detail.update(decision.detail)
+    elif isinstance(decision, Advance):
+        detail.update(decision.detail or {})
+        detail["found"] = "done"
+    elif isinstance(decision, Park):
+        detail["reason"] = decision.reason
+    else:
+        detail["error"] = decision.error
+    return detail

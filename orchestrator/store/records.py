@@ -1,0 +1,92 @@
+"""Plain records exchanged between the store and the layers above it (no SQL, no HTTP here)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TOTAL_FIELDS = ("sub_total", "shipping_total", "tax_total", "discount_total", "total")
+
+
+@dataclass(slots=True)
+class CheckoutRow:
+    """One `checkouts` row; while a worker holds its lease this copy is the truth it writes back."""
+
+    id: uuid.UUID
+    app_order_id: str
+    state: str
+    request: dict[str, Any]
+    payment_kind: str
+    currency: str
+    violet_order_id: int | None = None
+    version: int = 0
+    pending_step: str | None = None
+    in_flight: bool = False
+    step_no: int = 0
+    attempt: int = 0
+    next_attempt_at: datetime | None = None
+    step_started_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    lease_epoch: int = 0
+    recoveries: int = 0
+    event_seq: int = 0
+    sub_total: int | None = None
+    shipping_total: int | None = None
+    tax_total: int | None = None
+    discount_total: int | None = None
+    total: int | None = None
+    bags: list[dict[str, Any]] = field(default_factory=list)
+    violet_status: str | None = None
+    waiting_reason: str | None = None
+    last_error: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Any) -> CheckoutRow:
+        return cls(**{name: row[name] for name in _ROW_FIELDS})
+
+    @property
+    def needs_shipping(self) -> bool:
+        return any(bag.get("needs_shipping", True) for bag in self.bags)
+
+
+_ROW_FIELDS = tuple(CheckoutRow.__dataclass_fields__)
+ROW_COLUMNS = ", ".join(_ROW_FIELDS)
+
+
+@dataclass(slots=True)
+class Event:
+    """One audit-trail entry about to be written (seq is assigned by the writer)."""
+
+    kind: str
+    from_state: str | None = None
+    to_state: str | None = None
+    step: str | None = None
+    attempt: int | None = None
+    http_method: str | None = None
+    http_path: str | None = None
+    http_status: int | None = None
+    latency_ms: float | None = None
+    request_body: dict[str, Any] | None = None
+    response_body: dict[str, Any] | None = None
+    error_class: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """The checkpoint of one finished step attempt, stored under (checkout, step number)."""
+
+    step_no: int
+    step: str
+    attempt: int
+    outcome: str
+    started_at: datetime | None
+    result: dict[str, Any] | None = None

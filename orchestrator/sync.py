@@ -1,0 +1,79 @@
+"""`SyncOrchestrator`: the same API for synchronous backends (Django, Flask, scripts).
+
+It runs one event loop in a private thread and forwards each call to the async `Orchestrator`,
+so connection pools and leases behave exactly as in async code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+from orchestrator.api import Orchestrator
+from orchestrator.checkout import AuditEvent, Checkout
+from orchestrator.request import CheckoutRequest
+
+T = TypeVar("T")
+
+
+class SyncOrchestrator:
+    """Blocking facade: ``with SyncOrchestrator(settings) as orch: orch.start(request)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="orchestrator-loop", daemon=True
+        )
+        self._thread.start()
+        self._async = Orchestrator(*args, **kwargs)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def open(self) -> SyncOrchestrator:
+        self._call(self._async.open())
+        return self
+
+    def close(self) -> None:
+        try:
+            self._call(self._async.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+    def __enter__(self) -> SyncOrchestrator:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self, request: CheckoutRequest | dict[str, Any], *, run: bool = True) -> Checkout:
+        return self._call(self._async.start(request, run=run))
+
+    def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
+        return self._call(self._async.run(ref, retry_wait=retry_wait))
+
+    def get(self, ref: uuid.UUID | str) -> Checkout:
+        return self._call(self._async.get(ref))
+
+    def history(self, ref: uuid.UUID | str) -> list[AuditEvent]:
+        return self._call(self._async.history(ref))
+
+    def cancel(self, ref: uuid.UUID | str) -> Checkout:
+        return self._call(self._async.cancel(ref))
+
+    def confirm_payment(self, ref: uuid.UUID | str) -> Checkout:
+        return self._call(self._async.confirm_payment(ref))
+
+    def migrate(self) -> None:
+        self._call(self._async.migrate())
