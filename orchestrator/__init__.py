@@ -1,5 +1,10 @@
-"""orchestrator: drives Violet checkouts as persisted, crash-safe state machines."""
+"""orchestrator: drives Violet checkouts as persisted, crash-safe state machines.
 
+The public API is what this module exports; everything else is an implementation detail.
+"""
+
+from orchestrator.api import Orchestrator
+from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
     CheckoutBusy,
@@ -7,20 +12,31 @@ from orchestrator.errors import (
     ConfigError,
     DatabaseUnavailable,
     IllegalTransition,
+    InvalidRequest,
     LeaseLost,
     OrchestratorError,
     SchemaNotMigrated,
 )
+from orchestrator.request import CheckoutRequest
+from orchestrator.store.database import migrate
+from orchestrator.sync import SyncOrchestrator
 
 __all__ = [
+    "AuditEvent",
+    "Checkout",
     "CheckoutBusy",
     "CheckoutNotFound",
+    "CheckoutRequest",
     "ConfigError",
     "DatabaseUnavailable",
     "IllegalTransition",
+    "InvalidRequest",
     "LeaseLost",
+    "Orchestrator",
     "OrchestratorError",
     "SchemaNotMigrated",
     "Settings",
+    "SyncOrchestrator",
     "load_settings",
+    "migrate",
 ]
