@@ -276,7 +276,11 @@ SECRET_JSON: list[tuple[Any, str]] = [
     ({"payment_intent_client_secret": "hunter2"}, "'payment_intent_client_secret'"),
     ({"client_secret": "pi_3Mtw_secret_hunter2"}, '"_secret_"'),
     ({"note": "handed out pi_3Mtw_secret_hunter2"}, '"_secret_"'),
+    ({"card_cvc": "[REDACTED]", "nested": {"cvc": "987"}}, "'cvc'"),
+    ({"password": None, "extra": [{"Password": "hunter2"}]}, "'password'"),
+    ({"card_number": "4242 hunter2"}, "'card_number'"),
     ({"headers": {"X-Violet-Token": "hunter2"}}, "X-Violet-* header key 'X-Violet-Token'"),
+    ({"headers": {"X-Violet-App-Secret": "[REDACTED]"}}, "X-Violet-* header key"),
     ([{"x-violet-app-secret": "hunter2"}], "X-Violet-* header key"),
 ]
 BAD_JSON = CARD_JSON + SECRET_JSON
@@ -304,6 +308,7 @@ GOOD_JSON: list[Any] = [
     {"secret_question": "none", "token": "tok_visa", "stripe_key": "pk_test_123"},
     {"headers": {"Content-Type": "application/json", "X-Request-Id": "abc"}},
     {"message": "missing X-Violet-Token header"},
+    {"CARD_CVC": "[redacted]", "my_card_cvc_hint": "three digits", "tokens": 2},
     {"errors": [{"error_code": 2004, "message": "Out of stock", "sku_id": 196777}]},
     [],
 ]
