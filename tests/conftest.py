@@ -9,5 +9,7 @@ from pathlib import Path
 _FIXTURES = Path(__file__).parent / "fixtures"
 
 pytest_plugins = [
-    f"tests.fixtures.{name}" for name in ("db", "sandbox", "orchestrator") if (_FIXTURES / f"{name}.py").exists()
+    f"tests.fixtures.{name}"
+    for name in ("db", "sandbox", "orchestrator")
+    if (_FIXTURES / f"{name}.py").exists()
 ]
