@@ -145,6 +145,7 @@ class Runner:
                 step = STEPS[row.pending_step]
                 ctx = StepContext(
                     client=self.client,
+                    state=row.state,
                     request=row.request,
                     app_order_id=row.app_order_id,
                     violet_order_id=row.violet_order_id,

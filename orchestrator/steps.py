@@ -44,6 +44,7 @@ class StepContext:
     """What a step may look at: the client, the stored request, and in-memory-only card data."""
 
     client: VioletClient
+    state: str
     request: Mapping[str, Any]
     app_order_id: str
     violet_order_id: int | None
@@ -289,15 +290,20 @@ class ApplyPayment(Step):
         if isinstance(method, IntentPayment):
             _hand_out_secret(ctx, cart)
             return Park("request_confirmation", NEED_CONFIRMATION, cart)
-        return Advance("apply_payment", cart)
+        return Advance(_payment_trigger(ctx), cart)
 
     async def reconcile(self, ctx: StepContext) -> Decision:
         if ctx.request["payment"]["type"] != "card" or ctx.card is not None:
             return Redo({"rule": "overwrite: re-applying the payment is safe"})
         cart = await ctx.client.get_cart(ctx.cart_id())
         if cart.has_payment:
-            return Advance("apply_payment", cart, {"rule": "Violet already holds the card"})
+            return Advance(_payment_trigger(ctx), cart, {"rule": "Violet already holds the card"})
         return Park("need_payment", NEED_CARD, cart)
+
+
+def _payment_trigger(ctx: StepContext) -> str:
+    """Payment given again after it was lost is its own transition (awaiting_payment -> paid)."""
+    return "provide_payment" if ctx.state == "awaiting_payment" else "apply_payment"
 
 
 def _hand_out_secret(ctx: StepContext, cart: Cart) -> None:
