@@ -306,6 +306,40 @@ class Repository:
             rows = result.mappings().all()
         return [Claim(CheckoutRow.from_mapping(r), r["prev_owner"]) for r in rows]
 
+    async def due_count(self) -> int:
+        """How many checkouts could be claimed right now (what recovery reports as still due)."""
+        sql = f"SELECT count(*) FROM checkouts WHERE next_attempt_at <= now() AND {_CLAIMABLE}"
+        async with self.engine.connect() as conn:
+            return int((await conn.exec_driver_sql(sql)).scalar_one())
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest `next_attempt_at` of a non-terminal checkout (leased ones included)."""
+        sql = (
+            "SELECT min(next_attempt_at) FROM checkouts "
+            f"WHERE state NOT IN {TERMINAL_SQL} AND next_attempt_at IS NOT NULL"
+        )
+        async with self.engine.connect() as conn:
+            found: datetime | None = (await conn.exec_driver_sql(sql)).scalar_one()
+        return found
+
+    async def with_violet_order(
+        self, *, since: datetime | None = None, sample: int | None = None
+    ) -> list[CheckoutRow]:
+        """Checkouts that have a Violet cart (created since `since`; a random `sample` of them)."""
+        sql = f"SELECT {ROW_COLUMNS} FROM checkouts WHERE violet_order_id IS NOT NULL"
+        params: dict[str, Any] = {}
+        if since is not None:
+            sql += " AND created_at >= %(since)s"
+            params["since"] = since
+        sql += (
+            " ORDER BY random() LIMIT %(limit)s" if sample is not None else " ORDER BY created_at"
+        )
+        if sample is not None:
+            params["limit"] = sample
+        async with self.engine.connect() as conn:
+            result = await conn.exec_driver_sql(sql, params)
+            return [CheckoutRow.from_mapping(r) for r in result.mappings().all()]
+
     async def renew(
         self, ids: Sequence[uuid.UUID], *, worker: str, lease_seconds: float
     ) -> set[uuid.UUID]:
