@@ -1,0 +1,216 @@
+"""Audit queries for support, finance and operators: find checkouts, read timelines, count states.
+
+Every query here is shaped for an index of migration 0001 (`created_at DESC`,
+`(state, created_at DESC)`, the partial `next_attempt_at` and `last_error->>'type'` indexes), so
+its cost follows the rows it returns, not the size of the history. Counts per state are asked
+state by state (an index-only count each) rather than with one `GROUP BY` over the whole table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import machine
+from orchestrator.checkout import AuditEvent, Checkout, iso
+from orchestrator.errors import CheckoutNotFound, InvalidRequest
+from orchestrator.store.records import ROW_COLUMNS, CheckoutRow
+from orchestrator.store.repository import Repository
+
+__all__ = [
+    "OldestCheckout",
+    "Stats",
+    "find_checkout",
+    "list_checkouts",
+    "stats",
+    "timeline",
+]
+
+MAX_LIMIT = 10_000
+
+
+async def find_checkout(engine: AsyncEngine, ref: uuid.UUID | str) -> Checkout:
+    """A checkout by id, app_order_id or Violet order id; CheckoutNotFound otherwise."""
+    row = await Repository(engine).get(ref)
+    if row is None:
+        raise CheckoutNotFound(f"no checkout with id, app_order_id or Violet order id {ref!s}")
+    return Checkout.from_row(row)
+
+
+async def timeline(engine: AsyncEngine, ref: uuid.UUID | str) -> list[AuditEvent]:
+    """A checkout's whole audit trail, oldest first (the primary key `(checkout_id, seq)`)."""
+    repo = Repository(engine)
+    row = await repo.get(ref)
+    if row is None:
+        raise CheckoutNotFound(f"no checkout with id, app_order_id or Violet order id {ref!s}")
+    return [AuditEvent.from_mapping(event) for event in await repo.events(row.id)]
+
+
+async def list_checkouts(
+    engine: AsyncEngine,
+    *,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    error_type: str | None = None,
+    failed: bool = False,
+    limit: int = 50,
+) -> list[Checkout]:
+    """Checkouts newest first, filtered by state, creation time range and last error type.
+
+    ``failed=True`` is shorthand for ``state="failed"``. Bad filters raise InvalidRequest
+    before any SQL runs.
+    """
+    problems: list[tuple[str, str]] = []
+    if failed:
+        if state not in (None, machine.FAILED):
+            problems.append(("state", f"{state!r} contradicts failed=True"))
+        state = machine.FAILED
+    if state is not None and state not in machine.STATES:
+        problems.append(("state", f"unknown state {state!r}; one of {', '.join(machine.STATES)}"))
+    if not 1 <= limit <= MAX_LIMIT:
+        problems.append(("limit", f"must be between 1 and {MAX_LIMIT}"))
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            problems.append((name, "must carry a time zone (e.g. 2024-05-01T00:00:00Z)"))
+    if problems:
+        raise InvalidRequest(problems)
+
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    if state is not None:
+        where.append("state = %(state)s")
+        params["state"] = state
+    if since is not None:
+        where.append("created_at >= %(since)s")
+        params["since"] = since
+    if until is not None:
+        where.append("created_at < %(until)s")
+        params["until"] = until
+    if error_type is not None:
+        # Both conditions, so the planner can use the partial `last_error->>'type'` index.
+        where.append("last_error IS NOT NULL AND last_error->>'type' = %(error_type)s")
+        params["error_type"] = error_type
+    sql = f"SELECT {ROW_COLUMNS} FROM checkouts"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+    async with engine.connect() as conn:
+        result = await conn.exec_driver_sql(sql, params)
+        rows = result.mappings().all()
+    return [Checkout.from_row(CheckoutRow.from_mapping(row)) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class OldestCheckout:
+    """The longest-running unfinished checkout: the first thing an operator looks at."""
+
+    id: uuid.UUID
+    app_order_id: str
+    state: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "app_order_id": self.app_order_id,
+            "state": self.state,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts an operator needs at a glance; `by_state` lists every state, zeros included."""
+
+    by_state: dict[str, int]
+    due_now: int
+    waiting_for_input: int
+    leased: int
+    oldest_non_terminal: OldestCheckout | None
+    at: datetime
+    total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", sum(self.by_state.values()))
+
+    @property
+    def non_terminal(self) -> int:
+        return sum(n for s, n in self.by_state.items() if s not in machine.TERMINAL_STATES)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": iso(self.at),
+            "total": self.total,
+            "by_state": dict(self.by_state),
+            "non_terminal": self.non_terminal,
+            "due_now": self.due_now,
+            "waiting_for_input": self.waiting_for_input,
+            "leased": self.leased,
+            "oldest_non_terminal": (
+                None if self.oldest_non_terminal is None else self.oldest_non_terminal.to_json()
+            ),
+        }
+
+
+_COUNTS_SQL = """
+SELECT s.state, (SELECT count(*) FROM checkouts c WHERE c.state = s.state) AS n
+FROM unnest(%(states)s::text[]) AS s(state)
+"""
+
+_DUE_SQL = f"""
+SELECT
+    count(*) FILTER (
+        WHERE next_attempt_at <= now() AND (lease_owner IS NULL OR lease_expires_at < now())
+    ) AS due_now,
+    count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at >= now()) AS leased,
+    now() AS at
+FROM checkouts
+WHERE next_attempt_at IS NOT NULL
+  AND state NOT IN ('{machine.SUBMITTED}', '{machine.FAILED}', '{machine.CANCELED}')
+"""
+
+_OLDEST_SQL = """
+SELECT o.id, o.app_order_id, o.state, o.created_at
+FROM unnest(%(states)s::text[]) AS s(state)
+CROSS JOIN LATERAL (
+    SELECT id, app_order_id, state, created_at FROM checkouts c
+    WHERE c.state = s.state ORDER BY c.created_at ASC LIMIT 1
+) AS o
+ORDER BY o.created_at ASC LIMIT 1
+"""
+
+
+async def stats(engine: AsyncEngine) -> Stats:
+    """Counts per state, checkouts due now, waiting for input, leased, oldest non-terminal.
+
+    "Due now" is what the recovery job would claim right now (retry due or lease expired);
+    "leased" is what some worker is driving at this moment.
+    """
+    non_terminal = list(machine.NON_TERMINAL_STATES)
+    async with engine.connect() as conn:
+        counts = await conn.exec_driver_sql(_COUNTS_SQL, {"states": list(machine.STATES)})
+        by_state = {str(r["state"]): int(r["n"]) for r in counts.mappings().all()}
+        due = (await conn.exec_driver_sql(_DUE_SQL)).mappings().one()
+        oldest = (
+            (await conn.exec_driver_sql(_OLDEST_SQL, {"states": non_terminal})).mappings().first()
+        )
+    return Stats(
+        by_state=by_state,
+        due_now=int(due["due_now"]),
+        waiting_for_input=sum(by_state[s] for s in machine.WAITING_STATES),
+        leased=int(due["leased"]),
+        oldest_non_terminal=None
+        if oldest is None
+        else OldestCheckout(
+            id=oldest["id"],
+            app_order_id=oldest["app_order_id"],
+            state=oldest["state"],
+            created_at=oldest["created_at"],
+        ),
+        at=due["at"],
+    )
