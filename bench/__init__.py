@@ -1,0 +1,1 @@
+"""Standalone benchmarks (``uv run --group bench python -m bench.<name> [--quick]``); see README."""
