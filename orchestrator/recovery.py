@@ -1,0 +1,363 @@
+"""The recovery job: finish every interrupted or retry-due checkout, by any number of workers.
+
+It claims due checkouts (`next_attempt_at <= now()`, which also covers expired leases, since a
+leased row's `next_attempt_at` is its lease expiry) with ``FOR UPDATE SKIP LOCKED`` and drives
+each with the runner, which reconciles an in-flight step before anything else. PostgreSQL is the
+only coordinator, so copies on many machines never drive the same checkout at once, and a shared
+throttle row (set by any worker on a 429) slows all of them down together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from orchestrator import machine
+from orchestrator.api import Orchestrator
+from orchestrator.config import Settings
+from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, LeaseLost
+from orchestrator.store.records import CheckoutRow, Event
+from orchestrator.store.repository import Claim
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["once", "until-idle", "forever"]
+MODES: tuple[Mode, ...] = ("once", "until-idle", "forever")
+
+#: until-idle keeps waiting for work that becomes due within this many seconds (an expiring
+#: lease of a crashed worker, a short retry backoff, a submit's settle time); later work is
+#: left to the next run.
+IDLE_HORIZON_S = 5.0
+#: forever mode polls with a backoff that doubles from `poll` up to this cap while idle.
+IDLE_POLL_CAP_S = 5.0
+#: Connection errors: retry with backoff from 0.5 s, doubling, capped here.
+DB_RETRY_CAP_S = 10.0
+
+_DB_ERRORS = (OperationalError, InterfaceError, DatabaseUnavailable, OSError)
+
+
+@dataclass(slots=True)
+class RecoverySummary:
+    """What one run did; every claimed checkout is counted once under its outcome."""
+
+    claimed: int = 0
+    taken_over: int = 0
+    advanced: int = 0
+    submitted: int = 0
+    failed: int = 0
+    canceled: int = 0
+    waiting: int = 0
+    reconciled: int = 0
+    retry_scheduled: int = 0
+    errors: int = 0
+    still_due: int = 0
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration_s"] = round(self.duration_s, 3)
+        return data
+
+    def line(self) -> str:
+        """One-line JSON, as printed by `orchestrator recover --json`."""
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+    return isinstance(exc, _DB_ERRORS)
+
+
+async def _sleep(seconds: float, stop: asyncio.Event) -> None:
+    """Sleep, waking early when `stop` is set."""
+    if seconds <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+class RecoveryJob:
+    """Claims due checkouts and drives them under bounded concurrency (see module docstring).
+
+    Built from an open `Orchestrator`, reusing its repository, runner, lease keeper, worker id
+    and in-memory card data (a card given to this process is still usable by its recovery).
+    """
+
+    def __init__(
+        self,
+        orch: Orchestrator,
+        *,
+        idle_horizon: float = IDLE_HORIZON_S,
+        idle_poll_cap: float = IDLE_POLL_CAP_S,
+        db_retry_timeout: float | None = 60.0,
+    ) -> None:
+        self.orch = orch
+        self.repo = orch.repo
+        self.settings: Settings = orch.settings
+        self.worker = orch.worker_id
+        self.idle_horizon = idle_horizon
+        self.idle_poll_cap = idle_poll_cap
+        self.db_retry_timeout = db_retry_timeout
+
+    async def run(
+        self,
+        mode: Mode = "until-idle",
+        concurrency: int = 8,
+        batch: int = 50,
+        poll: float = 1.0,
+        stop: asyncio.Event | None = None,
+        progress: Callable[[RecoverySummary], None] | None = None,
+    ) -> RecoverySummary:
+        """Run until the mode says so or `stop` is set; returns what was done.
+
+        once: one claim of up to `batch` checkouts. until-idle: until nothing is due now nor
+        within `idle_horizon` seconds and nothing is in progress. forever: until `stop`.
+        On stop no new claim is made; drives in progress finish (Violet timeouts bound them).
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if concurrency < 1 or batch < 1:
+            raise ValueError("concurrency and batch must be >= 1")
+        stop = stop or asyncio.Event()
+        summary = RecoverySummary()
+        started = time.monotonic()
+        tasks: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(concurrency)
+        idle_wait = poll
+        db_down_since: float | None = None
+        db_delay = 0.5
+
+        def launch(claim: Claim) -> None:
+            task = asyncio.get_running_loop().create_task(
+                self._drive_one(claim, summary, slots, stop, progress)
+            )
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        try:
+            while not stop.is_set():
+                try:
+                    blocked_until = await self.repo.throttle_until("global")
+                    if blocked_until is not None:
+                        wait = (blocked_until - datetime.now(UTC)).total_seconds()
+                        log.info("Violet throttled (429): claims wait %.2f s", wait)
+                        await _sleep(wait, stop)
+                        continue
+                    free = batch if mode == "once" else min(batch, concurrency - len(tasks))
+                    claims: list[Claim] = []
+                    if free > 0:
+                        claims = await self.repo.claim_due(
+                            worker=self.worker,
+                            limit=free,
+                            lease_seconds=self.settings.lease_seconds,
+                        )
+                    if db_down_since is not None:
+                        log.warning("database reachable again; recovery goes on")
+                        db_down_since, db_delay = None, 0.5
+                except Exception as exc:
+                    if not _is_db_error(exc):
+                        raise
+                    now = time.monotonic()
+                    db_down_since = db_down_since or now
+                    if (
+                        self.db_retry_timeout is not None
+                        and now - db_down_since >= self.db_retry_timeout
+                    ):
+                        raise DatabaseUnavailable(
+                            f"database unreachable for {now - db_down_since:.0f} s; "
+                            "nothing was marked failed"
+                        ) from None
+                    log.warning(
+                        "database unavailable (%s); retrying in %.1f s (nothing is marked failed)",
+                        _reason(exc),
+                        db_delay,
+                    )
+                    await _sleep(db_delay, stop)
+                    db_delay = min(db_delay * 2, DB_RETRY_CAP_S)
+                    continue
+
+                summary.claimed += len(claims)
+                for claim in claims:
+                    launch(claim)
+                if mode == "once":
+                    break
+                if claims:
+                    idle_wait = poll
+                    if len(tasks) >= concurrency:
+                        await self._wait_any(tasks, stop, poll)
+                    continue
+                if tasks:  # nothing due now but drives running: they may schedule more work
+                    await self._wait_any(tasks, stop, poll)
+                    continue
+                if mode == "until-idle":
+                    try:
+                        soon = await self._due_within_horizon()
+                    except Exception as exc:
+                        if not _is_db_error(exc):
+                            raise
+                        continue  # the next claim attempt reports and retries
+                    if soon is None:
+                        break
+                    await _sleep(soon, stop)
+                    continue
+                await _sleep(idle_wait, stop)
+                idle_wait = min(idle_wait * 2, self.idle_poll_cap)
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                summary.still_due = await self.repo.due_count()
+            except Exception as exc:
+                if not _is_db_error(exc):
+                    raise
+                summary.still_due = -1
+            summary.duration_s = time.monotonic() - started
+        log.info("recovery finished: %s", summary.line())
+        return summary
+
+    async def _wait_any(
+        self, tasks: set[asyncio.Task[None]], stop: asyncio.Event, poll: float
+    ) -> None:
+        """Wait until a drive finishes, `stop` is set, or `poll` seconds pass."""
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({*tasks, stopper}, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+
+    async def _due_within_horizon(self) -> float | None:
+        """Seconds until the next checkout becomes due, if that is within the idle horizon."""
+        next_due = await self.repo.next_due_at()
+        if next_due is None:
+            return None
+        wait = (next_due - datetime.now(UTC)).total_seconds()
+        if wait > self.idle_horizon:
+            return None
+        return max(wait, 0.0) + 0.05
+
+    async def _drive_one(
+        self,
+        claim: Claim,
+        summary: RecoverySummary,
+        slots: asyncio.Semaphore,
+        stop: asyncio.Event,
+        progress: Callable[[RecoverySummary], None] | None,
+    ) -> None:
+        row = claim.row
+        async with slots:
+            if stop.is_set():  # claimed but not started (once mode): hand it back, due now
+                await self._release(row, due_in=0.0, summary=summary)
+                return
+            if claim.previous_owner is not None:
+                summary.taken_over += 1
+            before = row.state
+            reconciling = row.in_flight
+            try:
+                await self.orch._drive(row, intent_committed=False)
+            except (LeaseLost, CheckoutBusy) as exc:
+                summary.errors += 1
+                log.warning("checkout %s: %s", row.id, exc)
+                return
+            except Exception as exc:  # one checkout's failure must not stop the others
+                summary.errors += 1
+                if _is_db_error(exc):
+                    log.warning(
+                        "checkout %s: database error (%s); left for later", row.id, _reason(exc)
+                    )
+                else:
+                    log.exception("checkout %s: drive failed; left for later", row.id)
+                return
+            if reconciling and not _poisoned(row):
+                summary.reconciled += 1
+            if row.state != before:
+                summary.advanced += 1
+            if row.state == machine.SUBMITTED:
+                summary.submitted += 1
+            elif row.state == machine.FAILED:
+                summary.failed += 1
+            elif row.state == machine.CANCELED:
+                summary.canceled += 1
+            elif row.pending_step is None:
+                summary.waiting += 1
+            else:
+                summary.retry_scheduled += 1
+            if row.lease_owner == self.worker and row.pending_step is None:
+                # Nothing to drive (a waiting row whose lease a crash left behind): hand it back
+                # rather than sit on it until expiry and be claimed again and again.
+                await self._release(row, due_in=None, summary=summary)
+            if progress is not None:
+                progress(summary)
+
+    async def _release(
+        self, row: CheckoutRow, *, due_in: float | None, summary: RecoverySummary
+    ) -> None:
+        """Give a claimed lease back (fenced write) so another worker need not wait for expiry."""
+        try:
+            await self.repo.write(
+                row,
+                [Event("lease_released", to_state=row.state, detail={"due_in_s": due_in})],
+                worker=self.worker,
+                lease_seconds=self.settings.lease_seconds,
+                keep_lease=False,
+                due_in=due_in,
+            )
+        except LeaseLost:
+            pass
+        except Exception as exc:
+            summary.errors += 1
+            log.warning("checkout %s: could not release its lease (%s)", row.id, _reason(exc))
+
+
+def _poisoned(row: CheckoutRow) -> bool:
+    return row.state == machine.FAILED and (row.last_error or {}).get("type") == "poison"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def recover(orch: Orchestrator, **kwargs: Any) -> RecoverySummary:
+    """Convenience: ``await recover(orch, mode="until-idle", concurrency=8)``."""
+    job_options = {
+        k: kwargs.pop(k)
+        for k in ("idle_horizon", "idle_poll_cap", "db_retry_timeout")
+        if k in kwargs
+    }
+    return await RecoveryJob(orch, **job_options).run(**kwargs)
+
+
+async def open_with_retry(
+    orch: Orchestrator, *, give_up_after: float | None = 60.0, stop: asyncio.Event | None = None
+) -> Orchestrator:
+    """Open the orchestrator, retrying with backoff while the database cannot be reached.
+
+    A schema that is not migrated is not retried (SchemaNotMigrated names the command to run).
+    Raises DatabaseUnavailable once `give_up_after` seconds have passed (None: keep trying).
+    """
+    stop = stop or asyncio.Event()
+    started = time.monotonic()
+    delay = 0.5
+    while True:
+        try:
+            return await orch.open()
+        except DatabaseUnavailable as exc:
+            elapsed = time.monotonic() - started
+            if stop.is_set() or (give_up_after is not None and elapsed + delay > give_up_after):
+                raise
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            await _sleep(delay, stop)
+            delay = min(delay * 2, DB_RETRY_CAP_S)
+
+
+__all__ = ["MODES", "Mode", "RecoveryJob", "RecoverySummary", "open_with_retry", "recover"]
