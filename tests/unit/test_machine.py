@@ -1,0 +1,79 @@
+"""The state graph: legal moves, illegal ones refused, and the runner's step order."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from orchestrator import IllegalTransition, machine
+from orchestrator.runner import step_after
+from orchestrator.store.records import CheckoutRow
+
+
+def test_happy_path_is_a_chain_of_legal_moves() -> None:
+    state = machine.NEW
+    for trigger in (
+        "create_cart",
+        "apply_customer",
+        "apply_shipping",
+        "apply_payment",
+        "price",
+        "submit",
+    ):
+        state = machine.next_state(state, trigger)
+    assert state == machine.SUBMITTED
+
+
+@pytest.mark.parametrize(
+    ("state", "trigger"),
+    [
+        ("new", "submit"),
+        ("submitted", "cancel"),
+        ("failed", "fail"),
+        ("paid", "apply_shipping"),
+        ("created", "price"),
+        ("canceled", "confirm"),
+    ],
+)
+def test_illegal_moves_raise(state: str, trigger: str) -> None:
+    with pytest.raises(IllegalTransition, match=state):
+        machine.next_state(state, trigger)
+
+
+def test_terminal_states_have_no_way_out() -> None:
+    sources = {source for source, _, _ in machine.legal_transitions()}
+    assert not sources & machine.TERMINAL_STATES
+
+
+def test_every_non_terminal_state_can_fail_and_be_canceled() -> None:
+    pairs = {(s, d) for s, d, _ in machine.legal_transitions()}
+    for state in machine.NON_TERMINAL_STATES:
+        assert (state, machine.FAILED) in pairs
+        assert (state, machine.CANCELED) in pairs
+
+
+def test_mermaid_is_drawn_from_the_graph() -> None:
+    source = machine.mermaid()
+    assert source.count("-->") >= len({(s, d) for s, d, _ in machine.legal_transitions()}) - 1
+    for state in machine.STATES:
+        assert state in source
+
+
+def _row(state: str, bags: list[dict[str, object]]) -> CheckoutRow:
+    return CheckoutRow(
+        id=uuid.uuid4(),
+        app_order_id="x",
+        state=state,
+        request={},
+        payment_kind="token",
+        currency="USD",
+        bags=bags,
+    )
+
+
+def test_shipping_is_skipped_only_when_no_bag_needs_it() -> None:
+    assert step_after(_row("customer_applied", [{"needs_shipping": False}])) == "apply_payment"
+    assert step_after(_row("customer_applied", [{"needs_shipping": True}])) == "apply_shipping"
+    assert step_after(_row("awaiting_payment", [])) is None
+    assert step_after(_row("submitted", [])) is None
