@@ -1,0 +1,188 @@
+"""`verify`: compare what we recorded with what Violet says, so "exactly once" is a measured number.
+
+For each checkout that has a Violet cart it reads the cart (read-only) and reports every
+disagreement: state vs Violet's status, per-bag status, totals. With `check_duplicates` it also
+searches Violet by `app_order_id` and counts orders that have more than one live cart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from orchestrator import machine
+from orchestrator.api import Orchestrator
+from orchestrator.store.records import TOTAL_FIELDS, CheckoutRow
+from orchestrator.violet import BagStatus, Cart, OrderStatus, VioletError, VioletNotFound
+
+DELETED = "DELETED"
+"""How a cart Violet answers 404 for (released by us) appears in the report."""
+
+#: Bag statuses grouped by what they mean for us; progress within a group is not drift
+#: (an ACCEPTED bag later COMPLETED at Violet is the same outcome).
+_BAG_PHASE = {
+    None: "open",
+    BagStatus.IN_PROGRESS: "open",
+    BagStatus.SUBMITTED: "accepted",
+    BagStatus.ACCEPTED: "accepted",
+    BagStatus.COMPLETED: "accepted",
+    BagStatus.BACKORDERED: "accepted",
+    BagStatus.PARTIALLY_REFUNDED: "accepted",
+    BagStatus.REFUNDED: "accepted",
+    BagStatus.REJECTED: "rejected",
+    BagStatus.CANCELED: "rejected",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One disagreement between our record and Violet's."""
+
+    checkout_id: str
+    app_order_id: str
+    field: str
+    local: Any
+    violet: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checkout_id": self.checkout_id,
+            "app_order_id": self.app_order_id,
+            "field": self.field,
+            "local": self.local,
+            "violet": self.violet,
+        }
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """The result of one verification pass."""
+
+    checked: int = 0
+    disagreements: list[Drift] = field(default_factory=list)
+    unreadable: list[dict[str, Any]] = field(default_factory=list)
+    duplicates_checked: bool = False
+    duplicate_carts: dict[str, list[int]] = field(default_factory=dict)
+    duplicate_orders: dict[str, list[int]] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def drift(self) -> int:
+        """Checkouts whose record disagrees with Violet (plus app_order_ids with two orders)."""
+        return len({d.checkout_id for d in self.disagreements}) + len(self.duplicate_orders)
+
+    @property
+    def ok(self) -> bool:
+        return self.drift == 0 and not self.unreadable
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "checked": self.checked,
+            "drift": self.drift,
+            "disagreements": [d.to_json() for d in self.disagreements],
+            "unreadable": self.unreadable,
+            "duration_s": round(self.duration_s, 3),
+        }
+        if self.duplicates_checked:
+            data["duplicate_carts"] = self.duplicate_carts
+            data["duplicate_orders"] = self.duplicate_orders
+        return data
+
+
+def _status_agrees(state: str, status: str, cart: Cart | None) -> bool:
+    """Does Violet's order status (or DELETED) fit our state? See docs/operations.md."""
+    submitted = cart is not None and cart.is_submitted
+    if state == machine.SUBMITTED:
+        return submitted and status not in (OrderStatus.REQUIRES_ACTION, DELETED)
+    if state == machine.REQUIRES_ACTION:
+        return status == OrderStatus.REQUIRES_ACTION
+    if state == machine.CANCELED:
+        return status in (DELETED, OrderStatus.CANCELED)
+    if state == machine.FAILED:
+        # Failed means Violet never took the order, or refused every bag of it.
+        return not submitted or (cart is not None and bool(cart.bags) and not cart.accepted_bags)
+    return status == OrderStatus.IN_PROGRESS and not submitted
+
+
+def compare(row: CheckoutRow, cart: Cart | None) -> list[Drift]:
+    """Every disagreement between one checkout and its Violet cart (None: Violet said 404)."""
+    status = DELETED if cart is None else (cart.status or OrderStatus.IN_PROGRESS)
+    found: list[Drift] = []
+
+    def drift(name: str, local: Any, violet: Any) -> None:
+        found.append(Drift(str(row.id), row.app_order_id, name, local, violet))
+
+    if not _status_agrees(row.state, status, cart):
+        drift("state", row.state, status)
+    if cart is None or row.state != machine.SUBMITTED:
+        return found
+    violet_bags = {bag.id: bag for bag in cart.bags}
+    for bag in row.bags:
+        theirs = violet_bags.pop(bag.get("bag_id"), None)  # type: ignore[arg-type]
+        if theirs is None:
+            drift(f"bags[{bag.get('bag_id')}]", "present", "missing")
+            continue
+        if _BAG_PHASE.get(bag.get("status"), "other") != _BAG_PHASE.get(theirs.status, "other"):
+            drift(f"bags[{theirs.id}].status", bag.get("status"), theirs.status)
+    for extra in violet_bags.values():
+        drift(f"bags[{extra.id}]", "missing", extra.status)
+    for name in TOTAL_FIELDS:
+        local, violet = getattr(row, name), getattr(cart, name)
+        if local is not None and violet is not None and local != violet:
+            drift(name, local, violet)
+    return found
+
+
+async def verify(
+    orch: Orchestrator,
+    *,
+    since: datetime | None = None,
+    sample: int | None = None,
+    check_duplicates: bool = False,
+    concurrency: int = 8,
+) -> VerifyReport:
+    """Read every (or a sample of the) checkout's cart from Violet and report drift."""
+    started = time.monotonic()
+    report = VerifyReport(duplicates_checked=check_duplicates)
+    rows = await orch.repo.with_violet_order(since=since, sample=sample)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def check(row: CheckoutRow) -> None:
+        assert row.violet_order_id is not None
+        async with slots:
+            try:
+                try:
+                    cart: Cart | None = await orch.client.get_cart(row.violet_order_id)
+                except VioletNotFound:
+                    cart = None
+                report.disagreements.extend(compare(row, cart))
+                if check_duplicates:
+                    found = await orch.client.search_orders(
+                        app_order_id=row.app_order_id, exclude_in_progress=False
+                    )
+                    carts = sorted(c.id for c in found)
+                    orders = sorted(c.id for c in found if c.is_submitted)
+                    if len(carts) > 1:
+                        report.duplicate_carts[row.app_order_id] = carts
+                    if len(orders) > 1:
+                        report.duplicate_orders[row.app_order_id] = orders
+            except VioletError as exc:
+                report.unreadable.append(
+                    {
+                        "checkout_id": str(row.id),
+                        "app_order_id": row.app_order_id,
+                        "error": f"{exc.classification}: {type(exc).__name__}",
+                    }
+                )
+            report.checked += 1
+
+    await asyncio.gather(*(check(row) for row in rows))
+    report.disagreements.sort(key=lambda d: (d.app_order_id, d.field))
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+__all__ = ["Drift", "VerifyReport", "compare", "verify"]
