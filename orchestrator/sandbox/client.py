@@ -107,8 +107,15 @@ class SandboxControl:
         result: dict[str, Any] = await self._call("GET", f"/carts/{cart_id}")
         return result
 
-    async def calls(self, op: str | None = None) -> list[dict[str, Any]]:
-        params = {"op": op} if op is not None else None
+    async def calls(
+        self, op: str | None = None, cart_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The call log, optionally only one operation's and/or one cart's calls."""
+        params: dict[str, Any] = {}
+        if op is not None:
+            params["op"] = op
+        if cart_id is not None:
+            params["cart_id"] = cart_id
         result: list[dict[str, Any]] = await self._call("GET", "/calls", params=params)
         return result
 

@@ -157,7 +157,16 @@ def control_routes(state: SandboxState) -> list[Route]:
 
     async def calls(request: Request) -> Any:
         op = request.query_params.get("op")
-        return [c for c in state.calls if op is None or c["op"] == op]
+        raw_cart_id = request.query_params.get("cart_id")
+        try:
+            cart_id = int(raw_cart_id) if raw_cart_id else None
+        except ValueError:
+            raise SandboxError(400, "invalid_parameter", "cart_id must be an integer") from None
+        return [
+            c
+            for c in state.calls
+            if (op is None or c["op"] == op) and (cart_id is None or c["cart_id"] == cart_id)
+        ]
 
     async def stats(request: Request) -> Any:
         return state.stats()

@@ -105,9 +105,19 @@ async def test_drop_after_apply_on_submit_leaves_a_completed_order(
     sandbox_violet: RawViolet, sandbox_control: SandboxControl
 ) -> None:
     cart = await prepare_cart(sandbox_violet, [196777])
+    await prepare_cart(sandbox_violet, [196777])  # another cart's calls stay out of the log below
     await sandbox_control.add_fault("submit", "drop_after_apply")
     with pytest.raises(httpx.RemoteProtocolError):
         await sandbox_violet.post(f"/checkout/cart/{cart['id']}/submit", json={})
+    calls = await sandbox_control.calls(cart_id=cart["id"])
+    assert [(c["op"], c["status"], c["fault"]) for c in calls] == [
+        ("create_cart", 200, None),
+        ("customer", 200, None),
+        ("shipping_available", 200, None),
+        ("set_shipping", 200, None),
+        ("payment", 200, None),
+        ("submit", None, "drop_after_apply"),
+    ]
     after = (await sandbox_violet.get(f"/checkout/cart/{cart['id']}")).json()
     assert after["status"] == "COMPLETED"
     assert (await sandbox_control.stats())["submits"] == {str(cart["id"]): 1}

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from orchestrator.sandbox import SandboxConfig, SandboxServer
-from tests.fixtures.sandbox import HttpSandbox, RawViolet, prepare_cart
+from tests.fixtures.sandbox import HttpSandbox, RawViolet, prepare_cart, restore
 
 NEW_CART: dict[str, Any] = {"skus": [{"sku_id": 196777}], "app_order_id": "http-1"}
 
@@ -85,10 +85,20 @@ async def test_503_then_recovery(violet: RawViolet, http_sandbox: HttpSandbox) -
     assert (await violet.post("/orders/search", json={})).status_code == 200
 
 
-async def test_state_is_reset_between_tests(http_sandbox: HttpSandbox) -> None:
-    """Runs after the tests above in file order; the function-scoped reset must hold."""
-    stats = await http_sandbox.control.stats()
+async def test_each_test_gets_a_fresh_server_state(
+    violet: RawViolet, http_sandbox: HttpSandbox
+) -> None:
+    """What ``http_sandbox`` does before every test undoes carts, faults, counters and config."""
+    control = http_sandbox.control
+    await prepare_cart(violet, [196777])
+    await control.add_fault("get_cart", "error", count=3)
+    await control.configure(latency_ms=1, token_ttl_seconds=5)
+    await restore(control, http_sandbox.server.config)
+    stats = await control.stats()
     assert stats["carts_created"] == 0 and stats["calls_by_op"] == {}
+    assert await control.faults() == []
+    config = await control.config()
+    assert (config["latency_ms"], config["token_ttl_seconds"]) == (0, 86400)
 
 
 def test_configured_server_passes_its_config_to_the_child() -> None:
