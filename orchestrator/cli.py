@@ -1,27 +1,579 @@
-"""The `orchestrator` command line (typer): the only place that reads the environment."""
+"""The `orchestrator` command line (typer): the only place that reads the environment.
+
+Every command turns the library's exceptions into one line on stderr and a documented exit code
+(see `ExitCode`); `--debug` adds the traceback. Query commands take `--json` and then print one
+JSON document with stable field names and ISO-8601 UTC times.
+"""
 
 from __future__ import annotations
 
-import typer
+import asyncio
+import functools
+import json
+import logging
+import re
+import sys
+import traceback
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
-from orchestrator.config import load_settings
-from orchestrator.errors import ConfigError
+import sqlalchemy.exc
+import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import audit, machine, render
+from orchestrator.checkout import Checkout
+from orchestrator.config import Settings, load_settings
+from orchestrator.errors import (
+    CheckoutBusy,
+    CheckoutNotFound,
+    ConfigError,
+    DatabaseUnavailable,
+    IllegalTransition,
+    InvalidRequest,
+    LeaseLost,
+    OrchestratorError,
+    SchemaNotMigrated,
+)
+from orchestrator.request import CheckoutRequest
+from orchestrator.store import database
+from orchestrator.violet import VioletError
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    """What a script calling the CLI can rely on."""
+
+    OK = 0
+    CHECKOUT_FAILED = 1
+    BAD_INPUT = 2
+    BUSY = 3
+    NOT_FOUND = 4
+    UNAVAILABLE = 5
+
 
 app = typer.Typer(
-    help="Drive Violet checkouts as persisted, crash-safe state machines.", no_args_is_help=True
+    help="Drive Violet checkouts as persisted, crash-safe state machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
+checkout_app = typer.Typer(help="Start, drive, cancel and resume checkouts.", no_args_is_help=True)
+db_app = typer.Typer(help="The orchestrator's database schema (alembic).", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The built-in local Violet sandbox.", no_args_is_help=True)
+app.add_typer(checkout_app, name="checkout")
+app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
+
+_debug = False
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+) -> None:
+    """Drive Violet checkouts as persisted, crash-safe state machines."""
+    global _debug
+    _debug = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _classify(exc: BaseException) -> tuple[ExitCode, str]:
+    """The exit code and the one line a user sees for an exception."""
+    if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition):
+        return ExitCode.BAD_INPUT, str(exc)
+    if isinstance(exc, CheckoutBusy | LeaseLost):
+        return ExitCode.BUSY, f"{exc} (try again shortly)"
+    if isinstance(exc, CheckoutNotFound):
+        return ExitCode.NOT_FOUND, str(exc)
+    if isinstance(exc, DatabaseUnavailable | SchemaNotMigrated):
+        return ExitCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, VioletError):
+        return ExitCode.UNAVAILABLE, f"Violet: {exc}"
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        # The driver's first line only: statement parameters are never echoed.
+        reason = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
+        return ExitCode.UNAVAILABLE, f"database: {reason[0] if reason else 'unavailable'}"
+    if isinstance(exc, OrchestratorError):
+        return ExitCode.CHECKOUT_FAILED, str(exc)
+    return ExitCode.CHECKOUT_FAILED, f"unexpected {type(exc).__name__}: {exc} (rerun with --debug)"
+
+
+def _fail(code: ExitCode, message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(int(code))
+
+
+def cli_errors(func: Callable[P, T]) -> Callable[P, T]:
+    """Run a command, mapping exceptions to one stderr line and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if _debug:
+                traceback.print_exc(file=sys.stderr)
+            code, message = _classify(exc)
+            raise _fail(code, message) from None
+
+    return wrapper
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**overrides)
+
+
+def _resolve_url(settings: Settings) -> str:
+    """The configured database, or the embedded one (migrated: nobody else will)."""
+    url = database.resolve_database_url(settings)
+    if not settings.database_url:
+        database.migrate(url)
+    return url
+
+
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on a schema at head, for commands that only read (no Violet credentials)."""
+    url = await asyncio.to_thread(_resolve_url, settings)
+    engine = database.create_engine(url, pool_size=2)
+    try:
+        await database.check_schema(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _read_request(path: Path) -> CheckoutRequest:
+    """A checkout request from a JSON file; InvalidRequest names the file or the bad field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRequest([(str(path), exc.strerror or "cannot be read")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InvalidRequest([(str(path), f"not valid JSON at {where}: {exc.msg}")]) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest([(str(path), "must hold one JSON object")])
+    return CheckoutRequest.parse(data)
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(value: str, *, option: str = "--since") -> datetime:
+    """ISO-8601 (naive means UTC), a date, or an age like `90m`, `2h`, `7d`."""
+    match = _RELATIVE.match(value.strip())
+    if match:
+        amount, unit = float(match.group(1)), _UNITS[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: amount})
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            [(option, "expected ISO-8601 (2024-05-01T12:00:00Z), a date, or an age like 2h")]
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _print_checkout(checkout: Checkout, as_json: bool, *, show_secret: bool = False) -> None:
+    out = render.Output()
+    handout = checkout.handout
+    if as_json:
+        document = checkout.to_json()
+        if handout:
+            shown = (
+                dict(handout)
+                if show_secret
+                else {k: v for k, v in handout.items() if k != "payment_intent_client_secret"}
+            )
+            document["handout"] = shown
+        out.json(document)
+    else:
+        render.show_checkout(out, checkout)
+        secret = handout.get("payment_intent_client_secret")
+        if secret and show_secret:
+            out.line(f"client_secret: {secret}")
+            out.line(f"stripe_key:    {handout.get('stripe_key', '')}")
+    if handout.get("payment_intent_client_secret") and not show_secret:
+        typer.echo(
+            "note: a payment intent client secret is ready for the shopper's front end; "
+            "it is never stored or shown unless you pass --show-secret",
+            err=True,
+        )
+
+
+def _checkout_exit(checkout: Checkout) -> None:
+    """Exit 1 for a failed checkout, 5 when Violet could not be reached (the row stays due)."""
+    if checkout.state == machine.FAILED:
+        raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
+    error = checkout.last_error or {}
+    unreachable = error.get("class") in ("retryable", "outcome_unknown") and not error.get("status")
+    if not checkout.is_terminal and not checkout.is_waiting and unreachable:
+        typer.echo(
+            f"error: Violet could not be reached ({error.get('type')}); the checkout is saved "
+            f"and will be retried at {render.when(checkout.next_attempt_at)} "
+            "by `orchestrator recover` or `orchestrator checkout run`",
+            err=True,
+        )
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
+
+
+async def _with_orchestrator(
+    action: Callable[[Any], Coroutine[Any, Any, Checkout]],
+) -> Checkout:
+    from orchestrator.api import Orchestrator
+
+    async with Orchestrator(_settings()) as orch:
+        return await action(orch)
+
+
+# -- checkout ---------------------------------------------------------------------------------
+
+
+@checkout_app.command("start")
+@cli_errors
+def checkout_start(
+    file: Path = typer.Argument(..., help="A JSON checkout request (see docs/cli.md)."),
+    no_run: bool = typer.Option(False, "--no-run", help="Only register it (due now)."),
+    as_json: bool = JsonOption,
+    show_secret: bool = typer.Option(
+        False, "--show-secret", help="Print the payment intent client secret (intent payments)."
+    ),
+) -> None:
+    """Register a checkout from FILE and drive it as far as it can go now."""
+    request = _read_request(file)
+    checkout = _run(_with_orchestrator(lambda orch: orch.start(request, run=not no_run)))
+    _print_checkout(checkout, as_json, show_secret=show_secret)
+    _checkout_exit(checkout)
+
+
+@checkout_app.command("run")
+@cli_errors
+def checkout_run(
+    ref: str = typer.Argument(..., help="Checkout id, app_order_id or Violet order id."),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0, help="Wait up to this many seconds for retries that fall due."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Drive a checkout as far as it can go now (retries due later are left scheduled)."""
+    checkout = _run(_with_orchestrator(lambda orch: orch.run(ref, retry_wait=wait)))
+    _print_checkout(checkout, as_json)
+    _checkout_exit(checkout)
+
+
+@checkout_app.command("cancel")
+@cli_errors
+def checkout_cancel(
+    ref: str = typer.Argument(..., help="Checkout id, app_order_id or Violet order id."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Cancel a non-terminal checkout and release its Violet cart."""
+    checkout = _run(_with_orchestrator(lambda orch: orch.cancel(ref)))
+    _print_checkout(checkout, as_json)
+
+
+@checkout_app.command("confirm-payment")
+@cli_errors
+def checkout_confirm_payment(
+    ref: str = typer.Argument(..., help="Checkout id, app_order_id or Violet order id."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The shopper confirmed (payment intent or 3-D Secure): price and submit, at most once."""
+    checkout = _run(_with_orchestrator(lambda orch: orch.confirm_payment(ref)))
+    _print_checkout(checkout, as_json)
+    _checkout_exit(checkout)
+
+
+# -- queries ----------------------------------------------------------------------------------
 
 
 @app.command()
+@cli_errors
+def status(
+    ref: str = typer.Argument(..., help="Checkout id, app_order_id or Violet order id."),
+    as_json: bool = JsonOption,
+) -> None:
+    """One checkout: state, Violet ids, totals, bags, pending step, next attempt, last error."""
+
+    async def query() -> Checkout:
+        async with _engine(_settings()) as engine:
+            return await audit.find_checkout(engine, ref)
+
+    checkout = _run(query())
+    out = render.Output()
+    if as_json:
+        out.json(checkout.to_json())
+    else:
+        render.show_checkout(out, checkout)
+
+
+@app.command("audit")
+@cli_errors
+def audit_command(
+    ref: str = typer.Argument(..., help="Checkout id, app_order_id or Violet order id."),
+    as_json: bool = JsonOption,
+) -> None:
+    """A checkout's full history: every step, Violet call, transition, error and takeover."""
+
+    async def query() -> tuple[Checkout, list[Any]]:
+        async with _engine(_settings()) as engine:
+            checkout = await audit.find_checkout(engine, ref)
+            return checkout, await audit.timeline(engine, checkout.id)
+
+    checkout, events = _run(query())
+    out = render.Output()
+    if as_json:
+        out.json({"checkout": checkout.to_json(), "events": [e.to_json() for e in events]})
+        return
+    title = f"{checkout.app_order_id} ({checkout.id}) — {checkout.state}"
+    render.show_timeline(out, events, title=title)
+
+
+@app.command("list")
+@cli_errors
+def list_command(
+    state: str | None = typer.Option(None, "--state", help="Only checkouts in this state."),
+    since: str | None = typer.Option(
+        None, "--since", help="Created at or after: ISO-8601 time or an age (2h, 7d)."
+    ),
+    until: str | None = typer.Option(None, "--until", help="Created before (same format)."),
+    error_type: str | None = typer.Option(
+        None, "--error-type", help="Last error of this type (e.g. card_declined)."
+    ),
+    failed: bool = typer.Option(False, "--failed", help="Only failed checkouts."),
+    limit: int = typer.Option(50, "--limit", help="At most this many (newest first)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Checkouts, newest first."""
+    since_at = parse_time(since) if since else None
+    until_at = parse_time(until, option="--until") if until else None
+
+    async def query() -> list[Checkout]:
+        async with _engine(_settings()) as engine:
+            return await audit.list_checkouts(
+                engine,
+                state=state,
+                since=since_at,
+                until=until_at,
+                error_type=error_type,
+                failed=failed,
+                limit=limit,
+            )
+
+    checkouts = _run(query())
+    out = render.Output()
+    if as_json:
+        out.json({"count": len(checkouts), "checkouts": [c.to_json() for c in checkouts]})
+    else:
+        render.show_list(out, checkouts)
+
+
+@app.command("stats")
+@cli_errors
+def stats_command(as_json: bool = JsonOption) -> None:
+    """Counts per state, due now, waiting for input, oldest unfinished checkout."""
+
+    async def query() -> audit.Stats:
+        async with _engine(_settings()) as engine:
+            return await audit.stats(engine)
+
+    result = _run(query())
+    out = render.Output()
+    if as_json:
+        out.json(result.to_json())
+        return
+    out.table(
+        ("state", "checkouts"),
+        [[state, str(count)] for state, count in result.by_state.items()],
+    )
+    oldest = result.oldest_non_terminal
+    oldest_line = "-"
+    if oldest is not None:
+        oldest_line = (
+            f"{oldest.app_order_id} ({oldest.state}) since {render.when(oldest.created_at)}"
+        )
+    out.fields(
+        [
+            ("total", str(result.total)),
+            ("due now", str(result.due_now)),
+            ("waiting for input", str(result.waiting_for_input)),
+            ("leased (in progress)", str(result.leased)),
+            ("oldest unfinished", oldest_line),
+        ]
+    )
+
+
+# -- database ---------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+@cli_errors
+def db_upgrade(
+    revision: str = typer.Option("head", "--revision", help="Target revision."),
+) -> None:
+    """Apply the orchestrator's migrations (idempotent; safe from several hosts at once)."""
+    settings = _settings()
+    url = database.resolve_database_url(settings)
+    database.migrate(url, revision)
+    typer.echo(f"{database.describe_url(url)} at revision {database.current_revision(url) or '-'}")
+
+
+@db_app.command("current")
+@cli_errors
+def db_current(as_json: bool = JsonOption) -> None:
+    """The database's schema revision and the one this code needs."""
+    settings = _settings()
+    url = database.resolve_database_url(settings)
+    try:
+        current = database.current_revision(url)
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {database.describe_url(url)}: {reason}"
+        ) from None
+    head = database.head_revision()
+    document = {
+        "database": database.describe_url(url),
+        "current": current,
+        "head": head,
+        "up_to_date": current == head,
+    }
+    if as_json:
+        render.Output().json(document)
+        return
+    note = "up to date" if current == head else "run `orchestrator db upgrade`"
+    typer.echo(f"{document['database']}: revision {current or 'none'} (head {head}; {note})")
+
+
+# -- sandbox, diagram, config -----------------------------------------------------------------
+
+
+@sandbox_app.command("serve")
+@cli_errors
+def sandbox_serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8040, "--port", help="0 picks a free port."),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Added to every call."),
+) -> None:
+    """Serve the local Violet sandbox over HTTP until interrupted (Ctrl-C)."""
+    from orchestrator.sandbox import SandboxConfig, serve
+
+    typer.echo(
+        "point the orchestrator at it with VIOLET_BASE_URL=http://HOST:PORT/v1 and the sandbox "
+        "credentials (docs/cli.md)",
+        err=True,
+    )
+    serve(host, port, SandboxConfig(latency_ms=latency_ms))
+
+
+@app.command()
+@cli_errors
+def diagram(
+    fmt: str = typer.Option("mermaid", "--format", help="mermaid (no dependencies) or svg."),
+) -> None:
+    """The checkout state graph, drawn from the state machine itself."""
+    if fmt == "mermaid":
+        typer.echo(machine.mermaid())
+        return
+    if fmt != "svg":
+        raise InvalidRequest([("--format", "must be mermaid or svg")])
+    try:
+        from transitions.extensions import GraphMachine
+
+        graph = GraphMachine(
+            model=None,
+            states=list(machine.STATES),
+            transitions=machine.TRANSITIONS,
+            initial=machine.NEW,
+            auto_transitions=False,
+            graph_engine="pygraphviz",
+            title="checkout",
+        )
+        model = machine.CheckoutModel()
+        graph.add_model(model, initial=machine.NEW)
+        svg = model.get_graph().draw(None, format="svg", prog="dot")  # type: ignore[attr-defined]
+    except (ImportError, OSError) as exc:
+        raise _fail(
+            ExitCode.BAD_INPUT,
+            f"svg needs graphviz and pygraphviz ({exc}); use --format mermaid, "
+            "or `pip install pygraphviz` with the graphviz system library",
+        ) from None
+    sys.stdout.write(svg.decode() if isinstance(svg, bytes) else str(svg))
+
+
+@app.command()
+@cli_errors
 def config() -> None:
     """Print the effective settings (secrets masked)."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = _settings()
     for name, value in settings.model_dump().items():
         typer.echo(f"{name} = {value}")
+
+
+@app.command()
+@cli_errors
+def demo(as_json: bool = JsonOption) -> None:
+    """The whole flow on this machine, offline: checkouts, a crash and its recovery, timelines."""
+    from orchestrator import demo as demo_module
+
+    settings = _settings()
+    out = render.Output()
+    progress = (lambda line: None) if as_json else out.line
+    result = _run(demo_module.run_demo(settings, progress=progress))
+    if as_json:
+        out.json(result.to_json())
+    else:
+        demo_module.show(out, result)
+    if not result.ok:
+        raise _fail(ExitCode.CHECKOUT_FAILED, "the demo did not go as expected (see above)")
+
+
+def _register_recovery_commands() -> None:
+    """`recover` and `verify` live in their own module, written alongside this one."""
+    import importlib
+
+    try:
+        cli_recovery = importlib.import_module("orchestrator.cli_recovery")
+    except ImportError:
+        return
+    for name in ("recover", "verify"):
+        command = getattr(cli_recovery, f"{name}_command", None)
+        if command is not None:
+            app.command(name)(cli_errors(command))
+
+
+_register_recovery_commands()
 
 
 def main() -> None:
