@@ -90,6 +90,8 @@ def serve(
         backlog=2048,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=2,
+        proxy_headers=False,  # nothing sits in front of a sandbox; saves a middleware per call
+        server_header=False,
     )
     logging.getLogger("uvicorn.error").addFilter(_HideInjectedDrops())
     server = _AnnouncingServer(uconfig, f"{ANNOUNCE_PREFIX}http://{shown_host}:{actual_port}/v1")
