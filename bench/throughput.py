@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench import patches
 from bench.common import (
     ADDRESS,
     CUSTOMER,
@@ -217,6 +218,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ]
     repeats = args.repeats or (2 if args.quick else 3)
     contenders = [c for c in ("a", "b", "c") if c not in args.skip]
+    if args.patched:
+        contenders.insert(2, "bp")
     results: list[RunResult] = []
 
     with (
@@ -238,6 +241,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
             await asyncio.to_thread(dbos_flow.launch, db_url)
             dbos_flow.set_client(client)
+        orch_p = await Orchestrator(settings, client=client).open()
+        patches.autocommit(orch_p)
         for c in [client, *pool_clients]:
             await c.login()
 
@@ -248,7 +253,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "b": lambda: orchestrated_checkout(orch),
             "a4": lambda: bare_checkout(pick_client()),
             "b4": lambda: orchestrated_checkout(pick_orch()),
+            "bp": lambda: orchestrated_checkout(orch_p),
         }
+        wrap = {"bp": lambda: patches.applied(["shallow_asdict"])}
         if "c" in contenders:
 
             async def dbos_checkout() -> bool:
@@ -271,9 +278,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 for rep in range(repeats):
                     await control.reset()
                     for name in names:
-                        watch, lats, failures = await run_closed_loop(
-                            runners[name], sc.n, sc.concurrency
-                        )
+                        with wrap.get(name, patches.nothing)():
+                            watch, lats, failures = await run_closed_loop(
+                                runners[name], sc.n, sc.concurrency
+                            )
                         result = RunResult(
                             name, sc.latency_ms, sc.concurrency, sc.n, rep,
                             watch.wall, watch.cpu, failures, lats,
@@ -292,7 +300,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 from bench import dbos_flow
 
                 await asyncio.to_thread(dbos_flow.shutdown)
-            for o in [orch, *pool_orchs]:
+            for o in [orch, orch_p, *pool_orchs]:
                 await o.close()
             await shared_engine.dispose()
             for c in [client, *pool_clients]:
@@ -427,7 +435,7 @@ def report(
             if x and y:
                 bars.append(
                     {
-                        "bar": f"{name}/{base_name} throughput, pool of {args.pool}, L={lat:.0f} C=64",
+                        "bar": f"{name}/{base_name} x/s, {args.pool} clients, L={lat:.0f} C=64",
                         "value": _paired(x, y, lambda r: r.throughput),
                         "threshold": "info",
                         "met": None,
@@ -472,6 +480,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=0, help="default 2 quick, 3 full")
     parser.add_argument(
         "--pool", type=int, default=4, help="clients in the pooled variant (0: off)"
+    )
+    parser.add_argument(
+        "--patched", action="store_true", help="add 'bp': b with the fixes of bench/patches.py"
     )
     parser.add_argument("--skip", default="", help="contenders to skip, e.g. 'c'")
     parser.add_argument(
