@@ -1,0 +1,120 @@
+"""The CLI as real processes (`python -m orchestrator ...`): what a user's shell or cron sees,
+including `orchestrator demo` on a test database and on its own embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.cli.conftest import Cli, clean_environment
+from tests.fixtures.orchestrator import TOKEN, checkout_request
+
+ANSI = re.compile(r"\x1b\[")
+EXPECTED_DEMO = {
+    "single": "submitted",
+    "multi": "submitted",
+    "partial": "submitted",
+    "declined": "failed",
+    "3ds": "submitted",
+    "intent": "submitted",
+    "crash": "submitted",
+}
+
+
+def _processes_with(marker: str) -> list[str]:
+    """Live processes whose environment carries `marker` (so: started by the run under test)."""
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        try:
+            if process.environ().get("ORCH_TEST_MARKER") == marker:
+                found.append(f"{process.info['pid']} {process.info['name']}")
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_start_and_status_as_processes_print_json_and_plain_text(cli: Cli) -> None:
+    request = checkout_request(payment=TOKEN)
+    started = cli.run("checkout", "start", str(cli.write_request(request)), "--json")
+    assert started.returncode == 0, started.stderr
+    document = json.loads(started.stdout)
+    assert document["state"] == "submitted"
+    assert document["app_order_id"] == request["app_order_id"]
+
+    status = cli.run("status", request["app_order_id"])
+    assert status.returncode == 0, status.stderr
+    assert not ANSI.search(status.stdout) and not ANSI.search(status.stderr)
+    assert re.search(r"^state:\s+submitted$", status.stdout, re.MULTILINE)
+
+    missing = cli.run("audit", "no-such-order")
+    assert missing.returncode == 4
+    assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
+
+
+def _check_demo(completed_stdout: str) -> dict[str, object]:
+    summary = json.loads(completed_stdout)
+    assert summary["ok"] is True, summary
+    outcomes = {c["scenario"]: c for c in summary["checkouts"]}
+    assert {name: c["state"] for name, c in outcomes.items()} == EXPECTED_DEMO
+    assert all(c["ok"] for c in outcomes.values())
+    crash = outcomes["crash"]
+    assert crash["lease_taken_over"] and crash["reconciled"]
+    assert crash["submits_at_violet"] == 1
+    assert outcomes["partial"]["partially_accepted"] is True
+    assert outcomes["declined"]["last_error_type"] == "card_declined"
+    assert outcomes["declined"]["submits_at_violet"] == 0
+    return summary
+
+
+def test_demo_on_a_test_database_ends_cleanly(database_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    marker = uuid.uuid4().hex
+    env = clean_environment(
+        ORCHESTRATOR_DATABASE_URL=database_url,
+        ORCHESTRATOR_DATA_DIR=str(tmp_path),
+        ORCH_TEST_MARKER=marker,
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    _check_demo(completed.stdout)
+    assert "4242424242424242" not in completed.stdout + completed.stderr
+    assert _processes_with(marker) == []
+
+
+@pytest.mark.slow
+def test_demo_on_its_own_embedded_postgres_ends_cleanly(tmp_path: Path) -> None:
+    """No ORCHESTRATOR_DATABASE_URL: the demo starts (and stops) an embedded PostgreSQL."""
+    import subprocess
+    import sys
+
+    marker = uuid.uuid4().hex
+    env = clean_environment(ORCHESTRATOR_DATA_DIR=str(tmp_path), ORCH_TEST_MARKER=marker)
+    completed = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = _check_demo(completed.stdout)
+    assert str(tmp_path) in str(summary["inspect_hint"])
+    assert (tmp_path / "demo" / "pgdata").is_dir()
+    assert _processes_with(marker) == []
