@@ -20,8 +20,13 @@ from orchestrator.api import Orchestrator
 from orchestrator.cli_recovery import recover_command, verify_command
 from orchestrator.config import load_settings
 from orchestrator.errors import OrchestratorError
+from orchestrator.store.database import head_revision
 
 log = logging.getLogger("tests.crash.worker")
+
+# Read the migration scripts once here, so that children forked from the fork server (which
+# imports this module) do not each spend a quarter second on it when they check the schema.
+head_revision()
 
 PHYSICAL = [{"sku_id": 196777, "quantity": 1}]
 DIGITAL = [{"sku_id": 300001, "quantity": 1}]
