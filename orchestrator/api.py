@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import machine
@@ -74,6 +75,7 @@ class Orchestrator:
         self._owns_client = client is None
         self._crash = crash
         self._cards: dict[uuid.UUID, CardPayment] = {}
+        self._pool: AsyncConnectionPool | None = None
         self._opened = False
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -89,7 +91,15 @@ class Orchestrator:
             url = await asyncio.to_thread(self._database_url)
             self._engine = database.create_engine(url)
         await database.check_schema(self._engine)
-        self.repo = Repository(self._engine)
+        self._pool = AsyncConnectionPool(
+            self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=1,
+            max_size=self.settings.db_pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        await self._pool.open(wait=True, timeout=30)
+        self.repo = Repository(self._engine, self._pool)
         self.leases = LeaseKeeper(
             self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
@@ -121,6 +131,8 @@ class Orchestrator:
         if not self._opened:
             return
         await self.leases.close()
+        if self._pool is not None:
+            await self._pool.close()
         if self._owns_client and self._client is not None:
             await self._client.aclose()
         if self._owns_engine and self._engine is not None:

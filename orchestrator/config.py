@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     total_timeout: float = Field(
         default=60.0, gt=0, validation_alias=_env("VIOLET_TOTAL_TIMEOUT", "total_timeout")
     )
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        validation_alias=_env("ORCHESTRATOR_DB_POOL_SIZE", "db_pool_size"),
+        description="Connections one orchestrator keeps for its step writes.",
+    )
     lease_seconds: float = Field(
         default=30.0, gt=0, validation_alias=_env("ORCHESTRATOR_LEASE_SECONDS", "lease_seconds")
     )
