@@ -60,7 +60,8 @@ class Output:
         width = max((len(label) for label, _ in rows), default=0)
         for label, value in rows:
             if self.rich:
-                text = Text(f"{label + ':':<{width + 1}} ", style="dim")
+                text = Text()
+                text.append(f"{label + ':':<{width + 1}} ", style="dim")
                 text.append(value, style=_STATE_STYLE.get(value, "") if label == "state" else "")
                 self.console.print(text)
             else:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -56,8 +59,8 @@ def test_start_and_status_as_processes_print_json_and_plain_text(cli: Cli) -> No
     assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
 
 
-def _check_demo(completed_stdout: str) -> dict[str, object]:
-    summary = json.loads(completed_stdout)
+def _check_demo(completed_stdout: str) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(completed_stdout)
     assert summary["ok"] is True, summary
     outcomes = {c["scenario"]: c for c in summary["checkouts"]}
     assert {name: c["state"] for name, c in outcomes.items()} == EXPECTED_DEMO
@@ -72,9 +75,6 @@ def _check_demo(completed_stdout: str) -> dict[str, object]:
 
 
 def test_demo_on_a_test_database_ends_cleanly(database_url: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     marker = uuid.uuid4().hex
     env = clean_environment(
         ORCHESTRATOR_DATABASE_URL=database_url,
@@ -99,9 +99,6 @@ def test_demo_on_a_test_database_ends_cleanly(database_url: str, tmp_path: Path)
 @pytest.mark.slow
 def test_demo_on_its_own_embedded_postgres_ends_cleanly(tmp_path: Path) -> None:
     """No ORCHESTRATOR_DATABASE_URL: the demo starts (and stops) an embedded PostgreSQL."""
-    import subprocess
-    import sys
-
     marker = uuid.uuid4().hex
     env = clean_environment(ORCHESTRATOR_DATA_DIR=str(tmp_path), ORCH_TEST_MARKER=marker)
     completed = subprocess.run(
