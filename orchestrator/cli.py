@@ -272,6 +272,12 @@ def checkout_start(
 ) -> None:
     """Register a checkout from FILE and drive it as far as it can go now."""
     request = _read_request(file)
+    if no_run and request.payment.type == "card":
+        typer.echo(
+            "note: card data is never stored; a card checkout registered with --no-run will wait "
+            "in awaiting_payment for the card to be given again",
+            err=True,
+        )
     checkout = _run(_with_orchestrator(lambda orch: orch.start(request, run=not no_run)))
     _print_checkout(checkout, as_json, show_secret=show_secret)
     _checkout_exit(checkout)
