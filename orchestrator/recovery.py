@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import psycopg
+import psycopg_pool
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from orchestrator import machine
@@ -42,7 +44,16 @@ IDLE_POLL_CAP_S = 5.0
 #: Connection errors: retry with backoff from 0.5 s, doubling, capped here.
 DB_RETRY_CAP_S = 10.0
 
-_DB_ERRORS = (OperationalError, InterfaceError, DatabaseUnavailable, OSError)
+# The step writes go through psycopg_pool directly, so its errors count as the database's too.
+_DB_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    DatabaseUnavailable,
+    OSError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+)
 
 
 @dataclass(slots=True)
