@@ -210,7 +210,7 @@ class Orchestrator:
             self._cards[inserted.id] = _card(req.payment)
         if not run:
             return Checkout.from_row(inserted)
-        return await self._drive(inserted, intent_committed=True)
+        return await self.drive_claimed(inserted, intent_committed=True)
 
     async def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
         """Drive a checkout as far as it can go now.
@@ -235,14 +235,15 @@ class Orchestrator:
             claim = await self.repo.claim(
                 row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
             )
-            checkout = await self._drive(claim.row, intent_committed=False)
+            checkout = await self.drive_claimed(claim.row, intent_committed=False)
             if checkout.is_terminal or checkout.pending_step is None or retry_wait <= 0:
                 return checkout
             if asyncio.get_running_loop().time() >= deadline:
                 return checkout
             ref = checkout.id
 
-    async def _drive(self, row: CheckoutRow, *, intent_committed: bool) -> Checkout:
+    async def drive_claimed(self, row: CheckoutRow, *, intent_committed: bool) -> Checkout:
+        """Drive a checkout whose lease this orchestrator holds (used by the recovery job)."""
         with self.leases.holding(row.id):
             result: DriveResult = await self.runner.drive(
                 row, card=self._cards.get(row.id), intent_committed=intent_committed
@@ -289,7 +290,7 @@ class Orchestrator:
         resume_step = PRICE if row.state == machine.AWAITING_CONFIRMATION else SUBMIT
         with self.leases.holding(row.id):
             await self.runner.confirm(row, resume_step)
-        return await self._drive(row, intent_committed=False)
+        return await self.drive_claimed(row, intent_committed=False)
 
     async def provide_payment(
         self, ref: uuid.UUID | str, payment: CardPaymentRequest | dict[str, Any]
@@ -306,7 +307,7 @@ class Orchestrator:
         self._cards[row.id] = _card(card)
         row.pending_step = APPLY_PAYMENT
         row.waiting_reason = None
-        return await self._drive(row, intent_committed=False)
+        return await self.drive_claimed(row, intent_committed=False)
 
     async def payment_secret(self, ref: uuid.UUID | str) -> dict[str, str]:
         """The payment intent client secret and Stripe key for the shopper's front end.

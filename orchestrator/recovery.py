@@ -274,7 +274,7 @@ class RecoveryJob:
             before = row.state
             reconciling = row.in_flight
             try:
-                await self.orch._drive(row, intent_committed=False)
+                await self.orch.drive_claimed(row, intent_committed=False)
             except (LeaseLost, CheckoutBusy) as exc:
                 summary.errors += 1
                 log.warning("checkout %s: %s", row.id, exc)
