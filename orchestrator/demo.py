@@ -36,6 +36,17 @@ from orchestrator.config import Settings
 from orchestrator.errors import CheckoutBusy
 from orchestrator.render import Output, show_timeline
 from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxConfig, SandboxControl, create_app
+from orchestrator.sandbox.examples import (
+    DECLINED,
+    INTENT,
+    ONE_REJECTED,
+    PHYSICAL,
+    THREE_DS,
+    TOKEN,
+    TWO_MERCHANTS,
+    VISA,
+    example_request,
+)
 from orchestrator.store import database
 
 logger = logging.getLogger(__name__)
@@ -43,20 +54,7 @@ logger = logging.getLogger(__name__)
 CRASH_POINT = "after_call:submit"
 """Violet accepted the submit, the worker died before recording it: the hardest case."""
 
-_VISA = {
-    "type": "card",
-    "card_number": "4242424242424242",
-    "card_cvc": "123",
-    "card_exp_month": 12,
-    "card_exp_year": 2030,
-    "card_postal_code": "11211",
-}
-_SKUS = {
-    "physical": [{"sku_id": 196777, "quantity": 2}],
-    "two_merchants": [{"sku_id": 196777, "quantity": 1}, {"sku_id": 196592, "quantity": 1}],
-    "one_rejected": [{"sku_id": 196777, "quantity": 1}, {"sku_id": 400001, "quantity": 1}],
-}
-_TOKEN = {"type": "token", "token": "tok_visa", "provider": "STRIPE"}
+_SKUS = {"physical": PHYSICAL, "two_merchants": TWO_MERCHANTS, "one_rejected": ONE_REJECTED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,21 +69,15 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("single", "one merchant, card", "physical", _VISA, "submitted"),
-    Scenario("multi", "two merchants, token", "two_merchants", _TOKEN, "submitted"),
-    Scenario("partial", "two merchants, one rejects", "one_rejected", _TOKEN, "submitted"),
-    Scenario(
-        "declined",
-        "declined card",
-        "physical",
-        {**_VISA, "card_number": "4000000000000002", "card_cvc": "987"},
-        "failed",
-    ),
+    Scenario("single", "one merchant, card", "physical", VISA, "submitted"),
+    Scenario("multi", "two merchants, token", "two_merchants", TOKEN, "submitted"),
+    Scenario("partial", "two merchants, one rejects", "one_rejected", TOKEN, "submitted"),
+    Scenario("declined", "declined card", "physical", DECLINED, "failed"),
     Scenario(
         "3ds",
         "3-D Secure card, confirmed by the shopper",
         "physical",
-        {**_VISA, "card_number": "4000002760003184", "card_cvc": "314"},
+        THREE_DS,
         "submitted",
         shopper_confirms=True,
     ),
@@ -93,7 +85,7 @@ SCENARIOS = (
         "intent",
         "payment intent, confirmed by the shopper",
         "physical",
-        {"type": "intent"},
+        INTENT,
         "submitted",
         shopper_confirms=True,
     ),
@@ -101,7 +93,7 @@ SCENARIOS = (
         "crash",
         f"worker killed at {CRASH_POINT}, recovered",
         "physical",
-        _TOKEN,
+        TOKEN,
         "submitted",
         crash=True,
     ),
@@ -228,23 +220,9 @@ def _demo_database(settings: Settings) -> tuple[str, database.EmbeddedPostgres |
 
 
 def _request(scenario: Scenario, run_id: str) -> dict[str, Any]:
-    return {
-        "app_order_id": f"demo-{run_id}-{scenario.name}",
-        "currency": "USD",
-        "skus": _SKUS[scenario.skus],
-        "customer": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"},
-        "shipping_address": {
-            "address_1": "1 Main St",
-            "city": "Brooklyn",
-            "state": "NY",
-            "postal_code": "11211",
-            "country": "US",
-            "phone": "5555550100",
-        },
-        "billing_address": None,
-        "shipping": {"policy": "cheapest"},
-        "payment": scenario.payment,
-    }
+    return example_request(
+        f"demo-{run_id}-{scenario.name}", skus=_SKUS[scenario.skus], payment=scenario.payment
+    )
 
 
 def _demo_settings(url: str, sandbox_root: str) -> Settings:

@@ -20,6 +20,7 @@ from orchestrator.api import Orchestrator
 from orchestrator.cli_recovery import recover_command, verify_command
 from orchestrator.config import load_settings
 from orchestrator.errors import OrchestratorError
+from orchestrator.sandbox.examples import DIGITAL, TOKEN, VISA, example_request
 from orchestrator.store.database import head_revision
 
 log = logging.getLogger("tests.crash.worker")
@@ -28,39 +29,16 @@ log = logging.getLogger("tests.crash.worker")
 # imports this module) do not each spend a quarter second on it when they check the schema.
 head_revision()
 
-PHYSICAL = [{"sku_id": 196777, "quantity": 1}]
-DIGITAL = [{"sku_id": 300001, "quantity": 1}]
-TOKEN = {"type": "token", "token": "tok_visa", "provider": "STRIPE"}
-VISA = {
-    "type": "card",
-    "card_number": "4242424242424242",
-    "card_cvc": "123",
-    "card_exp_month": 12,
-    "card_exp_year": 2030,
-    "card_postal_code": "11211",
-}
-ADDRESS = {
-    "address_1": "1 Main St",
-    "city": "Brooklyn",
-    "state": "NY",
-    "postal_code": "11211",
-    "country": "US",
-    "phone": "5555550100",
-}
+ONE_ITEM = [{"sku_id": 196777, "quantity": 1}]
 
 
 def request(app_order_id: str, *, payment: str = "token", physical: bool = True) -> dict[str, Any]:
     """A checkout request for the sandbox's catalogue (physical goods pass through shipping)."""
-    return {
-        "app_order_id": app_order_id,
-        "currency": "USD",
-        "skus": PHYSICAL if physical else DIGITAL,
-        "customer": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"},
-        "shipping_address": ADDRESS,
-        "billing_address": None,
-        "shipping": {"policy": "cheapest"},
-        "payment": VISA if payment == "card" else TOKEN,
-    }
+    return example_request(
+        app_order_id,
+        skus=ONE_ITEM if physical else DIGITAL,
+        payment=VISA if payment == "card" else TOKEN,
+    )
 
 
 def _prepare(env: Mapping[str, str] | None, log_path: str | None) -> None:
