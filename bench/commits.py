@@ -10,8 +10,10 @@ and counts, over the run:
   other sessions add to these, so an idle window of the same length is measured first and shown;
   `--private-cluster` runs a throw-away PG cluster of the same binaries (initdb) instead, so the
   WAL counters are ours alone;
-- client side: every transaction the orchestrator's engine runs, classified by its statements
-  (write or read-only), from SQLAlchemy events;
+- write transactions: the xids assigned over the run (only writing transactions get one), so
+  read-only transactions = commits - xids (exact on the private cluster);
+- with --log-statements (private cluster), every statement per checkout from the server log,
+  BEGIN/COMMIT included;
 - Violet calls per checkout from the sandbox's `calls_by_op`.
 Bar: durable (writing) commits per checkout <= Violet calls per checkout + 1.
 """
@@ -26,13 +28,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 
 from bench import common
 from bench.common import (
@@ -47,65 +46,12 @@ from bench.common import (
 from bench.throughput import run_closed_loop, violet_client
 from orchestrator.api import Orchestrator
 from orchestrator.sandbox import SandboxConfig, SandboxControl, SandboxServer
-from orchestrator.store import database, repository
-
-_KNOWN = {
-    repository._INSERT_SQL: "insert checkout (+events)",
-    repository._WRITE_SQL: "step write (+events, step)",
-    repository._CLAIM_ONE_SQL: "claim one",
-    repository._CLAIM_DUE_SQL: "claim due",
-}
+from orchestrator.store import database
 
 
-def _label(statement: str) -> str:
-    known = _KNOWN.get(statement)
-    if known:
-        return known
-    return " ".join(statement.split())[:70]
-
-
-def _writes(statement: str) -> bool:
-    head = statement.upper()
-    return any(word in head for word in ("INSERT ", "UPDATE ", "DELETE "))
-
-
-class TxCounter:
-    """Counts the transactions of one engine, each classified by the statements it ran."""
-
-    def __init__(self) -> None:
-        self.by_kind: Counter[str] = Counter()
-        self.read_only: Counter[str] = Counter()
-        self.commits = 0
-        self.rollbacks = 0
-
-    def attach(self, sync_engine: Any) -> None:
-        event.listen(sync_engine, "begin", self._begin)
-        event.listen(sync_engine, "before_cursor_execute", self._execute)
-        event.listen(sync_engine, "commit", self._commit)
-        event.listen(sync_engine, "rollback", self._rollback)
-
-    def _begin(self, conn: Connection) -> None:
-        conn.info["bench_stmts"] = []
-
-    def _execute(self, conn: Connection, cursor: Any, statement: str, *rest: Any) -> None:
-        conn.info.setdefault("bench_stmts", []).append(statement)
-
-    def _finish(self, conn: Connection) -> None:
-        stmts: list[str] = conn.info.pop("bench_stmts", [])
-        if not stmts:
-            return
-        if any(_writes(s) for s in stmts):
-            self.by_kind[" + ".join(_label(s) for s in stmts)] += 1
-        else:
-            self.read_only[" + ".join(_label(s) for s in stmts)] += 1
-
-    def _commit(self, conn: Connection) -> None:
-        self.commits += 1
-        self._finish(conn)
-
-    def _rollback(self, conn: Connection) -> None:
-        self.rollbacks += 1
-        self._finish(conn)
+def _writes(query: str) -> bool:
+    text = query.upper()
+    return any(word in text for word in ("INSERT ", "UPDATE ", "DELETE "))
 
 
 def server_counters(dbname: str, host: str, port: int) -> dict[str, float]:
@@ -117,8 +63,11 @@ def server_counters(dbname: str, host: str, port: int) -> dict[str, float]:
             (dbname,),
         ).fetchone()
         wal = conn.execute("SELECT wal_sync, wal_records, wal_bytes FROM pg_stat_wal").fetchone()
-    assert db is not None and wal is not None
+        # xids are assigned only to transactions that write: their count is the durable commits.
+        xid = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+    assert db is not None and wal is not None and xid is not None
     return {
+        "xids": float(xid[0]),
         "xact_commit": float(db[0]),
         "xact_rollback": float(db[1]),
         "wal_sync": float(wal[0]),
@@ -132,7 +81,7 @@ def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float
 
 
 @contextlib.contextmanager
-def private_cluster(port: int) -> Iterator[tuple[str, int]]:
+def private_cluster(port: int, *, log_statements: bool = False) -> Iterator[tuple[str, int, str]]:
     """A throw-away cluster of the system's PostgreSQL (run as user postgres), default config."""
     bindir = subprocess.run(
         ["pg_config", "--bindir"], capture_output=True, text=True, check=True
@@ -146,13 +95,18 @@ def private_cluster(port: int) -> Iterator[tuple[str, int]]:
         capture_output=True,
     )
     opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    if log_statements:
+        opts += " -c log_statement=all -c log_line_prefix=%d@@"
+    # pg_ctl hands -o to a shell: no metacharacters in opts; no captured stdout (the server
+    # would inherit the pipe and the wait would never end).
     subprocess.run(
         [*as_pg, f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-w", "-l", f"{data}/log", "start"],
         check=True,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        yield "127.0.0.1", port
+        yield "127.0.0.1", port, data
     finally:
         subprocess.run(
             [*as_pg, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
@@ -161,25 +115,40 @@ def private_cluster(port: int) -> Iterator[tuple[str, int]]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-async def _settle(engine: Any) -> None:
+async def _settle(engine: Any, orch: Orchestrator | None = None) -> None:
     """Close every pooled connection: exiting backends flush their pending statistics."""
+    pool = getattr(orch, "_pool", None)
+    if pool is not None:  # the orchestrator's own psycopg pool, when it has one
+        await pool.close()
     await engine.dispose()
     await asyncio.sleep(1.5)
 
 
-async def measure(args: argparse.Namespace, host: str, port: int) -> dict[str, Any]:
+def _mark(dbname: str, host: str, port: int, what: str) -> None:
+    """A logged marker statement in the bench database: the measured window's edges."""
+    with psycopg.connect(common.admin_dsn(dbname, host=host, port=port), autocommit=True) as conn:
+        conn.execute(f"SELECT 'bench-window-{what}'")
+
+
+def _label(query: str) -> str:
+    text = " ".join(query.split())
+    for marker in ("UPDATE checkouts", "INSERT INTO checkouts", "FROM checkouts"):
+        if marker in text:
+            at = text.index(marker)
+            return ("WITH ... " if at else "") + text[at : at + 60]
+    return text[:70]
+
+
+async def measure(args: argparse.Namespace, host: str, port: int, private: bool) -> dict[str, Any]:
     with (
         SandboxServer(SandboxConfig(latency_ms=args.latency_ms)) as sandbox,
         scratch_database("bench_commits", host=host, port=port) as (dbname, db_url),
     ):
         control = SandboxControl(sandbox.control_url)
         engine = database.create_engine(db_url)
-        counter = TxCounter()
-        counter.attach(engine.sync_engine)
         client = violet_client(sandbox.base_url)
-        orch = await Orchestrator(
-            bench_settings(db_url, sandbox.base_url), client=client, engine=engine
-        ).open()
+        settings = bench_settings(db_url, sandbox.base_url)
+        orch = await Orchestrator(settings, client=client, engine=engine).open()
         await client.login()
 
         async def one() -> bool:
@@ -187,16 +156,22 @@ async def measure(args: argparse.Namespace, host: str, port: int) -> dict[str, A
             return checkout.state == "submitted"
 
         await run_closed_loop(one, 20, min(args.concurrency, 20))  # warm-up
+        await orch.close()
         await _settle(engine)
-
-        started = time.perf_counter()
+        # Reopen: the orchestrator's connections are made before the measured window.
+        client = violet_client(sandbox.base_url)
+        orch = await Orchestrator(settings, client=client, engine=engine).open()
+        await client.login()
+        await run_closed_loop(one, 1, 1)
         await control.reset()
-        counter.__init__()  # type: ignore[misc]
+        _mark(dbname, host, port, "start")
         before = server_counters(dbname, host, port)
+        started = time.perf_counter()
         watch, _, failures = await run_closed_loop(one, args.n, args.concurrency)
         stats = await control.stats()
-        await _settle(engine)
+        await _settle(engine, orch)
         after = server_counters(dbname, host, port)
+        _mark(dbname, host, port, "end")
         run_s = time.perf_counter() - started
         # An idle window as long as the run: what the rest of the cluster adds meanwhile.
         idle_before = server_counters(dbname, host, port)
@@ -212,8 +187,11 @@ async def measure(args: argparse.Namespace, host: str, port: int) -> dict[str, A
     idle = _delta(idle_after, idle_before)
     calls = {k: v for k, v in stats["calls_by_op"].items() if k not in ("login", "refresh")}
     violet_calls = sum(calls.values()) / n
-    durable = sum(counter.by_kind.values()) / n
+    # The admin connection's reads above run in `postgres`, not in the bench database.
+    write_tx = run["xids"] / n
+    commits = run["xact_commit"] / n
     return {
+        "where": "private cluster" if private else "shared server",
         "n": n,
         "concurrency": args.concurrency,
         "latency_ms": args.latency_ms,
@@ -221,21 +199,41 @@ async def measure(args: argparse.Namespace, host: str, port: int) -> dict[str, A
         "wall_s": watch.wall,
         "violet_calls_per_checkout": violet_calls,
         "violet_calls_by_op": calls,
-        "client_write_commits_per_checkout": durable,
-        "client_read_only_tx_per_checkout": sum(counter.read_only.values()) / n,
-        "client_commits": counter.commits,
-        "client_rollbacks": counter.rollbacks,
-        "write_tx_by_statement": {k: v / n for k, v in counter.by_kind.most_common()},
-        "read_only_tx_by_statement": {k: v / n for k, v in counter.read_only.most_common()},
-        "server_xact_commit_per_checkout": run["xact_commit"] / n,
-        "server_xact_rollback_per_checkout": run["xact_rollback"] / n,
+        "commits_per_checkout": commits,
+        "write_commits_per_checkout": write_tx,
+        "read_only_commits_per_checkout": commits - write_tx,
+        "rollbacks_per_checkout": run["xact_rollback"] / n,
         "wal_sync_per_checkout": run["wal_sync"] / n,
         "wal_records_per_checkout": run["wal_records"] / n,
         "wal_bytes_per_checkout": run["wal_bytes"] / n,
+        "idle_window_xids_per_checkout_equiv": idle["xids"] / n,
         "idle_window_wal_sync_per_checkout_equiv": idle["wal_sync"] / n,
-        "idle_window_xact_commit": idle["xact_commit"],
-        "bar_durable_commits_le_calls_plus_1": durable <= violet_calls + 1,
+        "bar_durable_commits_le_calls_plus_1": write_tx <= violet_calls + 1,
     }
+
+
+def logged_statements(path: str, n: int) -> dict[str, float]:
+    """Statements per checkout in the measured window, from the server log (log_statement=all)."""
+    counts: dict[str, float] = {}
+    entries: list[str] = []
+    with open(path, errors="replace") as log:
+        for line in log:
+            db, sep, rest = line.partition("@@")
+            if sep and "LOG:" in rest:
+                entries.append(rest.split("LOG:", 1)[1].strip() if db.startswith("bench_") else "")
+            elif entries and entries[-1]:
+                entries[-1] += " " + line.strip()  # continuation of a multi-line statement
+    inside = False
+    for entry in entries:
+        if "bench-window-start" in entry:
+            inside = True
+        elif "bench-window-end" in entry:
+            inside = False
+        elif inside and entry:
+            text = entry.split(":", 1)[1] if entry.startswith("execute") else entry
+            label = _label(text.removeprefix(" statement:"))
+            counts[label] = counts.get(label, 0.0) + 1.0 / n
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def main() -> None:
@@ -245,29 +243,41 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument(
-        "--private-cluster", action="store_true", help="own initdb'd cluster: exact WAL counters"
+        "--private-cluster", action="store_true", help="also on an initdb'd cluster: exact counts"
     )
     parser.add_argument("--private-port", type=int, default=55439)
+    parser.add_argument(
+        "--log-statements", action="store_true", help="private cluster: log and count statements"
+    )
     args = parser.parse_args()
     args.n = args.n or (200 if args.quick else 1000)
     logging.basicConfig(level=logging.WARNING)
     info = machine_info()
     results: dict[str, Any] = {}
-    results["shared"] = asyncio.run(measure(args, common.PG_HOST, common.PG_PORT))
+    results["shared"] = asyncio.run(measure(args, common.PG_HOST, common.PG_PORT, False))
     if args.private_cluster:
-        with private_cluster(args.private_port) as (host, port):
-            results["private"] = asyncio.run(measure(args, host, port))
+        with private_cluster(args.private_port, log_statements=args.log_statements) as (
+            host,
+            port,
+            data,
+        ):
+            results["private"] = asyncio.run(measure(args, host, port, True))
+            if args.log_statements:
+                results["private"]["statements_per_checkout"] = logged_statements(
+                    f"{data}/log", args.n
+                )
 
     keys = [
         "violet_calls_per_checkout",
-        "client_write_commits_per_checkout",
-        "client_read_only_tx_per_checkout",
-        "server_xact_commit_per_checkout",
-        "server_xact_rollback_per_checkout",
+        "commits_per_checkout",
+        "write_commits_per_checkout",
+        "read_only_commits_per_checkout",
+        "rollbacks_per_checkout",
         "wal_sync_per_checkout",
-        "idle_window_wal_sync_per_checkout_equiv",
         "wal_records_per_checkout",
         "wal_bytes_per_checkout",
+        "idle_window_xids_per_checkout_equiv",
+        "idle_window_wal_sync_per_checkout_equiv",
         "failures",
         "bar_durable_commits_le_calls_plus_1",
     ]
@@ -275,14 +285,10 @@ def main() -> None:
     rows = [[k, *(results[c][k] for c in results)] for k in keys]
     print(table(headers, rows))
     for where, res in results.items():
-        print(f"\n[{where}] write transactions per checkout, by statement:")
-        for k, v in res["write_tx_by_statement"].items():
-            print(f"  {v:6.2f}  {k}")
-        print(f"[{where}] read-only transactions per checkout:")
-        for k, v in res["read_only_tx_by_statement"].items():
-            print(f"  {v:6.2f}  {k}")
-        if not res["read_only_tx_by_statement"]:
-            print("  none")
+        if res.get("statements_per_checkout"):
+            print(f"\n[{where}] statements per checkout (server log):")
+            for k, v in res["statements_per_checkout"].items():
+                print(f"  {v:6.2f}  {'W' if _writes(k) else 'R'}  {k}")
         print(f"[{where}] Violet calls by op (total): {res['violet_calls_by_op']}")
     payload = {
         "bench": "commits",

@@ -29,7 +29,10 @@ def _shallow_asdict(obj: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def shallow_asdict() -> Iterator[None]:
-    original = repository.__dict__["asdict"]
+    original = repository.__dict__.get("asdict")
+    if original is None:  # the library no longer uses asdict there: nothing to patch
+        yield
+        return
     setattr(repository, "asdict", _shallow_asdict)  # noqa: B010 - the module does not export it
     try:
         yield
@@ -39,6 +42,8 @@ def shallow_asdict() -> Iterator[None]:
 
 def autocommit(orch: Orchestrator) -> None:
     """Make this orchestrator's repository send single statements without BEGIN/COMMIT."""
+    if hasattr(orch.repo, "_auto"):  # the library already autocommits
+        return
     orch.repo.engine = orch.engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
