@@ -16,9 +16,7 @@ import pytest
 
 from orchestrator.sandbox import SandboxControl
 from tests.fixtures.sandbox import CUSTOMER, NY_ADDRESS, RawViolet, prepare_cart
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "violet" / "samples"
-"""shared/ sits beside the repository, in development and in CI alike."""
+from tests.samples import SAMPLES
 
 NOT_PRODUCED: dict[str, str] = {
     # Paths use "[]" for "any element of the list".

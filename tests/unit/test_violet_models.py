@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ from orchestrator.violet import (
     OrderStatus,
     TokenPayment,
 )
+from tests.samples import SAMPLES
 
-SAMPLES = Path("/work/shared/violet/samples")
 CART_SAMPLES = [
     "cart_73791_two_bags_with_EXTERNAL_CREATE_CART_error.json",
     "cart_73936_get_two_bags_unpriced.json",
