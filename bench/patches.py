@@ -7,6 +7,11 @@ instance change) so patched and unpatched contenders can be interleaved in one r
 - ``shallow_asdict``: `store/repository.py` serialises every event and step record with
   `dataclasses.asdict`, which deep-copies the nested request/response summaries before
   `json.dumps` reads them once. A shallow field read produces identical JSON.
+- ``sharded_http``: httpcore's pool scans every connection on each request and each response
+  close (`AsyncConnectionPool._assign_requests_to_connections` -> `has_expired` ->
+  `is_socket_readable`, a poll and a getpeername syscall per idle connection), so one
+  `httpx.AsyncClient` with 100 connections costs O(connections) syscalls per Violet call. The
+  patch spreads `VioletClient`'s requests round-robin over K clients of 100/K connections each.
 - ``autocommit``: every `Repository` method is one statement (a data-modifying CTE is atomic on
   its own), yet `engine.begin()` wraps it in BEGIN ... COMMIT: three round trips instead of one.
   An AUTOCOMMIT engine (same pool) sends just the statement.
@@ -16,11 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
+
 from orchestrator.api import Orchestrator
 from orchestrator.store import repository
+from orchestrator.violet import VioletClient
 
 
 def _shallow_asdict(obj: Any) -> dict[str, Any]:
@@ -38,6 +47,63 @@ def shallow_asdict() -> Iterator[None]:
         yield
     finally:
         setattr(repository, "asdict", original)  # noqa: B010
+
+
+class _BroadcastHeaders:
+    """`VioletClient._set_token` writes the token header; every shard must get it."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self._clients = clients
+
+    def __setitem__(self, key: str, value: str) -> None:
+        for client in self._clients:
+            client.headers[key] = value
+
+    def __getitem__(self, key: str) -> str:
+        return self._clients[0].headers[key]
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        value: str | None = self._clients[0].headers.get(key, default)
+        return value
+
+
+class _ShardedHTTP:
+    """Quacks like the `httpx.AsyncClient` inside `VioletClient` (request, headers, aclose)."""
+
+    def __init__(self, original: httpx.AsyncClient, shards: int, connections: int) -> None:
+        per = max(1, connections // shards)
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=original.base_url,
+                timeout=original.timeout,
+                headers=original.headers,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=per, max_keepalive_connections=per),
+            )
+            for _ in range(shards)
+        ]
+        self._next = itertools.cycle(self._clients)
+        self.headers = _BroadcastHeaders(self._clients)
+
+    async def request(self, *args: Any, **kwargs: Any) -> httpx.Response:
+        return await next(self._next).request(*args, **kwargs)
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+def sharded_http(shards: int = 8, connections: int = 100) -> None:
+    """From now on every new VioletClient (without a custom transport) uses K shards."""
+    original_init = VioletClient.__init__
+
+    def init(self: VioletClient, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        if kwargs.get("transport") is None:
+            original = self._http
+            self._http = _ShardedHTTP(original, shards, connections)  # type: ignore[assignment]
+
+    VioletClient.__init__ = init  # type: ignore[method-assign]
 
 
 def autocommit(orch: Orchestrator) -> None:

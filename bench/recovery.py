@@ -134,11 +134,20 @@ def recover_env(db_url: str, base_url: str) -> dict[str, str]:
 
 
 def run_recovery(
-    procs: int, concurrency: int, batch: int, env: dict[str, str]
+    procs: int,
+    concurrency: int,
+    batch: int,
+    env: dict[str, str],
+    pyspy: str = "",
+    patched: bool = False,
 ) -> list[dict[str, Any]]:
     """Start `procs` recover processes at once; wall time and peak RSS of each (wait4)."""
-    cmd = [sys.executable, "-m", "orchestrator", "recover", "--until-idle"]
+    module = "bench.recover_patched" if patched else "orchestrator"
+    cmd = [sys.executable, "-m", module, "recover", "--until-idle"]
     cmd += ["--concurrency", str(concurrency), "--batch", str(batch), "--json"]
+    if pyspy:  # profiling run: RSS is then py-spy's, not the job's
+        spy = str(Path(sys.executable).parent / "py-spy")
+        cmd = [spy, "record", "-r", "200", "--format", "raw", "-o", pyspy, "--", *cmd]
     started = time.perf_counter()
     children = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -164,7 +173,7 @@ def run_recovery(
     return out
 
 
-async def scenario(args: argparse.Namespace, procs: int) -> dict[str, Any]:
+async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[str, Any]:
     with (
         SandboxServer(SandboxConfig(latency_ms=0.0)) as sandbox,
         scratch_database("bench_recovery") as (dbname, db_url),
@@ -185,6 +194,8 @@ async def scenario(args: argparse.Namespace, procs: int) -> dict[str, Any]:
             args.concurrency,
             args.batch,
             recover_env(db_url, sandbox.base_url),
+            args.pyspy,
+            patched,
         )
         stats1 = await control.stats()
         after = states(dbname)
@@ -196,6 +207,7 @@ async def scenario(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0)}
     dup = sum(stats1["duplicate_submits"].values())
     result = {
+        "variant": "sharded_http patch" if patched else "as is",
         "processes": procs,
         "concurrency_per_process": args.concurrency,
         "batch": args.batch,
@@ -220,7 +232,8 @@ async def scenario(args: argparse.Namespace, procs: int) -> dict[str, Any]:
         "bar_rss_lt_200mb": max(r["peak_rss_mb"] for r in runs) < 200.0,
     }
     print(
-        f"[{procs} proc] idle after {wall:.1f} s, {result['checkouts_per_s']:.0f} checkouts/s, "
+        f"[{procs} proc{' patched' if patched else ''}] idle after {wall:.1f} s, "
+        f"{result['checkouts_per_s']:.0f} checkouts/s, "
         f"peak RSS {result['peak_rss_mb_max']:.0f} MB, states {after}, duplicate submits {dup}"
     )
     for r in runs:
@@ -238,15 +251,35 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--seed-concurrency", type=int, default=32)
     parser.add_argument("--procs", default="1,3", help="process counts to run, e.g. 1,3")
+    parser.add_argument(
+        "--patched", action="store_true", help="also run with bench.patches.sharded_http"
+    )
+    parser.add_argument("--pyspy", default="", help="profile the recover process(es) to this file")
     args = parser.parse_args()
     args.n = args.n or (1_000 if args.quick else 10_000)
     logging.basicConfig(level=logging.WARNING)
     info = machine_info()
-    results = [asyncio.run(scenario(args, int(p))) for p in args.procs.split(",")]
-    headers = ["procs", "C/proc", "N", "in flight", "idle s", "ckout/s", "peak RSS MB", "cpu s"]
+    variants = [False, True] if args.patched else [False]
+    results = [
+        asyncio.run(scenario(args, int(p), patched))
+        for p in args.procs.split(",")
+        for patched in variants
+    ]
+    headers = [
+        "variant",
+        "procs",
+        "C/proc",
+        "N",
+        "in flight",
+        "idle s",
+        "ckout/s",
+        "peak RSS MB",
+        "cpu s",
+    ]
     headers += ["dup submits", "left", "<60 s", "<200 MB"]
     rows = [
-        [r["processes"], r["concurrency_per_process"], r["checkouts"], r["in_flight_at_start"],
+        [r["variant"], r["processes"], r["concurrency_per_process"], r["checkouts"],
+         r["in_flight_at_start"],
          r["time_to_idle_s"], r["checkouts_per_s"], r["peak_rss_mb_max"], r["cpu_s_total"],
          r["duplicate_submits"], r["left_non_terminal"], r["bar_time_lt_60s"],
          r["bar_rss_lt_200mb"]]
