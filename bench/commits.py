@@ -24,11 +24,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -96,7 +98,12 @@ def private_cluster(port: int, *, log_statements: bool = False) -> Iterator[tupl
     )
     opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
     if log_statements:
-        opts += " -c log_statement=all -c log_line_prefix=%d@@"
+        opts += (
+            " -c log_min_duration_statement=0 -c log_line_prefix=%d@@"
+            " -c shared_preload_libraries=auto_explain -c auto_explain.log_min_duration=0"
+            " -c auto_explain.log_analyze=on -c auto_explain.log_triggers=on"
+            " -c auto_explain.log_timing=on"
+        )
     # pg_ctl hands -o to a shell: no metacharacters in opts; no captured stdout (the server
     # would inherit the pipe and the wait would never end).
     subprocess.run(
@@ -112,6 +119,8 @@ def private_cluster(port: int, *, log_statements: bool = False) -> Iterator[tupl
             [*as_pg, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
             capture_output=True,
         )
+        if log_statements:
+            shutil.copy(f"{data}/log", Path(tempfile.gettempdir()) / "bench_commits_private.log")
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -212,28 +221,66 @@ async def measure(args: argparse.Namespace, host: str, port: int, private: bool)
     }
 
 
-def logged_statements(path: str, n: int) -> dict[str, float]:
-    """Statements per checkout in the measured window, from the server log (log_statement=all)."""
-    counts: dict[str, float] = {}
-    entries: list[str] = []
+# Extended protocol logs parse, bind and execute separately: only an execute (or a simple
+# statement) is one statement run.
+_DURATION = re.compile(r"duration: ([0-9.]+) ms\s+(?:execute [^:]*|statement):")
+
+
+_TRIGGER = re.compile(r"Trigger (?:for constraint )?(\S+) on \S+: (?:time=([0-9.]+) )?calls=(\d+)")
+
+
+def trigger_times(path: str, n: int) -> dict[str, dict[str, float]]:
+    """Per checkout: trigger calls and their time, from auto_explain plans in the window."""
+    out: dict[str, dict[str, float]] = {}
+    inside = False
+    with open(path, errors="replace") as log:
+        for line in log:
+            if "bench-window-start" in line:
+                inside = True
+            elif "bench-window-end" in line:
+                inside = False
+            elif inside:
+                match = _TRIGGER.search(line)
+                if match:
+                    item = out.setdefault(match.group(1), {"calls": 0.0, "ms": 0.0})
+                    item["calls"] += int(match.group(3)) / n
+                    item["ms"] += float(match.group(2) or 0.0) / n
+    return out
+
+
+def logged_statements(path: str, n: int) -> dict[str, dict[str, float]]:
+    """Statements per checkout in the measured window and their mean server time, from the log
+    (log_min_duration_statement=0: one line per statement with its execution time)."""
+    entries: list[tuple[float, str]] = []
     with open(path, errors="replace") as log:
         for line in log:
             db, sep, rest = line.partition("@@")
             if sep and "LOG:" in rest:
-                entries.append(rest.split("LOG:", 1)[1].strip() if db.startswith("bench_") else "")
-            elif entries and entries[-1]:
-                entries[-1] += " " + line.strip()  # continuation of a multi-line statement
+                text = rest.split("LOG:", 1)[1].strip()
+                match = _DURATION.match(text)
+                if db.startswith("bench_") and match:
+                    # "sql:" keeps the entry open: the SQL often starts on the next line.
+                    entries.append((float(match.group(1)), "sql:" + text[match.end() :].strip()))
+                else:
+                    entries.append((0.0, ""))
+            elif entries and entries[-1][1]:
+                ms, text = entries[-1]
+                entries[-1] = (ms, text + " " + line.strip())  # continuation line
+    out: dict[str, dict[str, float]] = {}
     inside = False
-    for entry in entries:
-        if "bench-window-start" in entry:
+    for ms, entry in entries:
+        text = entry.removeprefix("sql:").strip()
+        if "bench-window-start" in text:
             inside = True
-        elif "bench-window-end" in entry:
+        elif "bench-window-end" in text:
             inside = False
-        elif inside and entry:
-            text = entry.split(":", 1)[1] if entry.startswith("execute") else entry
-            label = _label(text.removeprefix(" statement:"))
-            counts[label] = counts.get(label, 0.0) + 1.0 / n
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        elif inside and text:
+            item = out.setdefault(_label(text), {"per_checkout": 0.0, "server_ms_total": 0.0})
+            item["per_checkout"] += 1.0 / n
+            item["server_ms_total"] += ms
+    for item in out.values():
+        item["server_ms_mean"] = item["server_ms_total"] / max(1.0, item["per_checkout"] * n)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["per_checkout"]))
 
 
 def main() -> None:
@@ -266,6 +313,7 @@ def main() -> None:
                 results["private"]["statements_per_checkout"] = logged_statements(
                     f"{data}/log", args.n
                 )
+                results["private"]["triggers_per_checkout"] = trigger_times(f"{data}/log", args.n)
 
     keys = [
         "violet_calls_per_checkout",
@@ -288,7 +336,12 @@ def main() -> None:
         if res.get("statements_per_checkout"):
             print(f"\n[{where}] statements per checkout (server log):")
             for k, v in res["statements_per_checkout"].items():
-                print(f"  {v:6.2f}  {'W' if _writes(k) else 'R'}  {k}")
+                print(
+                    f"  {v['per_checkout']:6.2f}  {'W' if _writes(k) else 'R'}  "
+                    f"{v['server_ms_mean']:6.3f} ms  {k}"
+                )
+        for name, t in res.get("triggers_per_checkout", {}).items():
+            print(f"  trigger {name}: {t['calls']:.1f} calls, {t['ms']:.3f} ms per checkout")
         print(f"[{where}] Violet calls by op (total): {res['violet_calls_by_op']}")
     payload = {
         "bench": "commits",
