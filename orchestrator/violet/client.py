@@ -9,6 +9,7 @@ durable retry and reconcile logic.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -137,29 +138,40 @@ class VioletClient:
         transport: httpx.AsyncBaseTransport | None = None,
         read_retries: int = 3,
         max_connections: int = 100,
+        http_shards: int = 4,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._username = username
         self._password = SecretStr(_secret(password))
         self._total_timeout = total_timeout
         self._read_retries = max(0, read_retries)
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            transport=transport,
-            http2=False,
-            follow_redirects=False,
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
-            ),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            headers={
-                "X-Violet-App-Id": str(app_id),
-                "X-Violet-App-Secret": _secret(app_secret),
-                "Accept": "application/json",
-            },
-        )
+        # httpcore scans every pooled connection (a poll syscall each) on every request, so one
+        # client with many connections slows down as concurrency grows: requests go round-robin
+        # over a few smaller pools instead (an in-process transport needs only one).
+        shards = 1 if transport is not None else max(1, min(http_shards, max_connections))
+        per_shard = max(1, max_connections // shards)
+        self._shards = [
+            httpx.AsyncClient(
+                base_url=self._base_url,
+                transport=transport,
+                http2=False,
+                follow_redirects=False,
+                timeout=httpx.Timeout(
+                    connect=connect_timeout,
+                    read=read_timeout,
+                    write=read_timeout,
+                    pool=connect_timeout,
+                ),
+                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
+                headers={
+                    "X-Violet-App-Id": str(app_id),
+                    "X-Violet-App-Secret": _secret(app_secret),
+                    "Accept": "application/json",
+                },
+            )
+            for _ in range(shards)
+        ]
+        self._next_shard = itertools.cycle(self._shards)
         self._auth: TokenState | None = None
         self._refresh_token: SecretStr | None = None
         self._auth_lock = asyncio.Lock()
@@ -207,7 +219,8 @@ class VioletClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for shard in self._shards:
+            await shard.aclose()
 
     # ------------------------------------------------------------ auth
 
@@ -252,7 +265,8 @@ class VioletClient:
 
     def _set_token(self, token: str) -> None:
         self._auth = TokenState.from_token(token)
-        self._http.headers["X-Violet-Token"] = token
+        for shard in self._shards:
+            shard.headers["X-Violet-Token"] = token
 
     async def _token(self, stale: str | None = None) -> str:
         """A usable token; single-flight: concurrent callers wait for one login or refresh.
@@ -299,7 +313,7 @@ class VioletClient:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self._total_timeout):
-                return await self._http.request(
+                return await next(self._next_shard).request(
                     op.method, path, json=body, params=params, headers=headers
                 )
         except (httpx.RequestError, TimeoutError) as exc:
