@@ -407,12 +407,17 @@ def list_command(
 
 @app.command("stats")
 @cli_errors
-def stats_command(as_json: bool = JsonOption) -> None:
+def stats_command(
+    as_json: bool = JsonOption,
+    exact: bool = typer.Option(
+        False, "--exact", help="Count finished checkouts exactly (slow on millions of rows)."
+    ),
+) -> None:
     """Counts per state, due now, waiting for input, oldest unfinished checkout."""
 
     async def query() -> audit.Stats:
         async with _engine(_settings()) as engine:
-            return await audit.stats(engine)
+            return await audit.stats(engine, exact=exact)
 
     result = _run(query())
     out = render.Output()
@@ -421,7 +426,10 @@ def stats_command(as_json: bool = JsonOption) -> None:
         return
     out.table(
         ("state", "checkouts"),
-        [[state, str(count)] for state, count in result.by_state.items()],
+        [
+            [state, f"~{count}" if state in result.estimated else str(count)]
+            for state, count in result.by_state.items()
+        ],
     )
     oldest = result.oldest_non_terminal
     oldest_line = "-"

@@ -155,7 +155,24 @@ async def test_every_audit_query_can_use_an_index(
     await audit.list_checkouts(orch.engine, error_type="card_declined")
     await audit.stats(orch.engine)
     queries = [(sql, params) for sql, params in recorded_sql if "checkouts" in sql]
-    assert len(queries) == 8
+    assert len(queries) == 9  # stats: the planner-estimate probe, counts, due, oldest
     for sql, params in queries:
         plan = await _plan(orch.engine, sql, params)
         assert "Seq Scan on checkouts" not in plan, f"{sql}\n{plan}"
+
+
+async def test_stats_estimate_finished_checkouts_of_a_large_table(
+    orch: Orchestrator, engine: AsyncEngine
+) -> None:
+    for _ in range(3):
+        await orch.start(checkout_request(payment=TOKEN))
+    await orch.start(checkout_request(payment=INTENT))
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("ANALYZE checkouts")
+    exact = await audit.stats(engine)
+    assert exact.estimated == ()
+    rough = await audit.stats(engine, exact_below=1)
+    assert rough.estimated == ("submitted",)
+    assert rough.by_state["submitted"] == exact.by_state["submitted"] == 3
+    assert rough.by_state["awaiting_confirmation"] == 1  # non-terminal: always exact
+    assert rough.to_json()["estimated"] == ["submitted"]
