@@ -89,14 +89,16 @@ class Orchestrator:
             self._client = VioletClient.from_settings(self.settings, transport=self._transport)
         if self._engine is None:
             url = await asyncio.to_thread(self._database_url)
-            self._engine = database.create_engine(url)
+            # The step writes have their own psycopg pool; the engine serves schema checks and
+            # the occasional query, so a small pool keeps the server's connection count low.
+            self._engine = database.create_engine(url, pool_size=2)
         await database.check_schema(self._engine)
         self._pool = AsyncConnectionPool(
             self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
             min_size=1,
             max_size=self.settings.db_pool_size,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "application_name": "orchestrator", "connect_timeout": 5},
         )
         await self._pool.open(wait=True, timeout=30)
         self.repo = Repository(self._engine, self._pool)

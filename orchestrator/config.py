@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         default=60.0, gt=0, validation_alias=_env("VIOLET_TOTAL_TIMEOUT", "total_timeout")
     )
     db_pool_size: int = Field(
-        default=20,
+        default=10,
         ge=1,
         validation_alias=_env("ORCHESTRATOR_DB_POOL_SIZE", "db_pool_size"),
         description="Connections one orchestrator keeps for its step writes.",
