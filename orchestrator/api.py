@@ -22,7 +22,7 @@ from orchestrator import machine
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
-from orchestrator.errors import CheckoutNotFound, IllegalTransition
+from orchestrator.errors import CheckoutNotFound, IllegalTransition, PaymentNotConfirmed
 from orchestrator.leases import LeaseKeeper
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.runner import DriveResult, RetryPolicy, Runner
@@ -30,7 +30,19 @@ from orchestrator.steps import APPLY_PAYMENT, CREATE_CART, PRICE, SUBMIT
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
-from orchestrator.violet import CardPayment, VioletClient, VioletError
+from orchestrator.violet import CardPayment, Cart, VioletClient, VioletError
+
+#: Stripe PaymentIntent statuses that mean the shopper has not (yet) confirmed the payment.
+_UNCONFIRMED = frozenset({"REQUIRES_PAYMENT_METHOD", "REQUIRES_CONFIRMATION", "REQUIRES_ACTION"})
+
+
+def unconfirmed_intent_status(cart: Cart) -> str | None:
+    """The intent's status when the shopper has not confirmed it yet, else None."""
+    for transaction in cart.payment_transactions:
+        status = str(transaction.get("capture_status") or "").upper()
+        if status in _UNCONFIRMED:
+            return status
+    return None
 
 
 def default_worker_id() -> str:
@@ -285,6 +297,15 @@ class Orchestrator:
         row = await self._row(ref)
         if row.state not in (machine.AWAITING_CONFIRMATION, machine.REQUIRES_ACTION):
             raise IllegalTransition(f"cannot confirm payment of a checkout in state {row.state!r}")
+        if row.state == machine.AWAITING_CONFIRMATION and row.violet_order_id is not None:
+            # Submitting an unconfirmed intent would fail the checkout for good: ask Violet first.
+            cart = await self.client.get_cart(row.violet_order_id)
+            pending = unconfirmed_intent_status(cart)
+            if pending is not None:
+                raise PaymentNotConfirmed(
+                    f"the shopper has not confirmed the payment yet (Violet shows the intent "
+                    f"as {pending}); nothing was changed"
+                )
         claim = await self.repo.claim(
             row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )

@@ -25,6 +25,10 @@ class IllegalTransition(OrchestratorError):
     """The state graph does not allow this move from the checkout's current state."""
 
 
+class PaymentNotConfirmed(IllegalTransition):
+    """confirm_payment() came before the shopper confirmed; the checkout keeps waiting."""
+
+
 class LeaseLost(OrchestratorError):
     """Our lease was taken over (fencing token moved on); our late write was refused."""
 

@@ -7,6 +7,7 @@ import pytest
 
 from orchestrator import IllegalTransition
 from orchestrator.api import Orchestrator
+from orchestrator.errors import PaymentNotConfirmed
 from orchestrator.sandbox import SandboxControl
 from tests.fixtures.orchestrator import (
     DECLINED,
@@ -89,6 +90,16 @@ async def test_confirm_before_the_shopper_did_parks_again(
     again = await orch.confirm_payment(checkout.id)
     assert again.state == "requires_action"
     assert (await sandbox_control.stats())["submits"] == {}
+
+
+async def test_confirming_an_intent_the_shopper_did_not_confirm_changes_nothing(
+    orch: Orchestrator, sandbox_control: SandboxControl
+) -> None:
+    checkout = await orch.start(checkout_request(payment=INTENT))
+    with pytest.raises(PaymentNotConfirmed, match="REQUIRES_PAYMENT_METHOD"):
+        await orch.confirm_payment(checkout.id)
+    assert (await orch.get(checkout.id)).state == "awaiting_confirmation"
+    assert (await sandbox_control.stats())["calls_by_op"].get("submit", 0) == 0
 
 
 async def test_intent_payment_waits_for_confirmation_then_prices_and_submits(
