@@ -15,6 +15,7 @@ from orchestrator.errors import (
     InvalidRequest,
     LeaseLost,
     OrchestratorError,
+    PaymentNotConfirmed,
     SchemaNotMigrated,
 )
 from orchestrator.request import CheckoutRequest
@@ -34,6 +35,7 @@ __all__ = [
     "LeaseLost",
     "Orchestrator",
     "OrchestratorError",
+    "PaymentNotConfirmed",
     "SchemaNotMigrated",
     "Settings",
     "SyncOrchestrator",
