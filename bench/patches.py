@@ -99,9 +99,9 @@ def sharded_http(shards: int = 8, connections: int = 100) -> None:
 
     def init(self: VioletClient, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        if kwargs.get("transport") is None:
-            original = self._http
-            self._http = _ShardedHTTP(original, shards, connections)  # type: ignore[assignment]
+        original = getattr(self, "_http", None)  # absent: the client shards by itself now
+        if kwargs.get("transport") is None and original is not None:
+            setattr(self, "_http", _ShardedHTTP(original, shards, connections))  # noqa: B010
 
     VioletClient.__init__ = init  # type: ignore[method-assign]
 

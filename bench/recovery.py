@@ -104,6 +104,15 @@ async def seed(db_url: str, base_url: str, n: int, concurrency: int) -> dict[str
     return made
 
 
+def _client_shards() -> bool:
+    """Whether VioletClient already spreads requests over several httpx pools (patch no-op)."""
+    import inspect
+
+    from orchestrator.violet import VioletClient
+
+    return "http_shards" in inspect.signature(VioletClient.__init__).parameters
+
+
 def states(dbname: str) -> dict[str, int]:
     with psycopg.connect(common.admin_dsn(dbname)) as conn:
         rows = conn.execute("SELECT state, count(*) FROM checkouts GROUP BY state").fetchall()
@@ -207,7 +216,8 @@ async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[
     calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0)}
     dup = sum(stats1["duplicate_submits"].values())
     result = {
-        "variant": "sharded_http patch" if patched else "as is",
+        "variant": ("sharded_http patch" if patched else "as is")
+        + (" (client shards itself)" if _client_shards() else ""),
         "processes": procs,
         "concurrency_per_process": args.concurrency,
         "batch": args.batch,

@@ -59,6 +59,7 @@ log = logging.getLogger("bench.throughput")
 
 Checkout = Callable[[], Awaitable[bool]]
 STEPS_PER_CHECKOUT = 7
+DB_POOL = 16
 
 
 @dataclass
@@ -227,22 +228,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         scratch_database("bench_tp") as (_, db_url),
     ):
         control = SandboxControl(sandbox.control_url)
-        settings = bench_settings(db_url, sandbox.base_url)
+        # Connections stay well under max_connections (100, shared with other sessions): each
+        # orchestrator's psycopg pool grows to db_pool_size under load.
+        settings = bench_settings(db_url, sandbox.base_url, db_pool_size=DB_POOL)
         client = violet_client(sandbox.base_url)
         pool_clients = [violet_client(sandbox.base_url) for _ in range(args.pool)]
         orch = await Orchestrator(settings, client=client).open()
-        shared_engine = database.create_engine(db_url)
+        shared_engine = database.create_engine(db_url, pool_size=2)
+        pool_settings = bench_settings(
+            db_url, sandbox.base_url, db_pool_size=max(2, DB_POOL // max(1, args.pool))
+        )
         pool_orchs = [
-            await Orchestrator(settings, client=c, engine=shared_engine).open()
+            await Orchestrator(pool_settings, client=c, engine=shared_engine).open()
             for c in pool_clients
         ]
         if "c" in contenders:
             from bench import dbos_flow
 
-            await asyncio.to_thread(dbos_flow.launch, db_url)
+            await asyncio.to_thread(dbos_flow.launch, db_url, pool_size=DB_POOL)
             dbos_flow.set_client(client)
-        orch_p = await Orchestrator(settings, client=client).open()
-        patches.autocommit(orch_p)
+        orch_p = orch
+        if args.patched:
+            orch_p = await Orchestrator(settings, client=client).open()
+            patches.autocommit(orch_p)
         for c in [client, *pool_clients]:
             await c.login()
 
@@ -295,12 +303,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                             f"  failures {failures}",
                             flush=True,
                         )
+                report(info, plan, repeats, results, args, quiet=True)  # saved as we go
         finally:
             if "c" in contenders:
                 from bench import dbos_flow
 
                 await asyncio.to_thread(dbos_flow.shutdown)
-            for o in [orch, orch_p, *pool_orchs]:
+            for o in {id(o): o for o in [orch, orch_p, *pool_orchs]}.values():
                 await o.close()
             await shared_engine.dispose()
             for c in [client, *pool_clients]:
@@ -330,6 +339,8 @@ def report(
     repeats: int,
     results: list[RunResult],
     args: argparse.Namespace,
+    *,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     grouped = _group(results)
     rows: list[list[Any]] = []
@@ -373,8 +384,9 @@ def report(
         "x c",
         "fail",
     ]
-    print()
-    print(table(headers, rows))
+    if not quiet:
+        print()
+        print(table(headers, rows))
 
     def get(lat: float, conc: int, name: str) -> list[RunResult]:
         return grouped.get((lat, conc), {}).get(name, [])
@@ -441,22 +453,23 @@ def report(
                         "met": None,
                     }
                 )
-    print()
-    print(
-        table(
-            ["bar", "value", "threshold", "met"],
-            [
+    if not quiet:
+        print()
+        print(
+            table(
+                ["bar", "value", "threshold", "met"],
                 [
-                    b["bar"],
-                    b["value"] if b["value"] is not None else float("nan"),
-                    b["threshold"],
-                    b["met"],
-                ]
-                for b in bars
-            ],
-            digits=3,
+                    [
+                        b["bar"],
+                        b["value"] if b["value"] is not None else float("nan"),
+                        b["threshold"],
+                        b["met"],
+                    ]
+                    for b in bars
+                ],
+                digits=3,
+            )
         )
-    )
     payload = {
         "bench": "throughput",
         "mode": "quick" if args.quick else "full",
@@ -468,8 +481,10 @@ def report(
         "runs": [r.summary() for r in results],
         "markdown": markdown_table(headers, rows),
     }
-    path = write_results("throughput" + ("_quick" if args.quick else ""), payload)
-    print(f"\nwrote {path}")
+    name = args.name or ("throughput" + ("_quick" if args.quick else ""))
+    path = write_results(name, payload)
+    if not quiet:
+        print(f"\nwrote {path}")
     return payload
 
 
@@ -488,6 +503,7 @@ def main() -> None:
     parser.add_argument(
         "--scenario", action="append", default=[], help="L,C,N instead of the plan (repeatable)"
     )
+    parser.add_argument("--name", default="", help="results file name (default by mode)")
     parser.add_argument("--quick-pool-skip", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
