@@ -211,7 +211,7 @@ async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[
         await control.aclose()
 
     wall = max(r["wall_s"] for r in runs)
-    recovered = args.n - made.get("ran_to_completion", 0)
+    recovered = sum(v for k, v in before.items() if k not in ("submitted", "failed", "canceled"))
     calls0, calls1 = stats0["calls_by_op"], stats1["calls_by_op"]
     calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0)}
     dup = sum(stats1["duplicate_submits"].values())
