@@ -192,14 +192,13 @@ WHERE next_attempt_at IS NOT NULL
   AND state NOT IN ('{machine.SUBMITTED}', '{machine.FAILED}', '{machine.CANCELED}')
 """
 
-_OLDEST_SQL = """
-SELECT o.id, o.app_order_id, o.state, o.created_at
-FROM unnest(%(states)s::text[]) AS s(state)
-CROSS JOIN LATERAL (
-    SELECT id, app_order_id, state, created_at FROM checkouts c
-    WHERE c.state = s.state ORDER BY c.created_at ASC LIMIT 1
-) AS o
-ORDER BY o.created_at ASC LIMIT 1
+_OPEN = f"state NOT IN ('{machine.SUBMITTED}', '{machine.FAILED}', '{machine.CANCELED}')"
+
+# Served by the partial index ix_checkouts_open_created_at (open rows only, whatever the history).
+_OLDEST_SQL = f"""
+SELECT id, app_order_id, state, created_at FROM checkouts
+WHERE {_OPEN}
+ORDER BY created_at ASC LIMIT 1
 """
 
 
@@ -211,7 +210,6 @@ async def stats(
     "Due now" is what the recovery job would claim right now (retry due or lease expired);
     "leased" is what some worker is driving at this moment.
     """
-    non_terminal = list(machine.NON_TERMINAL_STATES)
     terminal = [s for s in machine.STATES if s in machine.TERMINAL_STATES]
     estimated: dict[str, int] = {}
     async with engine.connect() as conn:
@@ -226,9 +224,7 @@ async def stats(
         by_state = {str(r["state"]): int(r["n"]) for r in counts.mappings().all()}
         by_state = {s: estimated.get(s, by_state.get(s, 0)) for s in machine.STATES}
         due = (await conn.exec_driver_sql(_DUE_SQL)).mappings().one()
-        oldest = (
-            (await conn.exec_driver_sql(_OLDEST_SQL, {"states": non_terminal})).mappings().first()
-        )
+        oldest = (await conn.exec_driver_sql(_OLDEST_SQL)).mappings().first()
     return Stats(
         by_state=by_state,
         due_now=int(due["due_now"]),

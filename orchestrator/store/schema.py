@@ -134,6 +134,12 @@ Index(
     checkouts.c.next_attempt_at,
     postgresql_where=checkouts.c.next_attempt_at.isnot(None),
 )
+# `stats`: the oldest unfinished checkout and the counts of unfinished states; only open rows.
+Index(
+    "ix_checkouts_open_created_at",
+    checkouts.c.created_at,
+    postgresql_where=text("state NOT IN ('submitted', 'failed', 'canceled')"),
+)
 # `list --state S`, newest first.
 Index("ix_checkouts_state_created_at", checkouts.c.state, checkouts.c.created_at.desc())
 # `list [--since T]`, newest first.

@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 OUR_TABLES = {"checkouts", "checkout_events", "checkout_steps", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle"}
 
+HEAD = "0002"  # the newest revision: bump with every migration
+
 
 def _tables(url: str) -> set[str]:
     with psycopg.connect(libpq_url(url)) as conn:
@@ -49,7 +51,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     assert current_revision(empty_database_url) is None
 
     migrate(empty_database_url)
-    assert current_revision(empty_database_url) == head_revision() == "0001"
+    assert current_revision(empty_database_url) == head_revision() == HEAD
     assert _tables(empty_database_url) == OUR_TABLES | {schema.VERSION_TABLE}
     assert {"orchestrator_secret_in_json", "orchestrator_guard_transition"} <= _functions(
         empty_database_url
@@ -61,7 +63,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     assert not any(name.startswith("orchestrator_") for name in _functions(empty_database_url))
 
     migrate(empty_database_url)
-    assert current_revision(empty_database_url) == "0001"
+    assert current_revision(empty_database_url) == HEAD
     assert schema_drift(empty_database_url) == []
 
 
@@ -113,7 +115,7 @@ def test_constraint_and_index_names_match_metadata(database_url: str) -> None:
 def test_version_table_is_our_own(database_url: str) -> None:
     with psycopg.connect(libpq_url(database_url)) as conn:
         assert conn.execute("SELECT version_num FROM orchestrator_alembic_version").fetchall() == [
-            ("0001",)
+            (HEAD,)
         ]
         assert conn.execute("SELECT to_regclass('alembic_version')").fetchone() == (None,)
 
@@ -155,7 +157,7 @@ def test_concurrent_migrations_take_turns(empty_database_url: str) -> None:
     ]
     errors = [worker.communicate(timeout=120)[1] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], errors
-    assert current_revision(empty_database_url) == "0001"
+    assert current_revision(empty_database_url) == HEAD
 
 
 def test_threads_of_one_process_may_migrate_together(database_url: str) -> None:
@@ -163,7 +165,7 @@ def test_threads_of_one_process_may_migrate_together(database_url: str) -> None:
     with ThreadPoolExecutor(max_workers=3) as pool:
         for future in [pool.submit(migrate, database_url) for _ in range(3)]:
             future.result()
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == HEAD
 
 
 def test_migrations_dir_is_the_checkout_one() -> None:
@@ -187,7 +189,7 @@ def test_alembic_command_line(empty_database_url: str) -> None:
     """`alembic upgrade head` / `alembic check` from the repo root: URL from the environment,
     or from `-x url=...`, which wins over it."""
     _alembic("upgrade", "head", env={**os.environ, "ORCHESTRATOR_DATABASE_URL": empty_database_url})
-    assert current_revision(empty_database_url) == "0001"
+    assert current_revision(empty_database_url) == HEAD
 
     unreachable = "postgresql://nobody@127.0.0.1:1/nowhere"
     env = {**os.environ, "ORCHESTRATOR_DATABASE_URL": unreachable}
@@ -267,3 +269,13 @@ def test_sync_engine_sees_seeded_graph(database_url: str) -> None:
             assert count.scalar() == 33
     finally:
         engine.dispose()
+
+
+def test_each_revision_downgrades_to_the_one_before(empty_database_url: str) -> None:
+    """Step down one revision and up again, so each downgrade() really works."""
+    migrate(empty_database_url)
+    downgrade(empty_database_url, "0001")
+    assert current_revision(empty_database_url) == "0001"
+    migrate(empty_database_url)
+    assert current_revision(empty_database_url) == HEAD
+    assert schema_drift(empty_database_url) == []
