@@ -6,6 +6,7 @@ Field names follow Violet's, so a reader of Violet's docs recognises them. Card 
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from typing import Annotated, Any, Literal
@@ -104,7 +105,7 @@ PaymentRequest = Annotated[
 class CheckoutRequest(_Strict):
     """One checkout: SKUs, shopper, addresses, shipping choice and payment."""
 
-    app_order_id: str = Field(default_factory=lambda: f"ord-{uuid.uuid4().hex}")
+    app_order_id: str = Field(default_factory=lambda: new_app_order_id())
     currency: str = "USD"
     skus: list[SkuRequest] = Field(min_length=1, max_length=100)
     customer: CustomerRequest
@@ -118,6 +119,9 @@ class CheckoutRequest(_Strict):
     def _app_order_id(cls, value: str) -> str:
         if not _APP_ORDER_ID.match(value):
             raise ValueError("1-128 characters: letters, digits and . _ : @ / - (not first)")
+        if contains_card_number(value):
+            # The database refuses card numbers anywhere; say so here, before anything is written.
+            raise ValueError("contains a 13-19 digit run that passes the card-number checksum")
         return value
 
     @field_validator("currency")
@@ -153,6 +157,30 @@ class CheckoutRequest(_Strict):
         else:
             data["payment"] = payment.model_dump(mode="json")
         return data
+
+
+def new_app_order_id() -> str:
+    """A fresh id in base32 letters and digits 2-7: never a long digit run (see below)."""
+    return "ord-" + base64.b32encode(uuid.uuid4().bytes).decode().rstrip("=").lower()
+
+
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
+
+
+def contains_card_number(text: str) -> bool:
+    """Whether `text` holds what the database tripwire refuses: consecutive digit groups
+    (joined by single spaces or dashes) adding up to 13-19 digits that pass the Luhn check."""
+    for match in _DIGIT_RUN.finditer(text):
+        groups = re.split(r"[ -]", match.group())
+        for first in range(len(groups)):
+            digits = ""
+            for group in groups[first:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_valid(digits):
+                    return True
+    return False
 
 
 def luhn_valid(digits: str) -> bool:
