@@ -138,7 +138,7 @@ class VioletClient:
         transport: httpx.AsyncBaseTransport | None = None,
         read_retries: int = 3,
         max_connections: int = 100,
-        http_shards: int = 4,
+        http_shards: int | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._username = username
@@ -148,6 +148,10 @@ class VioletClient:
         # httpcore scans every pooled connection (a poll syscall each) on every request, so one
         # client with many connections slows down as concurrency grows: requests go round-robin
         # over a few smaller pools instead (an in-process transport needs only one).
+        # The bench measured pools of 25 still spending 25% of a recovery's CPU in that scan;
+        # pools of at most 8 connections keep it small (default: ceil(max_connections / 8)).
+        if http_shards is None:
+            http_shards = -(-max_connections // 8)
         shards = 1 if transport is not None else max(1, min(http_shards, max_connections))
         per_shard = max(1, max_connections // shards)
         self._shards = [
