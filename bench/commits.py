@@ -41,9 +41,9 @@ from bench.common import (
     checkout_request,
     machine_info,
     markdown_table,
+    save_results,
     scratch_database,
     table,
-    write_results,
 )
 from bench.throughput import run_closed_loop, violet_client
 from orchestrator.api import Orchestrator
@@ -344,14 +344,11 @@ def main() -> None:
             print(f"  trigger {name}: {t['calls']:.1f} calls, {t['ms']:.3f} ms per checkout")
         print(f"[{where}] Violet calls by op (total): {res['violet_calls_by_op']}")
     payload = {
-        "bench": "commits",
-        "mode": "quick" if args.quick else "full",
         "machine": info,
         "results": results,
         "markdown": markdown_table(headers, rows, digits=3),
     }
-    path = write_results("commits" + ("_quick" if args.quick else ""), payload)
-    print(f"\nwrote {path}")
+    save_results("commits", args.quick, payload)
 
 
 if __name__ == "__main__":

@@ -190,6 +190,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def save_results(bench: str, quick: bool, payload: dict[str, Any]) -> Path:
+    """Write `<bench>[_quick].json` with the bench name and mode first, and say where."""
+    path = write_results(
+        bench + ("_quick" if quick else ""),
+        {"bench": bench, "mode": "quick" if quick else "full", **payload},
+    )
+    print(f"\nwrote {path}")
+    return path
+
+
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

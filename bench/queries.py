@@ -36,9 +36,9 @@ from bench.common import (
     markdown_table,
     median,
     percentile,
+    save_results,
     scratch_database,
     table,
-    write_results,
 )
 from orchestrator.store import database, repository
 from orchestrator.store.records import ROW_COLUMNS
@@ -403,8 +403,6 @@ def main() -> None:
         print(f"--- EXPLAIN {name}\n{plan}\n")
     print(table(["bar", "p99 ms", "met"], [[b["bar"], b["value"], b["met"]] for b in bars], 3))
     payload = {
-        "bench": "queries",
-        "mode": "quick" if args.quick else "full",
         "machine": info,
         "checkouts": n,
         "events": n * args.events_per_checkout,
@@ -414,8 +412,7 @@ def main() -> None:
         "bars": bars,
         "markdown": markdown_table(headers, rows, digits=3),
     }
-    path = write_results("queries" + ("_quick" if args.quick else ""), payload)
-    print(f"\nwrote {path}")
+    save_results("queries", args.quick, payload)
 
 
 if __name__ == "__main__":

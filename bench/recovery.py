@@ -36,9 +36,9 @@ from bench.common import (
     checkout_request,
     machine_info,
     markdown_table,
+    save_results,
     scratch_database,
     table,
-    write_results,
 )
 from bench.throughput import run_closed_loop, violet_client
 from orchestrator.api import Orchestrator
@@ -297,14 +297,11 @@ def main() -> None:
     ]  # fmt: skip
     print(table(headers, rows, digits=1))
     payload = {
-        "bench": "recovery",
-        "mode": "quick" if args.quick else "full",
         "machine": info,
         "results": results,
         "markdown": markdown_table(headers, rows, digits=1),
     }
-    path = write_results("recovery" + ("_quick" if args.quick else ""), payload)
-    print(f"\nwrote {path}")
+    save_results("recovery", args.quick, payload)
 
 
 if __name__ == "__main__":
