@@ -361,8 +361,7 @@ class Submit(Step):
         if cart.status == OrderStatus.REQUIRES_ACTION:
             return Redo({"rule": "Violet awaits 3-D Secure; submitting again after confirmation"})
         if cart.is_submitted:
-            outcome = self.judge(ctx, cart)
-            return outcome
+            return self.judge(ctx, cart)
         return _settle_or_redo(
             ctx, {"rule": "Violet shows the cart unsubmitted", "violet_status": cart.status}
         )
