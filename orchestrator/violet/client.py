@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
@@ -154,28 +156,29 @@ class VioletClient:
             http_shards = -(-max_connections // 8)
         shards = 1 if transport is not None else max(1, min(http_shards, max_connections))
         per_shard = max(1, max_connections // shards)
-        self._shards = [
-            httpx.AsyncClient(
-                base_url=self._base_url,
-                transport=transport,
-                http2=False,
-                follow_redirects=False,
-                timeout=httpx.Timeout(
-                    connect=connect_timeout,
-                    read=read_timeout,
-                    write=read_timeout,
-                    pool=connect_timeout,
-                ),
-                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
-                headers={
-                    "X-Violet-App-Id": str(app_id),
-                    "X-Violet-App-Secret": _secret(app_secret),
-                    "Accept": "application/json",
-                },
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        # Requests go straight to a transport, not through httpx.AsyncClient: Violet needs no
+        # cookies, redirects or auth flows, and those layers cost a third of a call's CPU
+        # (docs/performance.md). Proxies from the environment keep the full client path.
+        self._transports: list[httpx.AsyncBaseTransport] = (
+            [transport]
+            if transport is not None
+            else [httpx.AsyncHTTPTransport(limits=limits, http2=False) for _ in range(shards)]
+        )
+        self._next_transport = itertools.cycle(self._transports)
+        self._proxied: httpx.AsyncClient | None = None
+        if transport is None and _environment_proxies():
+            self._proxied = httpx.AsyncClient(
+                follow_redirects=False, limits=httpx.Limits(max_connections=max_connections)
             )
-            for _ in range(shards)
-        ]
-        self._next_shard = itertools.cycle(self._shards)
+        self._timeout = httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+        ).as_dict()
+        self._headers: dict[str, str] = {
+            "X-Violet-App-Id": str(app_id),
+            "X-Violet-App-Secret": _secret(app_secret),
+            "Accept": "application/json",
+        }
         self._auth: TokenState | None = None
         self._refresh_token: SecretStr | None = None
         self._auth_lock = asyncio.Lock()
@@ -223,8 +226,10 @@ class VioletClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for shard in self._shards:
-            await shard.aclose()
+        for transport in self._transports:
+            await transport.aclose()
+        if self._proxied is not None:
+            await self._proxied.aclose()
 
     # ------------------------------------------------------------ auth
 
@@ -269,8 +274,7 @@ class VioletClient:
 
     def _set_token(self, token: str) -> None:
         self._auth = TokenState.from_token(token)
-        for shard in self._shards:
-            shard.headers["X-Violet-Token"] = token
+        self._headers["X-Violet-Token"] = token
 
     async def _token(self, stale: str | None = None) -> str:
         """A usable token; single-flight: concurrent callers wait for one login or refresh.
@@ -315,11 +319,27 @@ class VioletClient:
     ) -> httpx.Response:
         """Send once under the client's own deadline; transport failures become Violet errors."""
         start = time.perf_counter()
+        request = httpx.Request(
+            op.method,
+            self._base_url + path,
+            params=params,
+            headers=self._headers if headers is None else {**self._headers, **headers},
+            content=None if body is None else _encode_json(body),
+            extensions={"timeout": self._timeout},
+        )
+        if body is not None:
+            request.headers["Content-Type"] = "application/json"
         try:
             async with asyncio.timeout(self._total_timeout):
-                return await next(self._next_shard).request(
-                    op.method, path, json=body, params=params, headers=headers
-                )
+                if self._proxied is not None:
+                    response = await self._proxied.send(request)
+                else:
+                    response = await next(self._next_transport).handle_async_request(request)
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                    response.request = request
         except (httpx.RequestError, TimeoutError) as exc:
             err = error_from_transport(exc, op=op.name, method=op.method, path=path, read=op.read)
             self._finish_failed(op, path, start, None if secret_body else body, err)
@@ -327,6 +347,8 @@ class VioletClient:
         except asyncio.CancelledError:
             self._finish_failed(op, path, start, None if secret_body else body, None)
             raise
+        response.extensions["orchestrator_latency_ms"] = (time.perf_counter() - start) * 1000.0
+        return response
 
     def _finish_failed(
         self, op: _Op, path: str, start: float, body: Any, err: VioletError | None
@@ -363,7 +385,7 @@ class VioletClient:
         err: VioletError | None,
     ) -> None:
         """Log and (when someone captures) record one answered exchange."""
-        latency_ms = response.elapsed.total_seconds() * 1000.0 if _has_elapsed(response) else 0.0
+        latency_ms = float(response.extensions.get("orchestrator_latency_ms", 0.0))
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "violet %s %s %s -> %s in %.1f ms",
@@ -636,12 +658,13 @@ class VioletClient:
 # ---------------------------------------------------------------- helpers
 
 
-def _has_elapsed(response: httpx.Response) -> bool:
-    try:
-        response.elapsed  # noqa: B018 - set once the body was read; absent on a failed read
-    except RuntimeError:
-        return False
-    return True
+def _encode_json(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _environment_proxies() -> bool:
+    """True when HTTP(S)_PROXY/ALL_PROXY is set: then requests take httpx's full client path."""
+    return any(key in urllib.request.getproxies() for key in ("http", "https", "all"))
 
 
 def _cart_errors(cart: Cart, op: _Op, path: str, response: httpx.Response) -> VioletCartErrors:

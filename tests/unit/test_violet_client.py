@@ -240,3 +240,45 @@ def test_from_settings() -> None:
     assert "app-secret" not in repr(client)
     with pytest.raises(ConfigError, match="VIOLET_APP_SECRET, VIOLET_PASSWORD"):
         VioletClient.from_settings(Settings(violet_app_id=1, violet_username="u"))
+
+
+async def test_environment_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests skip httpx.AsyncClient for speed, except when a proxy is configured: a fake
+    proxy on a real socket must see the absolute-form requests for Violet's host."""
+    fake = FakeViolet()
+    seen: list[str] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.decode().split("\r\n")
+            seen.append(lines[0])
+            headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            size = int(headers.get("Content-Length", headers.get("content-length", "0")))
+            body = await reader.readexactly(size)
+            method, url, _ = lines[0].split(" ")
+            answer = fake(httpx.Request(method, url, headers=headers, content=body))
+            await answer.aread()
+            writer.write(
+                f"HTTP/1.1 {answer.status_code} OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(answer.content)}\r\n\r\n".encode() + answer.content
+            )
+            await writer.drain()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with server, VioletClient(
+        base_url="http://violet.test/v1",
+        app_id=10000,
+        app_secret=SecretStr("app-secret"),
+        username="owner@example.com",
+        password=SecretStr("pw-123456"),
+    ) as client:
+        cart = await client.get_cart(80001)
+    assert cart.id == 80001
+    assert seen == [
+        "POST http://violet.test/v1/login HTTP/1.1",
+        "GET http://violet.test/v1/checkout/cart/80001 HTTP/1.1",
+    ]
