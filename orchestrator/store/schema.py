@@ -16,7 +16,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -154,7 +153,9 @@ Index(
 checkout_events: Final = Table(
     "checkout_events",
     metadata,
-    Column("checkout_id", UUID(as_uuid=True), ForeignKey("checkouts.id"), nullable=False),
+    # No foreign key (migration 0003): rows are inserted only by the statement that updates
+    # their checkout, and checkouts cannot be deleted (trigger `checkouts_keep_forever`).
+    Column("checkout_id", UUID(as_uuid=True), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=_NOW),
     Column("kind", Text, nullable=False),
@@ -182,7 +183,7 @@ Index("ix_checkout_events_at", checkout_events.c.at, postgresql_using="brin")
 checkout_steps: Final = Table(
     "checkout_steps",
     metadata,
-    Column("checkout_id", UUID(as_uuid=True), ForeignKey("checkouts.id"), nullable=False),
+    Column("checkout_id", UUID(as_uuid=True), nullable=False),  # no foreign key: see events
     Column("step_no", Integer, nullable=False),
     Column("step", Text, nullable=False),
     Column("attempt", Integer, nullable=False),

@@ -113,11 +113,14 @@ async def test_events_refuse_even_a_delete_that_matches_nothing(engine: AsyncEng
 
 
 async def test_a_checkout_with_history_cannot_be_deleted(engine: AsyncEngine) -> None:
-    """Audit history is forever, so the checkout it belongs to stays too (foreign key)."""
+    """Audit history is forever, so the checkout it belongs to stays too (trigger, not a key)."""
     checkout_id = await add_checkout(engine)
     await add_event(engine, checkout_id, 1)
     error = await refused(engine, checkouts.delete().where(checkouts.c.id == checkout_id))
-    assert isinstance(error, psycopg.errors.ForeignKeyViolation)
+    assert error.sqlstate == SQLSTATE_APPEND_ONLY
+    assert "kept forever" in str(error)
+    error = await refused(engine, sa.text("TRUNCATE checkouts CASCADE"))
+    assert error.sqlstate == SQLSTATE_APPEND_ONLY
 
 
 # -- the state graph ------------------------------------------------------------------------------
