@@ -198,8 +198,8 @@ class Repository:
             async with self._pool.connection() as raw, raw.cursor(row_factory=dict_row) as cur:
                 await cur.execute(sql, params)
                 # Not `cur.description`: it builds a Column object per column (~10% of a write).
-                result = cur.pgresult
-                returned = result is not None and result.status == pq.ExecStatus.TUPLES_OK
+                status = cur.pgresult.status if cur.pgresult is not None else None
+                returned = status == pq.ExecStatus.TUPLES_OK
                 return await cur.fetchall() if returned else []
         async with self._auto.connect() as conn:
             result = await conn.exec_driver_sql(sql, params)
