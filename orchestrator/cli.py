@@ -25,7 +25,7 @@ import sqlalchemy.exc
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import audit, machine, render
+from orchestrator import aio, audit, machine, render
 from orchestrator.checkout import Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
@@ -143,7 +143,7 @@ def cli_errors(func: Callable[P, T]) -> Callable[P, T]:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    return aio.run(coro)
 
 
 def _settings(**overrides: Any) -> Settings:

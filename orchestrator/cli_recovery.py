@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from orchestrator import aio
 from orchestrator.api import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.errors import (
@@ -58,7 +59,7 @@ def _setup_logging(debug: bool) -> None:
 def _run(main: Callable[[], Coroutine[Any, Any, _T]], debug: bool) -> _T:
     """Run `main`, turning the library's errors into one line on stderr and an exit code."""
     try:
-        return asyncio.run(main())
+        return aio.run(main())
     except ConfigError as exc:
         if debug:
             raise

@@ -1,0 +1,24 @@
+"""How the command line runs its coroutines: on uvloop where it is installed.
+
+uvloop takes 7-12% off the client CPU of a checkout or a recovered checkout (bench: C = 1,
+L = 0, 4.8-5.4 -> 4.4-4.8 ms for the bare flow, 9.6 -> 8.9-9.2 ms persisted), which is what a
+CPU-bound recovery job is made of. A library user keeps whatever loop their application runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """`asyncio.run`, on a uvloop loop when uvloop is importable (not on Windows)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows, or a trimmed install
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)

@@ -1,0 +1,28 @@
+"""The CLI's coroutines run on uvloop (the bench's CPU figures for `recover` assume it)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from orchestrator import aio
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not run on Windows")
+def test_cli_runs_on_uvloop() -> None:
+    assert aio.run(_loop_module()).startswith("uvloop")
+
+
+def test_run_returns_the_coroutine_result_and_closes_its_loop() -> None:
+    async def answer() -> int:
+        return 42
+
+    assert aio.run(answer()) == 42
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
