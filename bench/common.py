@@ -152,6 +152,28 @@ class Stopwatch:
 # -- machine and output -------------------------------------------------------------------------
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (the sandbox server, say)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def postgres_cpu_s() -> float:
+    """User + system CPU seconds of every process named postgres on this machine, plus the
+    children's times the postmaster collected from backends that have exited (a recover
+    process's backends end with it): deltas show what PostgreSQL spent during a run."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if proc.info["name"] and "postgres" in proc.info["name"] and times:
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 def pg_version(host: str = PG_HOST, port: int = PG_PORT) -> str:
     with psycopg.connect(admin_dsn(host=host, port=port)) as conn:
         row = conn.execute("SHOW server_version").fetchone()
