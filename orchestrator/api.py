@@ -145,6 +145,7 @@ class Orchestrator:
         if not self._opened:
             return
         await self.leases.close()
+        await self.repo.drain()
         if self._pool is not None:
             await self._pool.close()
         if self._owns_client and self._client is not None:

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, LeaseLost
+from orchestrator.store.group_commit import GroupCommitter
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepRecord
 
 TERMINAL_SQL = "('submitted', 'failed', 'canceled')"
@@ -108,6 +109,73 @@ st AS (
 SELECT * FROM upd
 """
 
+_BATCH_ROW_COLUMNS = (
+    "id uuid, lease_epoch bigint, state text, pending_step text, in_flight bool, step_no int, "
+    "attempt int, start_step bool, lease_owner text, lease_s float8, due_in float8, "
+    "recoveries int, event_seq int, violet_order_id bigint, sub_total bigint, "
+    "shipping_total bigint, tax_total bigint, discount_total bigint, total bigint, bags jsonb, "
+    "violet_status text, waiting_reason text, last_error jsonb, terminal bool"
+)
+_BATCH_LEASE_UNTIL = "now() + d.lease_s * interval '1 second'"
+
+# The same write for several checkouts in one statement (group commit, see group_commit.py).
+# Rows are locked in id order first, so two batches (or a batch and a lease renewal) never
+# deadlock; a row whose lease epoch moved on is simply not in `upd`, and neither are its events.
+_WRITE_MANY_SQL = f"""
+WITH d AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d({_BATCH_ROW_COLUMNS})
+), locked AS (
+    SELECT c.id FROM checkouts c JOIN d ON c.id = d.id AND c.lease_epoch = d.lease_epoch
+    ORDER BY c.id FOR UPDATE OF c
+), upd AS (
+    UPDATE checkouts c SET
+        state = d.state,
+        version = c.version + 1,
+        pending_step = d.pending_step,
+        in_flight = d.in_flight,
+        step_no = d.step_no,
+        attempt = d.attempt,
+        step_started_at = CASE WHEN d.start_step THEN now() ELSE c.step_started_at END,
+        lease_owner = d.lease_owner,
+        lease_expires_at = CASE WHEN d.lease_owner IS NULL THEN NULL ELSE {_BATCH_LEASE_UNTIL} END,
+        next_attempt_at = CASE
+            WHEN d.lease_owner IS NOT NULL THEN {_BATCH_LEASE_UNTIL}
+            WHEN d.due_in IS NULL THEN NULL
+            ELSE now() + d.due_in * interval '1 second' END,
+        recoveries = d.recoveries,
+        event_seq = d.event_seq,
+        violet_order_id = d.violet_order_id,
+        sub_total = d.sub_total,
+        shipping_total = d.shipping_total,
+        tax_total = d.tax_total,
+        discount_total = d.discount_total,
+        total = d.total,
+        bags = d.bags,
+        violet_status = d.violet_status,
+        waiting_reason = d.waiting_reason,
+        last_error = d.last_error,
+        updated_at = now(),
+        finished_at = CASE WHEN d.terminal THEN now() END
+    FROM d JOIN locked USING (id)
+    WHERE c.id = d.id
+    RETURNING c.id, c.version, c.next_attempt_at, c.lease_expires_at, c.step_started_at,
+              c.updated_at, c.finished_at
+), ev AS (
+    INSERT INTO checkout_events (checkout_id, worker, {_EVENT_NAMES})
+    SELECT e.checkout_id, e.worker, {_E_EVENT_NAMES}
+    FROM jsonb_to_recordset(%(events)s::jsonb) AS e(checkout_id uuid, worker text, {_EVENT_COLUMNS})
+    JOIN upd ON upd.id = e.checkout_id
+), st AS (
+    INSERT INTO checkout_steps (checkout_id, step_no, step, attempt, outcome, started_at, result)
+    SELECT s.checkout_id, s.step_no, s.step, s.attempt, s.outcome, s.started_at, s.result
+    FROM jsonb_to_recordset(%(steps)s::jsonb) AS s(
+        checkout_id uuid, step_no int, step text, attempt int, outcome text,
+        started_at timestamptz, result jsonb)
+    JOIN upd ON upd.id = s.checkout_id
+)
+SELECT * FROM upd
+"""
+
 _CLAIM_TEMPLATE = f"""
 WITH cur AS (
     SELECT id, lease_owner AS prev_owner, in_flight AS prev_in_flight
@@ -168,6 +236,15 @@ def _json(value: Any) -> str | None:
 
 def _events_json(row: CheckoutRow, events: Sequence[Event]) -> str:
     """Assign consecutive seqs after the row's last one and serialise for jsonb_to_recordset."""
+    return _dumps(_events_payload(row, events))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def _events_payload(row: CheckoutRow, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The events as dicts with consecutive seqs after the row's last one (advances the row)."""
     payload = []
     for event in events:
         row.event_seq += 1
@@ -177,13 +254,15 @@ def _events_json(row: CheckoutRow, events: Sequence[Event]) -> str:
         }
         item["seq"] = row.event_seq
         payload.append(item)
-    return json.dumps(payload, default=str, separators=(",", ":"))
+    return payload
 
 
 class Repository:
     """The only object that talks SQL; one transaction per method."""
 
-    def __init__(self, engine: AsyncEngine, pool: AsyncConnectionPool | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, pool: AsyncConnectionPool | None = None, *, write_slots: int = 2
+    ) -> None:
         self.engine = engine
         # Every method is one statement, atomic on its own: autocommit saves the BEGIN and
         # COMMIT round trips (two of three per step) that an explicit transaction would cost.
@@ -191,6 +270,23 @@ class Repository:
         # The hot path goes straight to psycopg when the owner gives a pool: SQLAlchemy's
         # async connection checkout costs ~350 us of CPU per statement, psycopg_pool ~120 us.
         self._pool = pool
+        # Concurrent step writes share statements when they queue up (see group_commit.py);
+        # `write_slots` statements may be in flight at once.
+        self._group: GroupCommitter[dict[str, Any], dict[str, Any] | None] | None = (
+            GroupCommitter(self._write_one, self._write_many, slots=write_slots)
+            if pool is not None
+            else None
+        )
+
+    @property
+    def group_commit(self) -> GroupCommitter[dict[str, Any], dict[str, Any] | None] | None:
+        """The write coalescer (None without a psycopg pool); its counters feed the benches."""
+        return self._group
+
+    async def drain(self) -> None:
+        """Wait for every step write handed to the group committer (before closing the pool)."""
+        if self._group is not None:
+            await self._group.drain()
 
     async def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Run one autocommitted statement and return its rows as dicts."""
@@ -257,7 +353,7 @@ class Repository:
         Raises LeaseLost when another worker took the checkout over meanwhile.
         """
         seq_before = row.event_seq
-        params = {
+        write = {
             "id": row.id,
             "lease_epoch": row.lease_epoch,
             "state": row.state,
@@ -276,19 +372,24 @@ class Repository:
             "tax_total": row.tax_total,
             "discount_total": row.discount_total,
             "total": row.total,
-            "bags": _json(row.bags),
+            "bags": row.bags,
             "violet_status": row.violet_status,
             "waiting_reason": row.waiting_reason,
-            "last_error": _json(row.last_error),
+            "last_error": row.last_error,
             "terminal": terminal,
             "worker": worker,
-            "events": _events_json(row, events),
-            "steps": json.dumps(
-                [{name: getattr(s, name) for name in _STEP_FIELDS} for s in steps], default=str
-            ),
+            "events": _events_payload(row, events),
+            "steps": [{name: getattr(s, name) for name in _STEP_FIELDS} for s in steps],
         }
-        params["event_seq"] = row.event_seq
-        written = await self._row(_WRITE_SQL, params)
+        write["event_seq"] = row.event_seq
+        try:
+            if self._group is not None:
+                written = await self._group.submit(row.id, write)
+            else:
+                written = await self._write_one(write)
+        except BaseException:
+            row.event_seq = seq_before
+            raise
         if written is None:
             row.event_seq = seq_before
             raise LeaseLost(
@@ -301,6 +402,29 @@ class Repository:
         row.updated_at = written["updated_at"]
         row.finished_at = written["finished_at"]
         row.lease_owner = worker if keep_lease else None
+
+    async def _write_one(self, write: dict[str, Any]) -> dict[str, Any] | None:
+        """One step write as its own statement (None: the lease epoch moved on)."""
+        params = dict(write)
+        for name in ("bags", "last_error", "events", "steps"):
+            params[name] = None if write[name] is None else _dumps(write[name])
+        return await self._row(_WRITE_SQL, params)
+
+    async def _write_many(self, writes: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        """Several checkouts' step writes in one statement; results in the order given."""
+        rows, events, steps = [], [], []
+        for write in writes:
+            rows.append({k: v for k, v in write.items() if k not in ("events", "steps", "worker")})
+            for event in write["events"]:
+                event["checkout_id"] = write["id"]
+                event["worker"] = write["worker"]
+                events.append(event)
+            for step in write["steps"]:
+                step["checkout_id"] = write["id"]
+                steps.append(step)
+        params = {"rows": _dumps(rows), "events": _dumps(events), "steps": _dumps(steps)}
+        written = {r["id"]: r for r in await self._rows(_WRITE_MANY_SQL, params)}
+        return [written.get(write["id"]) for write in writes]
 
     async def claim(self, checkout_id: uuid.UUID, *, worker: str, lease_seconds: float) -> Claim:
         """Take the lease of one checkout; CheckoutBusy if another live worker holds it."""
@@ -373,10 +497,13 @@ class Repository:
         """Extend the leases this worker still holds; returns the ids actually renewed."""
         if not ids:
             return set()
+        # Rows locked in id order, as grouped step writes lock them: the two never deadlock.
         sql = (
-            f"UPDATE checkouts SET lease_expires_at = {_LEASE_UNTIL}, "
+            "WITH mine AS (SELECT id FROM checkouts WHERE id = ANY(%(ids)s) "
+            "AND lease_owner = %(worker)s ORDER BY id FOR UPDATE) "
+            f"UPDATE checkouts c SET lease_expires_at = {_LEASE_UNTIL}, "
             f"next_attempt_at = {_LEASE_UNTIL} "
-            "WHERE id = ANY(%(ids)s) AND lease_owner = %(worker)s RETURNING id"
+            "FROM mine WHERE c.id = mine.id RETURNING c.id"
         )
         params = {"ids": list(ids), "worker": worker, "lease_s": lease_seconds}
         return {r["id"] for r in await self._rows(sql, params)}
