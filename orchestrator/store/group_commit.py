@@ -87,7 +87,9 @@ class GroupCommitter(Generic[_P, _R]):
         batch: list[_Pending[_P, _R]] = []
         keys: set[Hashable] = set()
         later: list[_Pending[_P, _R]] = []
-        while self._pending and len(batch) < self._max_batch:
+        # Share a burst between the slots, so statements run side by side, not one long one.
+        limit = min(self._max_batch, -(-len(self._pending) // self._slots))
+        while self._pending and len(batch) < limit:
             item = self._pending.popleft()
             if item.key in keys:
                 later.append(item)

@@ -44,6 +44,7 @@ _INSERT_EVENTS = f"""
 """
 
 _LEASE_UNTIL = "now() + %(lease_s)s * interval '1 second'"
+_BATCH_LEASE_UNTIL = "now() + d.lease_s * interval '1 second'"
 
 _INSERT_SQL = f"""
 WITH upd AS (
@@ -63,6 +64,38 @@ WITH upd AS (
     ON CONFLICT (app_order_id) DO NOTHING
     RETURNING {ROW_COLUMNS}
 ), ev AS ({_INSERT_EVENTS})
+SELECT * FROM upd
+"""
+
+# Several new checkouts in one statement (group commit, like the step writes).
+_INSERT_MANY_SQL = f"""
+WITH d AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d(
+        id uuid, app_order_id text, request jsonb, payment_kind text, currency text,
+        pending_step text, in_flight bool, attempt int, lease_owner text, lease_s float8,
+        event_seq int)
+), upd AS (
+    INSERT INTO checkouts (
+        id, app_order_id, state, request, payment_kind, currency, pending_step, in_flight,
+        attempt, step_started_at, lease_owner, lease_expires_at, lease_epoch, next_attempt_at,
+        event_seq
+    )
+    SELECT
+        d.id, d.app_order_id, 'new', d.request, d.payment_kind, d.currency, d.pending_step,
+        d.in_flight, d.attempt, CASE WHEN d.in_flight THEN now() END, d.lease_owner,
+        CASE WHEN d.lease_owner IS NOT NULL THEN {_BATCH_LEASE_UNTIL} END,
+        CASE WHEN d.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+        CASE WHEN d.lease_owner IS NOT NULL THEN {_BATCH_LEASE_UNTIL} ELSE now() END,
+        d.event_seq
+    FROM d ORDER BY d.app_order_id
+    ON CONFLICT (app_order_id) DO NOTHING
+    RETURNING {ROW_COLUMNS}
+), ev AS (
+    INSERT INTO checkout_events (checkout_id, worker, {_EVENT_NAMES})
+    SELECT e.checkout_id, e.worker, {_E_EVENT_NAMES}
+    FROM jsonb_to_recordset(%(events)s::jsonb) AS e(checkout_id uuid, worker text, {_EVENT_COLUMNS})
+    JOIN upd ON upd.id = e.checkout_id
+)
 SELECT * FROM upd
 """
 
@@ -116,7 +149,6 @@ _BATCH_ROW_COLUMNS = (
     "shipping_total bigint, tax_total bigint, discount_total bigint, total bigint, bags jsonb, "
     "violet_status text, waiting_reason text, last_error jsonb, terminal bool"
 )
-_BATCH_LEASE_UNTIL = "now() + d.lease_s * interval '1 second'"
 
 # The same write for several checkouts in one statement (group commit, see group_commit.py).
 # Rows are locked in id order first, so two batches (or a batch and a lease renewal) never
@@ -230,15 +262,6 @@ class Claim:
     previous_owner: str | None
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
-
-
-def _events_json(row: CheckoutRow, events: Sequence[Event]) -> str:
-    """Assign consecutive seqs after the row's last one and serialise for jsonb_to_recordset."""
-    return _dumps(_events_payload(row, events))
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
@@ -277,16 +300,27 @@ class Repository:
             if pool is not None
             else None
         )
+        self._inserts: GroupCommitter[dict[str, Any], dict[str, Any] | None] | None = (
+            GroupCommitter(self._insert_one, self._insert_many, slots=write_slots)
+            if pool is not None
+            else None
+        )
 
     @property
     def group_commit(self) -> GroupCommitter[dict[str, Any], dict[str, Any] | None] | None:
         """The write coalescer (None without a psycopg pool); its counters feed the benches."""
         return self._group
 
+    @property
+    def insert_group(self) -> GroupCommitter[dict[str, Any], dict[str, Any] | None] | None:
+        """The insert coalescer (None without a psycopg pool)."""
+        return self._inserts
+
     async def drain(self) -> None:
         """Wait for every step write handed to the group committer (before closing the pool)."""
-        if self._group is not None:
-            await self._group.drain()
+        for group in (self._group, self._inserts):
+            if group is not None:
+                await group.drain()
 
     async def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Run one autocommitted statement and return its rows as dicts."""
@@ -315,10 +349,10 @@ class Repository:
         leased: bool,
     ) -> CheckoutRow | None:
         """Insert a new checkout (and its first events); None if its app_order_id already exists."""
-        params = {
+        insert = {
             "id": row.id,
             "app_order_id": row.app_order_id,
-            "request": _json(row.request),
+            "request": row.request,
             "payment_kind": row.payment_kind,
             "currency": row.currency,
             "pending_step": row.pending_step,
@@ -327,11 +361,34 @@ class Repository:
             "lease_owner": worker if leased else None,
             "lease_s": lease_seconds,
             "worker": worker,
-            "events": _events_json(row, events),
+            "events": _events_payload(row, events),
             "event_seq": row.event_seq,
         }
-        found = await self._row(_INSERT_SQL, params)
+        if self._inserts is not None:
+            found = await self._inserts.submit(row.app_order_id, insert)
+        else:
+            found = await self._insert_one(insert)
         return None if found is None else CheckoutRow.from_mapping(found)
+
+    async def _insert_one(self, insert: dict[str, Any]) -> dict[str, Any] | None:
+        params = dict(insert, request=_dumps(insert["request"]), events=_dumps(insert["events"]))
+        return await self._row(_INSERT_SQL, params)
+
+    async def _insert_many(self, inserts: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        rows, events = [], []
+        for insert in inserts:
+            rows.append({k: v for k, v in insert.items() if k not in ("events", "worker")})
+            for event in insert["events"]:
+                event["checkout_id"] = insert["id"]
+                event["worker"] = insert["worker"]
+                events.append(event)
+        found = {
+            r["id"]: r
+            for r in await self._rows(
+                _INSERT_MANY_SQL, {"rows": _dumps(rows), "events": _dumps(events)}
+            )
+        }
+        return [found.get(insert["id"]) for insert in inserts]
 
     async def write(
         self,

@@ -177,3 +177,23 @@ async def test_concurrent_checkouts_share_statements_and_keep_their_trail(
         events = await orch.history(checkout.id)
         assert [e.kind for e in events] == expected, ([e.kind for e in events], expected)
         assert [e.seq for e in events] == list(range(1, len(expected) + 1))
+
+
+async def test_grouped_inserts_keep_one_checkout_per_app_order_id(orch: Orchestrator) -> None:
+    """A burst of starts shares insert statements; a repeated app_order_id still gets the one
+    checkout that exists (never a second cart), even when both arrive in the same burst."""
+    requests = [checkout_request(payment=TOKEN) for _ in range(12)]
+    twice = requests[5]
+    group = orch.repo.insert_group
+    assert group is not None
+    before = (group.statements, group.writes)
+    done = await asyncio.gather(*(orch.start(r) for r in [*requests, twice]))
+    assert (group.writes - before[1]) == 13 and (group.statements - before[0]) < 13
+    assert {c.state for c in done[:12]} == {"submitted"}
+    assert done[12].id == done[5].id  # the repeat got the existing checkout, in whatever state
+    async with orch.engine.connect() as conn:
+        count = await conn.exec_driver_sql(
+            "SELECT count(*) FROM checkouts WHERE app_order_id = %(a)s",
+            {"a": twice["app_order_id"]},
+        )
+        assert count.scalar_one() == 1
