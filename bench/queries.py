@@ -290,20 +290,31 @@ def sql_timings(dbname: str, n: int, samples: int) -> tuple[dict[str, list[float
             plans[name] = explain(conn, sql, params(0))
         claim_params = {"worker": "bench-claimer", "limit": 50, "lease_s": 30.0}
         claim_sql = repository._CLAIM_DUE_SQL
-        samples_claim: list[float] = []
+        # Interleaved with the claim as it was before migration 0004's change (it rewrote the
+        # indexed next_attempt_at, so no claimed row could be a HOT update): same run, same rows.
+        variants = {
+            "claim_due (50 of 1,000 due), rolled back": claim_sql,
+            "baseline: claim_due rewriting next_attempt_at (before 0004)": claim_sql.replace(
+                "next_attempt_at = COALESCE(c.next_attempt_at, now() + %(lease_s)s * interval "
+                "'1 second')",
+                "next_attempt_at = now() + %(lease_s)s * interval '1 second'",
+            ),
+        }
+        assert len(set(variants.values())) == 2, "the claim SQL changed: update the baseline"
+        for name in variants:
+            timings[name] = []
         for i in range(20 + samples):
             if i % 25 == 0:  # rolled-back updates leave dead versions behind: clear them
                 conn.execute("VACUUM checkouts")
+            for name, sql in variants.items():
+                with rolled_back(conn):
+                    t0 = time.perf_counter()
+                    conn.execute(sql, claim_params).fetchall()
+                    if i >= 20:
+                        timings[name].append((time.perf_counter() - t0) * 1000.0)
+        for name, sql in variants.items():
             with rolled_back(conn):
-                t0 = time.perf_counter()
-                conn.execute(claim_sql, claim_params).fetchall()
-                if i >= 20:
-                    samples_claim.append((time.perf_counter() - t0) * 1000.0)
-        timings["claim_due (50 of 1,000 due), rolled back"] = samples_claim
-        with rolled_back(conn):
-            plans["claim_due (50 of 1,000 due), rolled back"] = explain(
-                conn, claim_sql, claim_params
-            )
+                plans[name] = explain(conn, sql, claim_params)
         proposals(conn, samples, timings, plans)
     return timings, plans
 

@@ -1,7 +1,8 @@
 """The recovery job: finish every interrupted or retry-due checkout, by any number of workers.
 
-It claims due checkouts (`next_attempt_at <= now()`, which also covers expired leases, since a
-leased row's `next_attempt_at` is its lease expiry) with ``FOR UPDATE SKIP LOCKED`` and drives
+It claims due checkouts (`next_attempt_at <= now()` and not under a live lease: a leased row's
+`next_attempt_at` is never later than its lease expiry, so expired leases are found by the same
+index scan) with ``FOR UPDATE SKIP LOCKED`` and drives
 each with the runner, which reconciles an in-flight step before anything else. PostgreSQL is the
 only coordinator, so copies on many machines never drive the same checkout at once, and a shared
 throttle row (set by any worker on a 429) slows all of them down together.

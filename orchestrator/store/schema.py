@@ -124,6 +124,8 @@ checkouts: Final = Table(
     CheckConstraint(
         "last_error IS NULL OR jsonb_typeof(last_error) = 'object'", name="last_error_object"
     ),
+    # Room on each page for HOT updates of claims and lease renewals (migration 0004).
+    postgresql_with={"fillfactor": 90},
 )
 
 # The recovery scan (`next_attempt_at <= now()`): only due, retrying or leased rows are in it,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -60,3 +61,28 @@ async def test_a_worker_that_lost_its_lease_cannot_write(
         after = await fresh.get(registered.id)
     assert after.state == "submitted"
     assert after.updated_at == done.updated_at
+
+
+async def test_a_claim_abandoned_before_any_write_is_found_again_after_its_lease(
+    database_url: str, sandbox_transport: httpx.AsyncBaseTransport
+) -> None:
+    """A claim leaves `next_attempt_at` alone (so it can be a HOT update), except on a row that
+    was never due: one a worker claimed and then died holding must still come back to the
+    recovery scan once the lease expired -- and not a moment before."""
+    settings = make_settings(database_url, "http://sandbox/v1", lease_seconds=0.4)
+    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
+        waiting = await orch.start(checkout_request(payment=TOKEN), run=False)
+        due = await orch.start(checkout_request(payment=TOKEN), run=False)
+        async with orch.engine.begin() as conn:  # one row at rest with no due time
+            await conn.exec_driver_sql(
+                "UPDATE checkouts SET next_attempt_at = NULL WHERE id = %(id)s", {"id": waiting.id}
+            )
+        for checkout in (waiting, due):  # claimed by a worker that then dies
+            await orch.repo.claim(checkout.id, worker="dead-worker", lease_seconds=0.4)
+        assert await orch.repo.claim_due(worker="w", limit=10, lease_seconds=5) == []
+        next_due = await orch.repo.next_due_at()
+        assert next_due is not None and next_due > datetime.now(UTC)  # the lease expiry, not before
+        await asyncio.sleep(0.6)
+        claims = await orch.repo.claim_due(worker="w", limit=10, lease_seconds=5)
+        assert {c.row.id for c in claims} == {waiting.id, due.id}
+        assert all(c.previous_owner == "dead-worker" for c in claims)
