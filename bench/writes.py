@@ -158,6 +158,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(repeats):
             for label, run in contenders.items():
                 rows = await _rows(repo, n)
+                # Each run starts from a vacuumed table: dead versions left by the previous
+                # contender (and autovacuum firing mid-run) would otherwise be charged to it.
+                await floor_conn.execute(
+                    "VACUUM ANALYZE checkouts, checkout_events, checkout_steps"
+                )
                 figures = await _measure(lambda run=run, rows=rows: run(rows), n)
                 results.setdefault(label, []).append(figures)
                 print(
@@ -211,7 +216,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="512 writes per run, 2 repeats")
     args = parser.parse_args()
     payload = asyncio.run(main_async(args))
-    print(f"wrote {save_results('writes', args.quick, payload)}")
+    save_results("writes", args.quick, payload)
 
 
 if __name__ == "__main__":
