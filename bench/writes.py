@@ -63,16 +63,13 @@ def _events() -> list[Event]:
 async def _rows(repo: Repository, n: int) -> list[CheckoutRow]:
     rows = []
     for _ in range(n):
-        row = CheckoutRow(
-            id=uuid.uuid4(),
+        row = CheckoutRow.registered(
             app_order_id=f"bw-{uuid.uuid4().hex[:16]}",
-            state="new",
             request={"app_order_id": "x", "skus": [{"sku_id": 1, "quantity": 1}]},
             payment_kind="token",
             currency="USD",
-            pending_step="create_cart",
-            in_flight=True,
-            attempt=1,
+            first_step="create_cart",
+            run=True,
         )
         inserted = await repo.insert(
             row, [Event("created")], worker=WORKER, lease_seconds=30, leased=True
@@ -107,38 +104,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         repo = Repository(engine, pool, write_slots=1)
         floor_conn = await psycopg.AsyncConnection.connect(libpq, autocommit=True)
 
+        async def advance(row: CheckoutRow) -> None:
+            """The outcome of create_cart plus the intent of the next step, as the runner writes."""
+            row.state, row.step_no = "created", 1
+            await repo.write(
+                row,
+                _events(),
+                [StepRecord(1, "create_cart", 1, "done", None, {"id": 1})],
+                worker=WORKER,
+                lease_seconds=30,
+                keep_lease=True,
+                start_step=True,
+            )
+
         async def alone(rows: list[CheckoutRow]) -> None:
             for row in rows:
-                row.state, row.step_no = "created", 1
-                await repo.write(
-                    row,
-                    _events(),
-                    [StepRecord(1, "create_cart", 1, "done", None, {"id": 1})],
-                    worker=WORKER,
-                    lease_seconds=30,
-                    keep_lease=True,
-                    start_step=True,
-                )
+                await advance(row)
 
         def grouped(size: int) -> Any:
             async def run(rows: list[CheckoutRow]) -> None:
                 for k in range(0, len(rows), size):
-                    chunk = rows[k : k + size]
                     # Submitted together, they leave as one statement (one slot, all queued).
-                    await asyncio.gather(
-                        *(
-                            repo.write(
-                                row,
-                                _events(),
-                                [StepRecord(1, "create_cart", 1, "done", None, {"id": 1})],
-                                worker=WORKER,
-                                lease_seconds=30,
-                                keep_lease=True,
-                                start_step=True,
-                            )
-                            for row in _advance(chunk)
-                        )
-                    )
+                    await asyncio.gather(*(advance(row) for row in rows[k : k + size]))
 
             return run
 
@@ -203,12 +190,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "runs": results,
         "median": summary,
     }
-
-
-def _advance(rows: list[CheckoutRow]) -> list[CheckoutRow]:
-    for row in rows:
-        row.state, row.step_no = "created", 1
-    return rows
 
 
 def main() -> None:

@@ -192,16 +192,13 @@ class Orchestrator:
         `run()` or the recovery job.
         """
         req = CheckoutRequest.parse(request)
-        row = CheckoutRow(
-            id=uuid.uuid4(),
+        row = CheckoutRow.registered(
             app_order_id=req.app_order_id,
-            state=machine.NEW,
             request=req.persisted(),
             payment_kind=req.payment.type,
             currency=req.currency,
-            pending_step=CREATE_CART,
-            in_flight=run,
-            attempt=1 if run else 0,
+            first_step=CREATE_CART,
+            run=run,
         )
         events = [
             Event(

@@ -47,6 +47,30 @@ class CheckoutRow:
     finished_at: datetime | None = None
 
     @classmethod
+    def registered(
+        cls,
+        *,
+        app_order_id: str,
+        request: dict[str, Any],
+        payment_kind: str,
+        currency: str,
+        first_step: str,
+        run: bool,
+    ) -> CheckoutRow:
+        """A new checkout before its insert: state `new`, its first step in flight if `run`."""
+        return cls(
+            id=uuid.uuid4(),
+            app_order_id=app_order_id,
+            state="new",
+            request=request,
+            payment_kind=payment_kind,
+            currency=currency,
+            pending_step=first_step,
+            in_flight=run,
+            attempt=1 if run else 0,
+        )
+
+    @classmethod
     def from_mapping(cls, row: Any) -> CheckoutRow:
         return cls(**{name: row[name] for name in _ROW_FIELDS})
 

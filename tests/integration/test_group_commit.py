@@ -42,16 +42,13 @@ async def repo(engine: AsyncEngine, database_url: str) -> AsyncIterator[Reposito
 async def leased_rows(repo: Repository, n: int) -> list[CheckoutRow]:
     rows = []
     for _ in range(n):
-        row = CheckoutRow(
-            id=uuid.uuid4(),
+        row = CheckoutRow.registered(
             app_order_id=f"grp-{uuid.uuid4().hex[:10]}",
-            state="new",
             request={"app_order_id": "x"},
             payment_kind="token",
             currency="USD",
-            pending_step="create_cart",
-            in_flight=True,
-            attempt=1,
+            first_step="create_cart",
+            run=True,
         )
         inserted = await repo.insert(
             row, [Event("created")], worker=WORKER, lease_seconds=30, leased=True

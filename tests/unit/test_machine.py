@@ -77,3 +77,17 @@ def test_shipping_is_skipped_only_when_no_bag_needs_it() -> None:
     assert step_after(_row("customer_applied", [{"needs_shipping": True}])) == "apply_shipping"
     assert step_after(_row("awaiting_payment", [])) is None
     assert step_after(_row("submitted", [])) is None
+
+
+def test_a_registered_row_starts_in_the_machines_initial_state() -> None:
+    from orchestrator.store.records import CheckoutRow
+
+    row = CheckoutRow.registered(
+        app_order_id="a",
+        request={},
+        payment_kind="token",
+        currency="USD",
+        first_step="create_cart",
+        run=False,
+    )
+    assert row.state == machine.NEW and row.attempt == 0 and not row.in_flight
