@@ -269,6 +269,22 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
 
+def _children(parents: list[dict[str, Any]], key: str, *, worker: bool) -> list[dict[str, Any]]:
+    """Every parent's `key` items in one list, each tagged with its checkout id (and worker).
+
+    Tagged in place (no copies on the hot path): if the grouped statement fails, the one-write
+    fallback sends the tags too, and jsonb_to_recordset ignores keys it was not asked for.
+    """
+    out = []
+    for parent in parents:
+        for item in parent[key]:
+            item["checkout_id"] = parent["id"]
+            if worker:
+                item["worker"] = parent["worker"]
+            out.append(item)
+    return out
+
+
 def _events_payload(row: CheckoutRow, events: Sequence[Event]) -> list[dict[str, Any]]:
     """The events as dicts with consecutive seqs after the row's last one (advances the row)."""
     payload = []
@@ -378,13 +394,8 @@ class Repository:
         return await self._row(_INSERT_SQL, params)
 
     async def _insert_many(self, inserts: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
-        rows, events = [], []
-        for insert in inserts:
-            rows.append({k: v for k, v in insert.items() if k not in ("events", "worker")})
-            for event in insert["events"]:
-                event["checkout_id"] = insert["id"]
-                event["worker"] = insert["worker"]
-                events.append(event)
+        rows = [{k: v for k, v in i.items() if k not in ("events", "worker")} for i in inserts]
+        events = _children(inserts, "events", worker=True)
         found = {
             r["id"]: r
             for r in await self._rows(
@@ -472,16 +483,11 @@ class Repository:
 
     async def _write_many(self, writes: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         """Several checkouts' step writes in one statement; results in the order given."""
-        rows, events, steps = [], [], []
-        for write in writes:
-            rows.append({k: v for k, v in write.items() if k not in ("events", "steps", "worker")})
-            for event in write["events"]:
-                event["checkout_id"] = write["id"]
-                event["worker"] = write["worker"]
-                events.append(event)
-            for step in write["steps"]:
-                step["checkout_id"] = write["id"]
-                steps.append(step)
+        rows = [
+            {k: v for k, v in w.items() if k not in ("events", "steps", "worker")} for w in writes
+        ]
+        events = _children(writes, "events", worker=True)
+        steps = _children(writes, "steps", worker=False)
         params = {"rows": _dumps(rows), "events": _dumps(events), "steps": _dumps(steps)}
         written = {r["id"]: r for r in await self._rows(_WRITE_MANY_SQL, params)}
         return [written.get(write["id"]) for write in writes]
