@@ -274,7 +274,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
         try:
             for sc in plan:
-                await control.configure(latency_ms=sc.latency_ms)
+                await control.configure(
+                    latency_ms=sc.latency_ms, latency_jitter_ms=args.jitter_ms * sc.latency_ms
+                )
                 names = list(contenders)
                 if sc.concurrency == 64 and args.pool and not args.quick_pool_skip:
                     names += ["a4", "b4"]
@@ -475,6 +477,7 @@ def report(
         "mode": "quick" if args.quick else "full",
         "machine": info,
         "repeats": repeats,
+        "latency_jitter_fraction": args.jitter_ms,
         "scenarios": [asdict(s) for s in plan],
         "summary": summary,
         "bars": bars,
@@ -500,6 +503,13 @@ def main() -> None:
         "--patched", action="store_true", help="add 'bp': b with the fixes of bench/patches.py"
     )
     parser.add_argument("--skip", default="", help="contenders to skip, e.g. 'c'")
+    parser.add_argument(
+        "--jitter",
+        dest="jitter_ms",
+        type=float,
+        default=0.0,
+        help="per-call latency jitter as a fraction of L (0.5: L +- 50%%, uniform; default 0)",
+    )
     parser.add_argument(
         "--scenario", action="append", default=[], help="L,C,N instead of the plan (repeatable)"
     )

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8040, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every /v1 call")
+    parser.add_argument(
+        "--latency-jitter-ms", type=float, default=0.0, help="+- this much, uniformly, per call"
+    )
     parser.add_argument("--token-ttl", type=float, default=86400.0, help="access token seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
     parser.add_argument("--app-id", type=int, default=SandboxConfig.app_id)
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         app_id=args.app_id,
         token_ttl_seconds=args.token_ttl,
         latency_ms=args.latency_ms,
+        latency_jitter_ms=args.latency_jitter_ms,
         seed=args.seed,
         **secrets,
     )

@@ -177,6 +177,9 @@ class _Pipeline:
 
         raw_body = b"" if request.method in _NO_BODY_METHODS else await request.body()
         delay_ms = state.config.latency_ms
+        if state.config.latency_jitter_ms > 0:
+            jitter = state.config.latency_jitter_ms
+            delay_ms = max(0.0, delay_ms + state.rng.uniform(-jitter, jitter))
         fault: Fault | None = None
         if state.faults.faults:
             extra_ms, fault = state.faults.draw(op)

@@ -56,11 +56,19 @@ class SandboxControl:
         return result
 
     async def configure(
-        self, *, latency_ms: float | None = None, token_ttl_seconds: float | None = None
+        self,
+        *,
+        latency_ms: float | None = None,
+        latency_jitter_ms: float | None = None,
+        token_ttl_seconds: float | None = None,
     ) -> dict[str, Any]:
         body = {
             k: v
-            for k, v in (("latency_ms", latency_ms), ("token_ttl_seconds", token_ttl_seconds))
+            for k, v in (
+                ("latency_ms", latency_ms),
+                ("latency_jitter_ms", latency_jitter_ms),
+                ("token_ttl_seconds", token_ttl_seconds),
+            )
             if v is not None
         }
         result: dict[str, Any] = await self._call("POST", "/config", json=body)

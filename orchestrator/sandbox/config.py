@@ -29,6 +29,8 @@ class SandboxConfig:
     password: str = DEFAULT_PASSWORD
     token_ttl_seconds: float = 86400.0
     latency_ms: float = 0.0
+    #: Each call's base latency is drawn from [latency_ms - jitter, latency_ms + jitter] (>= 0).
+    latency_jitter_ms: float = 0.0
     seed: int = 0
 
     def __repr__(self) -> str:
@@ -36,5 +38,6 @@ class SandboxConfig:
         return (
             f"SandboxConfig(app_id={self.app_id}, username={self.username!r}, "
             f"token_ttl_seconds={self.token_ttl_seconds}, latency_ms={self.latency_ms}, "
+            f"latency_jitter_ms={self.latency_jitter_ms}, "
             f"seed={self.seed})"
         )

@@ -123,20 +123,21 @@ def control_routes(state: SandboxState) -> list[Route]:
         return {
             "app_id": config.app_id,
             "latency_ms": config.latency_ms,
+            "latency_jitter_ms": config.latency_jitter_ms,
             "token_ttl_seconds": config.token_ttl_seconds,
             "seed": config.seed,
         }
 
     async def set_config(request: Request) -> Any:
         data = await _json_object(request)
-        for key in ("latency_ms", "token_ttl_seconds"):
+        for key in ("latency_ms", "latency_jitter_ms", "token_ttl_seconds"):
             if key not in data:
                 continue
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise SandboxError(400, "invalid_field", f"{key} must be a number")
-            if key == "latency_ms" and value < 0:
-                raise SandboxError(400, "invalid_field", "latency_ms must be >= 0")
+            if key in ("latency_ms", "latency_jitter_ms") and value < 0:
+                raise SandboxError(400, "invalid_field", f"{key} must be >= 0")
             setattr(state.config, key, float(value))
         return await get_config(request)
 

@@ -159,6 +159,7 @@ class SandboxServer:
             "--port", str(self.requested_port),
             "--app-id", str(c.app_id),
             "--latency-ms", repr(c.latency_ms),
+            "--latency-jitter-ms", repr(c.latency_jitter_ms),
             "--token-ttl", repr(c.token_ttl_seconds),
             "--seed", str(c.seed),
         ]  # fmt: skip

@@ -92,13 +92,27 @@ async def test_each_test_gets_a_fresh_server_state(
     control = http_sandbox.control
     await prepare_cart(violet, [196777])
     await control.add_fault("get_cart", "error", count=3)
-    await control.configure(latency_ms=1, token_ttl_seconds=5)
+    await control.configure(latency_ms=1, latency_jitter_ms=1, token_ttl_seconds=5)
     await restore(control, http_sandbox.server.config)
     stats = await control.stats()
     assert stats["carts_created"] == 0 and stats["calls_by_op"] == {}
     assert await control.faults() == []
     config = await control.config()
-    assert (config["latency_ms"], config["token_ttl_seconds"]) == (0, 86400)
+    assert (config["latency_ms"], config["latency_jitter_ms"], config["token_ttl_seconds"]) == (
+        0,
+        0,
+        86400,
+    )
+
+
+async def test_latency_jitter_is_validated_like_latency(http_sandbox: HttpSandbox) -> None:
+    control = http_sandbox.control
+    assert (await control.configure(latency_jitter_ms=5))["latency_jitter_ms"] == 5
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await control.configure(latency_jitter_ms=-1)
+    assert refused.value.response.status_code == 400
+    assert "latency_jitter_ms" in refused.value.response.text
+    assert (await control.config())["latency_jitter_ms"] == 5  # unchanged by the refusal
 
 
 def test_configured_server_passes_its_config_to_the_child() -> None:
