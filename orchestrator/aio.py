@@ -1,8 +1,8 @@
 """How the command line runs its coroutines: on uvloop where it is installed.
 
-uvloop takes 7-12% off the client CPU of a checkout or a recovered checkout (bench: C = 1,
-L = 0, 4.8-5.4 -> 4.4-4.8 ms for the bare flow, 9.6 -> 8.9-9.2 ms persisted), which is what a
-CPU-bound recovery job is made of. A library user keeps whatever loop their application runs.
+uvloop took 7-12% off the client CPU of a checkout in the bench (C = 1, L = 0: 4.8-5.4 ->
+4.4-4.8 ms for the bare flow, 9.6 -> 8.9-9.2 ms persisted); the 10,000-checkout recovery bench
+showed no difference beyond its noise. A library user keeps whatever loop their application runs.
 """
 
 from __future__ import annotations
