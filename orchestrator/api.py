@@ -130,6 +130,7 @@ class Orchestrator:
             ),
             max_recoveries=self.settings.max_recoveries,
             crash=self._crash,
+            overlap_writes=self.settings.overlap_writes,
         )
         self._opened = True
         return self

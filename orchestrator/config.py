@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         description="Lease takeovers after which a checkout is parked as failed (poison).",
     )
 
+    overlap_writes: bool = Field(
+        default=True,
+        validation_alias=_env("ORCHESTRATOR_OVERLAP_WRITES", "overlap_writes"),
+        description="Commit an overwrite step's outcome while the next overwrite call runs.",
+    )
+
     @field_validator("violet_base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:

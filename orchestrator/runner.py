@@ -3,12 +3,21 @@
 Each step is bracketed by two commits and the outcome commit of step N is the intent commit of
 step N+1, so a checkout costs one write transaction per Violet step. While the worker holds the
 lease the row lives in memory (`CheckoutRow`); every write is fenced by the lease epoch.
+
+Between two overwrite steps (customer -> shipping -> token payment -> price) that write runs
+*behind* the next call instead of before it (`overlap_writes`): a crash that loses it leaves the
+previous step in flight, and its reconcile rule re-applies it before the next one runs again, so
+nothing depends on it being durable first. Create-cart's outcome (the Violet cart id), the
+submit's intent and a card payment's intent are always committed before their call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +64,12 @@ _STEP_AFTER_STATE = {
     machine.PAID: PRICE,
     machine.PRICED: SUBMIT,
 }
+#: Steps whose outcome may be committed while the next overwrite step's call runs: their own
+#: reconcile rule redoes (or, for a card, re-reads) them, so losing the write loses nothing.
+_REDO_SAFE = frozenset({APPLY_CUSTOMER, APPLY_SHIPPING, APPLY_PAYMENT})
+#: Steps whose call may start before their intent is durable (overwrite semantics, no data held
+#: only in memory); create_cart and submit are never among them.
+_MAY_START_BEHIND = frozenset({APPLY_SHIPPING, APPLY_PAYMENT, PRICE})
 #: Statuses of a failed call that may nonetheless have been applied upstream (a gateway's answer).
 _MAYBE_APPLIED_STATUSES = frozenset({500, 502, 504})
 
@@ -103,6 +118,7 @@ class Runner:
         retry: RetryPolicy,
         max_recoveries: int,
         crash: CrashPoints | None = None,
+        overlap_writes: bool = True,
     ) -> None:
         self.repo = repo
         self.client = client
@@ -112,6 +128,9 @@ class Runner:
         self.retry = retry
         self.max_recoveries = max_recoveries
         self.crash = crash or CrashPoints()
+        self.overlap_writes = overlap_writes
+        # Writes running behind a call, per checkout: (task, step whose outcome it commits).
+        self._behind: dict[uuid.UUID, tuple[asyncio.Task[None], str]] = {}
 
     async def drive(
         self, row: CheckoutRow, *, card: CardPayment | None = None, intent_committed: bool = False
@@ -122,6 +141,14 @@ class Runner:
         step (a fresh start); otherwise an in-flight row is reconciled first and a row at rest
         gets its intent commit here.
         """
+        try:
+            return await self._drive(row, card, intent_committed)
+        finally:
+            await self._settle_behind(row)
+
+    async def _drive(
+        self, row: CheckoutRow, card: CardPayment | None, intent_committed: bool
+    ) -> DriveResult:
         result = DriveResult(row)
         needs_reconcile = row.in_flight and not intent_committed
         last_cart: Cart | None = None
@@ -210,8 +237,11 @@ class Runner:
                         await self._schedule_retry(row, step.name, exc, calls, result)
                         return result
                 self.crash.hit(f"after_call:{step.name}")
-                continuing = await self._apply(model, row, step.name, outcome, calls, None)
-                self.crash.hit(f"after_outcome_commit:{step.name}")
+                continuing = await self._apply(
+                    model, row, step.name, outcome, calls, None, behind=self.overlap_writes
+                )
+                if row.id not in self._behind:
+                    self.crash.hit(f"after_outcome_commit:{step.name}")
                 last_cart = outcome.cart if isinstance(outcome, Advance) else None
                 intent_committed = continuing
         return result
@@ -287,8 +317,14 @@ class Runner:
         outcome: Outcome,
         calls: list[CallRecord],
         lead: Event | None,
+        *,
+        behind: bool = False,
     ) -> bool:
-        """Record an outcome; returns True when the next step's intent was committed with it."""
+        """Record an outcome; returns True when the next step's intent was written with it.
+
+        With `behind`, a write between two overwrite steps is left running behind the next call
+        (see the module docstring); every later write of the row waits for it first.
+        """
         events = [*_call_events(calls, row), *([lead] if lead else [])]
         if outcome.cart is not None:
             _absorb_cart(row, outcome.cart)
@@ -337,8 +373,40 @@ class Runner:
         row.attempt = 1
         row.in_flight = True
         events.append(Event("step_started", step=row.pending_step, attempt=1))
+        if behind and self._may_write_behind(row, step):
+            await self._settle_behind(row)  # writes of one row land in order
+            task = self.repo.write_behind(
+                row,
+                events,
+                [done],
+                worker=self.worker,
+                lease_seconds=self.lease_seconds,
+                start_step=True,
+            )
+            self._behind[row.id] = (task, step)
+            return True
         await self._write(row, events, [done], keep_lease=True, start_step=True)
         return True
+
+    def _may_write_behind(self, row: CheckoutRow, done_step: str) -> bool:
+        if done_step not in _REDO_SAFE or row.pending_step not in _MAY_START_BEHIND:
+            return False
+        # A card lives only in this process: its intent is committed before Violet sees it.
+        return not (row.pending_step == APPLY_PAYMENT and row.request["payment"]["type"] == "card")
+
+    async def _settle_behind(self, row: CheckoutRow) -> None:
+        """Wait for the write running behind a call, if any (raises what the write raised)."""
+        pending = self._behind.pop(row.id, None)
+        if pending is None:
+            return
+        task, step = pending
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Cancelled while waiting: the write goes on by itself; nobody is left to read it.
+            task.add_done_callback(_retrieve)
+            raise
+        self.crash.hit(f"after_outcome_commit:{step}")
 
     async def _finish_fail(
         self,
@@ -476,6 +544,7 @@ class Runner:
         due_in: float | None = None,
         terminal: bool = False,
     ) -> None:
+        await self._settle_behind(row)  # writes of one row land in order
         try:
             await self.repo.write(
                 row,
@@ -491,6 +560,11 @@ class Runner:
         except LeaseLost:
             log.warning("checkout %s: lease lost, late write refused", row.id)
             raise
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(BaseException):
+        task.result()
 
 
 def _absorb_cart(row: CheckoutRow, cart: Cart) -> None:

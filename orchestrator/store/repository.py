@@ -8,6 +8,7 @@ that lost its lease can never overwrite the one that took over. Statements are p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -423,6 +424,49 @@ class Repository:
         `due_in` seconds from now is when recovery should look again (None: never on its own).
         Raises LeaseLost when another worker took the checkout over meanwhile.
         """
+        write = self._prepare_write(
+            row, events, steps, worker=worker, lease_seconds=lease_seconds,
+            keep_lease=keep_lease, start_step=start_step, due_in=due_in, terminal=terminal,
+        )  # fmt: skip
+        await self._commit_write(row, write, worker=worker, keep_lease=keep_lease)
+
+    def write_behind(
+        self,
+        row: CheckoutRow,
+        events: Sequence[Event],
+        steps: Sequence[StepRecord] = (),
+        *,
+        worker: str,
+        lease_seconds: float,
+        start_step: bool = False,
+    ) -> asyncio.Task[None]:
+        """Start a lease-keeping `write` and return at once; the caller awaits the task later.
+
+        The row is captured now, synchronously, so the caller may go on changing its copy; it
+        must await the task before its next write of the same row (writes land in order).
+        """
+        write = self._prepare_write(
+            row, events, steps, worker=worker, lease_seconds=lease_seconds,
+            keep_lease=True, start_step=start_step, due_in=None, terminal=False,
+        )  # fmt: skip
+        return asyncio.get_running_loop().create_task(
+            self._commit_write(row, write, worker=worker, keep_lease=True)
+        )
+
+    def _prepare_write(
+        self,
+        row: CheckoutRow,
+        events: Sequence[Event],
+        steps: Sequence[StepRecord],
+        *,
+        worker: str,
+        lease_seconds: float,
+        keep_lease: bool,
+        start_step: bool,
+        due_in: float | None,
+        terminal: bool,
+    ) -> dict[str, Any]:
+        """The parameters of one step write (assigns the events' seqs on the row)."""
         seq_before = row.event_seq
         write = {
             "id": row.id,
@@ -453,6 +497,13 @@ class Repository:
             "steps": [{name: getattr(s, name) for name in _STEP_FIELDS} for s in steps],
         }
         write["event_seq"] = row.event_seq
+        write["seq_before"] = seq_before
+        return write
+
+    async def _commit_write(
+        self, row: CheckoutRow, write: dict[str, Any], *, worker: str, keep_lease: bool
+    ) -> None:
+        seq_before = write.pop("seq_before")
         try:
             if self._group is not None:
                 written = await self._group.submit(row.id, write)

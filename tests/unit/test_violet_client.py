@@ -260,7 +260,8 @@ async def test_environment_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch) ->
             await answer.aread()
             writer.write(
                 f"HTTP/1.1 {answer.status_code} OK\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(answer.content)}\r\n\r\n".encode() + answer.content
+                f"Content-Length: {len(answer.content)}\r\n\r\n".encode()
+                + answer.content
             )
             await writer.drain()
 
@@ -269,13 +270,16 @@ async def test_environment_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    async with server, VioletClient(
-        base_url="http://violet.test/v1",
-        app_id=10000,
-        app_secret=SecretStr("app-secret"),
-        username="owner@example.com",
-        password=SecretStr("pw-123456"),
-    ) as client:
+    async with (
+        server,
+        VioletClient(
+            base_url="http://violet.test/v1",
+            app_id=10000,
+            app_secret=SecretStr("app-secret"),
+            username="owner@example.com",
+            password=SecretStr("pw-123456"),
+        ) as client,
+    ):
         cart = await client.get_cart(80001)
     assert cart.id == 80001
     assert seen == [

@@ -1,0 +1,123 @@
+"""Overlapped writes: an overwrite step's outcome is committed while the next overwrite call runs.
+
+The rule under test (runner.py): between customer, shipping, a token payment and price the write
+runs behind the next call; create_cart's outcome, a card payment's intent and the submit's intent
+are committed before their call. A row lock held by the test makes one write wait, and the
+sandbox's call counts show which calls went ahead meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from orchestrator import LeaseLost, Orchestrator
+from orchestrator.sandbox import SandboxControl
+from tests.fixtures.db import libpq_url
+from tests.fixtures.orchestrator import TOKEN, VISA, checkout_request, make_settings
+
+
+async def _wait_for_state(database_url: str, app_order_id: str, state: str) -> uuid.UUID:
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(database_url), autocommit=True
+    ) as conn:
+        for _ in range(400):
+            cur = await conn.execute(
+                "SELECT id, state FROM checkouts WHERE app_order_id = %s", (app_order_id,)
+            )
+            found = await cur.fetchone()
+            if found is not None and found[1] == state:
+                return uuid.UUID(str(found[0]))
+            await asyncio.sleep(0.005)
+    raise AssertionError(f"{app_order_id} never reached {state}")
+
+
+async def _calls(control: SandboxControl, op: str) -> int:
+    calls_by_op: dict[str, int] = (await control.stats())["calls_by_op"]
+    return calls_by_op.get(op, 0)
+
+
+def _trail(events: list[Any]) -> list[tuple[Any, ...]]:
+    return [(e.kind, e.step, e.from_state, e.to_state) for e in events]
+
+
+@pytest.mark.parametrize(
+    ("payment", "payment_goes_ahead"), [(TOKEN, True), (VISA, False)], ids=["token", "card"]
+)
+async def test_only_an_overwrite_call_goes_ahead_of_its_intent_commit(
+    payment: dict[str, Any],
+    payment_goes_ahead: bool,
+    database_url: str,
+    sandbox_transport: httpx.AsyncBaseTransport,
+    sandbox_control: SandboxControl,
+) -> None:
+    settings = make_settings(database_url, "http://sandbox/v1")
+    request = checkout_request(payment=payment)
+    # Slow shipping, so the test can lock the row between the customer and shipping outcomes.
+    await sandbox_control.add_fault("shipping_available", "latency", count=1, latency_ms=400)
+    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
+        driving = asyncio.create_task(orch.start(request))
+        checkout_id = await _wait_for_state(
+            database_url, request["app_order_id"], "customer_applied"
+        )
+        async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as locker:
+            await locker.execute("SELECT 1 FROM checkouts WHERE id = %s FOR UPDATE", (checkout_id,))
+            await asyncio.sleep(0.8)  # shipping answered; its outcome write waits on our lock
+            payments_while_locked = await _calls(sandbox_control, "payment")
+            prices_while_locked = await _calls(sandbox_control, "price")
+            await locker.rollback()
+        done = await driving
+    assert done.state == "submitted"
+    # A token payment is re-applied by recovery if this write were lost: it may go ahead. A card
+    # lives only in memory: Violet must not see it before its intent is durable.
+    assert payments_while_locked == (1 if payment_goes_ahead else 0)
+    assert prices_while_locked == 0  # price waits for the payment outcome, which waits for us
+    assert await _calls(sandbox_control, "submit") == 1
+
+
+async def test_overlapped_and_ordered_writes_leave_the_same_trail(
+    database_url: str, sandbox_transport: httpx.AsyncBaseTransport
+) -> None:
+    trails = []
+    for overlap in (True, False):
+        settings = make_settings(database_url, "http://sandbox/v1", overlap_writes=overlap)
+        async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
+            done = await orch.start(checkout_request(payment=TOKEN))
+            assert done.state == "submitted"
+            events = await orch.history(done.id)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        trails.append(_trail(events))
+    assert trails[0] == trails[1]
+
+
+async def test_a_refused_write_behind_stops_the_drive_before_the_next_write_or_call(
+    database_url: str,
+    sandbox_transport: httpx.AsyncBaseTransport,
+    sandbox_control: SandboxControl,
+) -> None:
+    settings = make_settings(database_url, "http://sandbox/v1")
+    request = checkout_request(payment=TOKEN)
+    await sandbox_control.add_fault("customer", "latency", count=1, latency_ms=300)
+    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
+        driving = asyncio.create_task(orch.start(request))
+        checkout_id = await _wait_for_state(database_url, request["app_order_id"], "created")
+        async with await psycopg.AsyncConnection.connect(
+            libpq_url(database_url), autocommit=True
+        ) as conn:  # another worker takes the checkout over during the customer call
+            await conn.execute(
+                "UPDATE checkouts SET lease_epoch = lease_epoch + 1 WHERE id = %s", (checkout_id,)
+            )
+        with pytest.raises(LeaseLost):
+            await driving
+        row = await orch.repo.get(checkout_id)
+    assert row is not None
+    assert (row.state, row.pending_step, row.in_flight) == ("created", "apply_customer", True)
+    # The customer's outcome ran behind the shipping calls (overwrite: the new owner redoes
+    # both); nothing after them reached Violet.
+    assert await _calls(sandbox_control, "payment") == 0
+    assert await _calls(sandbox_control, "submit") == 0
