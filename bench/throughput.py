@@ -10,6 +10,8 @@ each at concurrency C, interleaved (a, b, c, a, b, c, ...), `repeats` times:
   b   the orchestrator: Orchestrator.start() with a token payment (persisted, crash-safe)
   c   DBOS Transact: the same 7 calls as one workflow, one step per call (bench/dbos_flow.py)
   a4  / b4: as a / b with a pool of 4 VioletClients instead of one shared (C=64 only)
+  bs  b with ORCHESTRATOR_OVERLAP_WRITES off: every write committed before the next call
+      (`--sequential`), to measure what overlapping the overwrite steps' writes buys
 
 Ratios are taken per repeat (b_i / a_i) and the median is reported: the machine is shared.
 """
@@ -221,6 +223,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     contenders = [c for c in ("a", "b", "c") if c not in args.skip]
     if args.patched:
         contenders.insert(2, "bp")
+    if args.sequential:
+        contenders.insert(contenders.index("b") + 1 if "b" in contenders else 0, "bs")
     results: list[RunResult] = []
 
     with (
@@ -248,6 +252,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(dbos_flow.launch, db_url, pool_size=DB_POOL)
             dbos_flow.set_client(client)
         orch_p = orch
+        orch_s = orch
+        if args.sequential:
+            seq_settings = bench_settings(
+                db_url, sandbox.base_url, db_pool_size=DB_POOL, overlap_writes=False
+            )
+            orch_s = await Orchestrator(seq_settings, client=client).open()
         if args.patched:
             orch_p = await Orchestrator(settings, client=client).open()
             patches.autocommit(orch_p)
@@ -262,6 +272,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "a4": lambda: bare_checkout(pick_client()),
             "b4": lambda: orchestrated_checkout(pick_orch()),
             "bp": lambda: orchestrated_checkout(orch_p),
+            "bs": lambda: orchestrated_checkout(orch_s),
         }
         wrap = {"bp": lambda: patches.applied(["shallow_asdict"])}
         if "c" in contenders:
@@ -311,7 +322,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 from bench import dbos_flow
 
                 await asyncio.to_thread(dbos_flow.shutdown)
-            for o in {id(o): o for o in [orch, orch_p, *pool_orchs]}.values():
+            for o in {id(o): o for o in [orch, orch_p, orch_s, *pool_orchs]}.values():
                 await o.close()
             await shared_engine.dispose()
             for c in [client, *pool_clients]:
@@ -443,6 +454,33 @@ def report(
                 "met": None,
             }
         )
+    for lat, conc in sorted(grouped):
+        x, y = get(lat, conc, "b"), get(lat, conc, "bs")
+        if x and y:
+            bars.append(
+                {
+                    "bar": f"b/bs x/s (overlapped vs ordered writes), L={lat:.0f} C={conc}",
+                    "value": _paired(x, y, lambda r: r.throughput),
+                    "threshold": "info",
+                    "met": None,
+                }
+            )
+    bs = get(0.0, 1, "bs")
+    if a and bs:
+        bars.append(
+            {
+                "bar": "bs: added latency per step, ms (p50, C=1, L=0)",
+                "value": median(
+                    [
+                        (percentile(rs.latencies_ms, 50) - percentile(ra.latencies_ms, 50))
+                        / STEPS_PER_CHECKOUT
+                        for ra, rs in zip(a, bs, strict=False)
+                    ]
+                ),
+                "threshold": "info",
+                "met": None,
+            }
+        )
     for lat in sorted({r.latency_ms for r in results}):
         for name, base_name in (("a4", "a"), ("b4", "b")):
             x, y = get(lat, 64, name), get(lat, 64, base_name)
@@ -501,6 +539,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--patched", action="store_true", help="add 'bp': b with the fixes of bench/patches.py"
+    )
+    parser.add_argument(
+        "--sequential", action="store_true", help="add 'bs': b with overlapped writes off"
     )
     parser.add_argument("--skip", default="", help="contenders to skip, e.g. 'c'")
     parser.add_argument(

@@ -113,7 +113,9 @@ class Orchestrator:
             kwargs={"autocommit": True, "application_name": "orchestrator", "connect_timeout": 5},
         )
         await self._pool.open(wait=True, timeout=30)
-        self.repo = Repository(self._engine, self._pool)
+        self.repo = Repository(
+            self._engine, self._pool, write_slots=self.settings.db_write_slots
+        )
         self.leases = LeaseKeeper(
             self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         validation_alias=_env("ORCHESTRATOR_DB_POOL_SIZE", "db_pool_size"),
         description="Connections one orchestrator keeps for its step writes.",
     )
+    db_write_slots: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=_env("ORCHESTRATOR_DB_WRITE_SLOTS", "db_write_slots"),
+        description="Step-write statements one orchestrator has in flight at once.",
+    )
     lease_seconds: float = Field(
         default=30.0, gt=0, validation_alias=_env("ORCHESTRATOR_LEASE_SECONDS", "lease_seconds")
     )
