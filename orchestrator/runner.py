@@ -375,14 +375,16 @@ class Runner:
         events.append(Event("step_started", step=row.pending_step, attempt=1))
         if behind and self._may_write_behind(row, step):
             await self._settle_behind(row)  # writes of one row land in order
-            task = self.repo.write_behind(
+            write = self.repo.write(
                 row,
                 events,
                 [done],
                 worker=self.worker,
                 lease_seconds=self.lease_seconds,
+                keep_lease=True,
                 start_step=True,
             )
+            task = asyncio.get_running_loop().create_task(write)
             self._behind[row.id] = (task, step)
             return True
         await self._write(row, events, [done], keep_lease=True, start_step=True)

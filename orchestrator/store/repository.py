@@ -8,9 +8,8 @@ that lost its lease can never overwrite the one that took over. Statements are p
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -408,7 +407,7 @@ class Repository:
         }
         return [found.get(insert["id"]) for insert in inserts]
 
-    async def write(
+    def write(
         self,
         row: CheckoutRow,
         events: Sequence[Event],
@@ -420,56 +419,16 @@ class Repository:
         start_step: bool = False,
         due_in: float | None = None,
         terminal: bool = False,
-    ) -> None:
-        """Write the leased row back with its new events, fenced by `lease_epoch`.
+    ) -> Coroutine[Any, Any, None]:
+        """Write the leased row back with its new events, fenced by `lease_epoch`; await it.
 
         `keep_lease` keeps the lease (the worker goes on); otherwise the lease is released and
         `due_in` seconds from now is when recovery should look again (None: never on its own).
         Raises LeaseLost when another worker took the checkout over meanwhile.
+        The row is read when this is called, not when the coroutine runs: a caller may run the
+        write behind other work (a task) and go on changing its copy, as long as it awaits the
+        write before its next write of the same row (writes of one row land in order).
         """
-        write = self._prepare_write(
-            row, events, steps, worker=worker, lease_seconds=lease_seconds,
-            keep_lease=keep_lease, start_step=start_step, due_in=due_in, terminal=terminal,
-        )  # fmt: skip
-        await self._commit_write(row, write, worker=worker, keep_lease=keep_lease)
-
-    def write_behind(
-        self,
-        row: CheckoutRow,
-        events: Sequence[Event],
-        steps: Sequence[StepRecord] = (),
-        *,
-        worker: str,
-        lease_seconds: float,
-        start_step: bool = False,
-    ) -> asyncio.Task[None]:
-        """Start a lease-keeping `write` and return at once; the caller awaits the task later.
-
-        The row is captured now, synchronously, so the caller may go on changing its copy; it
-        must await the task before its next write of the same row (writes land in order).
-        """
-        write = self._prepare_write(
-            row, events, steps, worker=worker, lease_seconds=lease_seconds,
-            keep_lease=True, start_step=start_step, due_in=None, terminal=False,
-        )  # fmt: skip
-        return asyncio.get_running_loop().create_task(
-            self._commit_write(row, write, worker=worker, keep_lease=True)
-        )
-
-    def _prepare_write(
-        self,
-        row: CheckoutRow,
-        events: Sequence[Event],
-        steps: Sequence[StepRecord],
-        *,
-        worker: str,
-        lease_seconds: float,
-        keep_lease: bool,
-        start_step: bool,
-        due_in: float | None,
-        terminal: bool,
-    ) -> dict[str, Any]:
-        """The parameters of one step write (assigns the events' seqs on the row)."""
         seq_before = row.event_seq
         write = {
             "id": row.id,
@@ -501,7 +460,7 @@ class Repository:
         }
         write["event_seq"] = row.event_seq
         write["seq_before"] = seq_before
-        return write
+        return self._commit_write(row, write, worker=worker, keep_lease=keep_lease)
 
     async def _commit_write(
         self, row: CheckoutRow, write: dict[str, Any], *, worker: str, keep_lease: bool
