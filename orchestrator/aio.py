@@ -1,8 +1,9 @@
-"""How the command line runs its coroutines: on uvloop where it is installed.
+"""The event loops this package owns (the CLI's, the sync facade's thread): uvloop where installed.
 
 uvloop took 7-12% off the client CPU of a checkout in the bench (C = 1, L = 0: 4.8-5.4 ->
 4.4-4.8 ms for the bare flow, 9.6 -> 8.9-9.2 ms persisted); the 10,000-checkout recovery bench
-showed no difference beyond its noise. A library user keeps whatever loop their application runs.
+showed no difference beyond its noise. An async library user keeps whatever loop their
+application runs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ _T = TypeVar("_T")
 
 def run(coro: Coroutine[Any, Any, _T]) -> _T:
     """`asyncio.run`, on a uvloop loop when uvloop is importable (not on Windows)."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop where uvloop is importable, else asyncio's (for loops this package owns:
+    the CLI's and the sync facade's private thread)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - Windows, or a trimmed install
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from orchestrator import aio
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.request import CheckoutRequest
@@ -24,7 +25,7 @@ class SyncOrchestrator:
     """Blocking facade: ``with SyncOrchestrator(settings) as orch: orch.start(request)``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = aio.new_event_loop()  # private to this thread: uvloop where installed
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="orchestrator-loop", daemon=True
         )

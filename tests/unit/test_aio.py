@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from orchestrator import aio
+from orchestrator import SyncOrchestrator, aio
+from orchestrator.config import Settings
 
 
 async def _loop_module() -> str:
@@ -26,3 +27,12 @@ def test_run_returns_the_coroutine_result_and_closes_its_loop() -> None:
     assert aio.run(answer()) == 42
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not run on Windows")
+def test_the_sync_facade_runs_its_private_loop_on_uvloop() -> None:
+    orch = SyncOrchestrator(Settings(database_url="postgresql://nowhere.invalid/none"))
+    try:
+        assert orch._call(_loop_module()).startswith("uvloop")
+    finally:
+        orch.close()  # never opened: closing touches no database
