@@ -516,6 +516,7 @@ def report(
         "machine": info,
         "repeats": repeats,
         "latency_jitter_fraction": args.jitter_ms,
+        "gc_threshold": list(gc.get_threshold()),
         "scenarios": [asdict(s) for s in plan],
         "summary": summary,
         "bars": bars,
@@ -543,6 +544,11 @@ def main() -> None:
     parser.add_argument(
         "--sequential", action="store_true", help="add 'bs': b with overlapped writes off"
     )
+    parser.add_argument(
+        "--tune-gc",
+        action="store_true",
+        help="raise the GC thresholds for the whole process (every contender), as the CLI does",
+    )
     parser.add_argument("--skip", default="", help="contenders to skip, e.g. 'c'")
     parser.add_argument(
         "--jitter",
@@ -558,6 +564,10 @@ def main() -> None:
     parser.add_argument("--quick-pool-skip", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.tune_gc:
+        from orchestrator import aio
+
+        aio.tune_gc()
     asyncio.run(main_async(args))
 
 

@@ -591,4 +591,5 @@ _register_recovery_commands()
 
 
 def main() -> None:
+    aio.tune_gc()  # the CLI owns its process (a library user keeps their own GC settings)
     app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 import pytest
@@ -36,3 +37,19 @@ def test_the_sync_facade_runs_its_private_loop_on_uvloop() -> None:
         assert orch._call(_loop_module()).startswith("uvloop")
     finally:
         orch.close()  # never opened: closing touches no database
+
+
+def test_the_cli_raises_the_gc_thresholds_of_its_own_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator import cli
+
+    seen: list[tuple[int, ...]] = []
+    monkeypatch.setattr(cli, "app", lambda: seen.append(gc.get_threshold()))
+    before = gc.get_threshold()
+    try:
+        cli.main()
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [aio.GC_THRESHOLD]
+    assert before != aio.GC_THRESHOLD  # importing the library alone leaves a host's GC alone
