@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
+import sqlalchemy.pool
 import uvicorn
 
 from orchestrator import audit
@@ -169,7 +171,7 @@ class DemoResult:
 
 
 @contextmanager
-def served_sandbox() -> Iterator[str]:
+def served_sandbox(first_cart_id: int = SandboxConfig.first_cart_id) -> Iterator[str]:
     """The sandbox over HTTP on a free local port, from a daemon thread; yields its root URL.
 
     A thread rather than a child process: killing the demo can never orphan it.
@@ -179,7 +181,7 @@ def served_sandbox() -> Iterator[str]:
     sock.listen(128)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(SandboxConfig()),
+        create_app(SandboxConfig(first_cart_id=first_cart_id)),
         loop="asyncio",
         log_level="warning",
         access_log=False,
@@ -207,8 +209,10 @@ def served_sandbox() -> Iterator[str]:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def _demo_database(settings: Settings) -> tuple[str, database.EmbeddedPostgres | None]:
-    """The configured database, or an embedded one kept apart from the user's (data_dir/demo)."""
+def _demo_database(settings: Settings) -> tuple[str, database.EmbeddedPostgres | None, int]:
+    """The configured database, or an embedded one kept apart from the user's (data_dir/demo),
+    and the first Violet cart id the demo's fresh sandbox may hand out: above every id an
+    earlier run left there (the unique `violet_order_id` would refuse a repeated one)."""
     if settings.database_url:
         url = database.normalize_url(settings.database_url)
         embedded = None
@@ -216,7 +220,14 @@ def _demo_database(settings: Settings) -> tuple[str, database.EmbeddedPostgres |
         embedded = database.EmbeddedPostgres(settings.data_dir / "demo" / "pgdata")
         url = embedded.start()
     database.migrate(url)
-    return url, embedded
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            highest = conn.execute(sqlalchemy.text("SELECT max(violet_order_id) FROM checkouts"))
+            last_id = highest.scalar_one() or 0
+    finally:
+        engine.dispose()
+    return url, embedded, max(SandboxConfig.first_cart_id, last_id + 1)
 
 
 def _request(scenario: Scenario, run_id: str) -> dict[str, Any]:
@@ -344,9 +355,9 @@ async def run_demo(
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:8]
     progress("starting the database and the local Violet sandbox ...")
-    url, embedded = await asyncio.to_thread(_demo_database, settings)
+    url, embedded, first_cart_id = await asyncio.to_thread(_demo_database, settings)
     try:
-        with served_sandbox() as root:
+        with served_sandbox(first_cart_id) as root:
             demo_settings = _demo_settings(url, root)
             result = DemoResult(run_id, database.describe_url(url), f"{root}/v1", [])
             result.inspect_hint = _inspect_hint(settings, run_id)

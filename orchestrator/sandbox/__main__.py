@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.server import SECRET_ENV, serve
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     defaults = SandboxConfig()
-    secrets = {
+    secrets: dict[str, Any] = {
         field: os.environ.get(name) or getattr(defaults, field)
         for field, name in SECRET_ENV.items()
     }

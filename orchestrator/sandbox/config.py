@@ -32,6 +32,9 @@ class SandboxConfig:
     #: Each call's base latency is drawn from [latency_ms - jitter, latency_ms + jitter] (>= 0).
     latency_jitter_ms: float = 0.0
     seed: int = 0
+    #: The first cart (order) id it hands out. Violet never reuses an id; a fresh sandbox in
+    #: front of a database that outlived the last one must start above the ids stored there.
+    first_cart_id: int = 80000
 
     def __repr__(self) -> str:
         # The app secret and password never appear in logs, even for the sandbox.

@@ -38,7 +38,7 @@ class SandboxState:
         self.auth = TokenAuthority(self.config)
         self.rng = random.Random(self.config.seed)
         self.faults = FaultRegistry(self.rng)
-        self.cart_ids = Sequence(80000)
+        self.cart_ids = Sequence(self.config.first_cart_id)
         self.bag_ids = Sequence(600000)
         self.order_sku_ids = Sequence(900000)
         self.error_ids = Sequence(7000)

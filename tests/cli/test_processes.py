@@ -74,26 +74,30 @@ def _check_demo(completed_stdout: str) -> dict[str, Any]:
     return summary
 
 
-def test_demo_on_a_test_database_ends_cleanly(database_url: str, tmp_path: Path) -> None:
+def test_demo_on_a_test_database_ends_cleanly_and_runs_again(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Twice on one database: the second run's fresh sandbox must not reuse the first's cart ids."""
     marker = uuid.uuid4().hex
     env = clean_environment(
         ORCHESTRATOR_DATABASE_URL=database_url,
         ORCHESTRATOR_DATA_DIR=str(tmp_path),
         ORCH_TEST_MARKER=marker,
     )
-    completed = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "demo", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    _check_demo(completed.stdout)
-    assert "4242424242424242" not in completed.stdout + completed.stderr
-    assert _processes_with(marker) == []
+    for _ in range(2):
+        completed = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "demo", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        _check_demo(completed.stdout)
+        assert "4242424242424242" not in completed.stdout + completed.stderr
+        assert _processes_with(marker) == []
 
 
 @pytest.mark.slow
