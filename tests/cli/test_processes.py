@@ -59,6 +59,20 @@ def test_start_and_status_as_processes_print_json_and_plain_text(cli: Cli) -> No
     assert missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
 
 
+def _run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
 def _check_demo(completed_stdout: str) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads(completed_stdout)
     assert summary["ok"] is True, summary
@@ -85,16 +99,7 @@ def test_demo_on_a_test_database_ends_cleanly_and_runs_again(
         ORCH_TEST_MARKER=marker,
     )
     for _ in range(2):
-        completed = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "demo", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        assert completed.returncode == 0, completed.stderr[-3000:]
+        completed = _run_demo(env)
         _check_demo(completed.stdout)
         assert "4242424242424242" not in completed.stdout + completed.stderr
         assert _processes_with(marker) == []
@@ -105,17 +110,7 @@ def test_demo_on_its_own_embedded_postgres_ends_cleanly(tmp_path: Path) -> None:
     """No ORCHESTRATOR_DATABASE_URL: the demo starts (and stops) an embedded PostgreSQL."""
     marker = uuid.uuid4().hex
     env = clean_environment(ORCHESTRATOR_DATA_DIR=str(tmp_path), ORCH_TEST_MARKER=marker)
-    completed = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "demo", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    summary = _check_demo(completed.stdout)
+    summary = _check_demo(_run_demo(env).stdout)
     assert str(tmp_path) in str(summary["inspect_hint"])
     assert (tmp_path / "demo" / "pgdata").is_dir()
     assert _processes_with(marker) == []
