@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
-import sqlalchemy.pool
 import uvicorn
 
 from orchestrator import audit
@@ -220,13 +218,7 @@ def _demo_database(settings: Settings) -> tuple[str, database.EmbeddedPostgres |
         embedded = database.EmbeddedPostgres(settings.data_dir / "demo" / "pgdata")
         url = embedded.start()
     database.migrate(url)
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            highest = conn.execute(sqlalchemy.text("SELECT max(violet_order_id) FROM checkouts"))
-            last_id = highest.scalar_one() or 0
-    finally:
-        engine.dispose()
+    last_id = database.highest_violet_order_id(url) or 0
     return url, embedded, max(SandboxConfig.first_cart_id, last_id + 1)
 
 

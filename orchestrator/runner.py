@@ -373,21 +373,10 @@ class Runner:
         row.attempt = 1
         row.in_flight = True
         events.append(Event("step_started", step=row.pending_step, attempt=1))
-        if behind and self._may_write_behind(row, step):
-            await self._settle_behind(row)  # writes of one row land in order
-            write = self.repo.write(
-                row,
-                events,
-                [done],
-                worker=self.worker,
-                lease_seconds=self.lease_seconds,
-                keep_lease=True,
-                start_step=True,
-            )
-            task = asyncio.get_running_loop().create_task(write)
-            self._behind[row.id] = (task, step)
-            return True
-        await self._write(row, events, [done], keep_lease=True, start_step=True)
+        behind_of = step if behind and self._may_write_behind(row, step) else None
+        await self._write(
+            row, events, [done], keep_lease=True, start_step=True, behind_of=behind_of
+        )
         return True
 
     def _may_write_behind(self, row: CheckoutRow, done_step: str) -> bool:
@@ -545,20 +534,27 @@ class Runner:
         start_step: bool = False,
         due_in: float | None = None,
         terminal: bool = False,
+        behind_of: str | None = None,
     ) -> None:
+        """Write the row; with `behind_of` (the step whose outcome this is), start the write and
+        return, leaving it to run behind the next call (`_settle_behind` waits for it)."""
         await self._settle_behind(row)  # writes of one row land in order
+        write = self.repo.write(
+            row,
+            events,
+            steps,
+            worker=self.worker,
+            lease_seconds=self.lease_seconds,
+            keep_lease=keep_lease,
+            start_step=start_step,
+            due_in=due_in,
+            terminal=terminal,
+        )
+        if behind_of is not None:
+            self._behind[row.id] = (asyncio.get_running_loop().create_task(write), behind_of)
+            return
         try:
-            await self.repo.write(
-                row,
-                events,
-                steps,
-                worker=self.worker,
-                lease_seconds=self.lease_seconds,
-                keep_lease=keep_lease,
-                start_step=start_step,
-                due_in=due_in,
-                terminal=terminal,
-            )
+            await write
         except LeaseLost:
             log.warning("checkout %s: lease lost, late write refused", row.id)
             raise

@@ -263,6 +263,19 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+def highest_violet_order_id(url: str) -> int | None:
+    """The largest Violet cart id any checkout holds (None: none yet)."""
+    engine = _sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            found: int | None = conn.execute(
+                sa.text("SELECT max(violet_order_id) FROM checkouts")
+            ).scalar_one()
+            return found
+    finally:
+        engine.dispose()
+
+
 def schema_drift(url: str) -> list[Any]:
     """What `alembic check` would report: differences between schema.py and the database."""
     from alembic.autogenerate import compare_metadata

@@ -459,13 +459,19 @@ class Repository:
             "steps": [{name: getattr(s, name) for name in _STEP_FIELDS} for s in steps],
         }
         write["event_seq"] = row.event_seq
-        write["seq_before"] = seq_before
-        return self._commit_write(row, write, worker=worker, keep_lease=keep_lease)
+        return self._commit_write(
+            row, write, seq_before=seq_before, worker=worker, keep_lease=keep_lease
+        )
 
     async def _commit_write(
-        self, row: CheckoutRow, write: dict[str, Any], *, worker: str, keep_lease: bool
+        self,
+        row: CheckoutRow,
+        write: dict[str, Any],
+        *,
+        seq_before: int,
+        worker: str,
+        keep_lease: bool,
     ) -> None:
-        seq_before = write.pop("seq_before")
         try:
             if self._group is not None:
                 written = await self._group.submit(row.id, write)
