@@ -8,6 +8,7 @@ machine beside the numbers.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -134,19 +135,35 @@ def ratio(num: float, den: float) -> float:
 
 @dataclass
 class Stopwatch:
-    """Wall and process CPU time over a block (CPU of every thread of this process)."""
+    """Wall and process CPU time over a block (CPU of every thread of this process), and what
+    the cyclic GC spent in it: collections per generation and their time (a full collection
+    of a bench process stalls every checkout in flight for tens of milliseconds)."""
 
     wall: float = 0.0
     cpu: float = 0.0
+    gc_s: float = 0.0
+    gc_collections: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     @contextlib.contextmanager
     def run(self) -> Iterator[Stopwatch]:
+        self.gc_s, self.gc_collections = 0.0, [0, 0, 0]
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                self.gc_s += time.perf_counter() - started[0]
+                self.gc_collections[info["generation"]] += 1
+
+        gc.callbacks.append(on_gc)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         try:
             yield self
         finally:
             self.wall = time.perf_counter() - wall0
             self.cpu = time.process_time() - cpu0
+            gc.callbacks.remove(on_gc)
 
 
 # -- machine and output -------------------------------------------------------------------------
