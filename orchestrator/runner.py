@@ -8,7 +8,9 @@ Between two overwrite steps (customer -> shipping -> token payment -> price) tha
 *behind* the next call instead of before it (`overlap_writes`): a crash that loses it leaves the
 previous step in flight, and its reconcile rule re-applies it before the next one runs again, so
 nothing depends on it being durable first. Create-cart's outcome (the Violet cart id), the
-submit's intent and a card payment's intent are always committed before their call.
+submit's intent and a card payment's intent are always committed before their call. Such a
+write starts once the next call's request has been sent (violet/sent.py), so it fills the wait
+for Violet's answer instead of delaying the request.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +56,7 @@ from orchestrator.violet import (
     VioletOutcomeUnknown,
     VioletRateLimited,
     capture_calls,
+    when_request_sent,
 )
 
 log = logging.getLogger(__name__)
@@ -129,8 +133,9 @@ class Runner:
         self.max_recoveries = max_recoveries
         self.crash = crash or CrashPoints()
         self.overlap_writes = overlap_writes
-        # Writes running behind a call, per checkout: (task, step whose outcome it commits).
-        self._behind: dict[uuid.UUID, tuple[asyncio.Task[None], str]] = {}
+        # Writes running behind a call, per checkout: the task, the step whose outcome it
+        # commits, and the gate it waits behind until the call's request has been sent.
+        self._behind: dict[uuid.UUID, _BehindWrite] = {}
 
     async def drive(
         self, row: CheckoutRow, *, card: CardPayment | None = None, intent_committed: bool = False
@@ -229,7 +234,7 @@ class Runner:
                 intent_committed = False
 
                 self.crash.hit(f"after_intent_commit:{step.name}")
-                with capture_calls() as calls:
+                with capture_calls() as calls, self._behind_write_follows(row):
                     try:
                         outcome: Outcome = await step.call(ctx)
                     except VioletError as exc:
@@ -385,19 +390,26 @@ class Runner:
         # A card lives only in this process: its intent is committed before Violet sees it.
         return not (row.pending_step == APPLY_PAYMENT and row.request["payment"]["type"] == "card")
 
+    def _behind_write_follows(self, row: CheckoutRow) -> contextlib.AbstractContextManager[None]:
+        """Around a call: let the row's write waiting behind it go once the request is sent."""
+        pending = self._behind.get(row.id)
+        if pending is None or pending.gate.done():
+            return contextlib.nullcontext()
+        return when_request_sent(pending.open)
+
     async def _settle_behind(self, row: CheckoutRow) -> None:
         """Wait for the write running behind a call, if any (raises what the write raised)."""
         pending = self._behind.pop(row.id, None)
         if pending is None:
             return
-        task, step = pending
+        pending.open()  # no call is coming (or it is over): the write goes now
         try:
-            await asyncio.shield(task)
+            await asyncio.shield(pending.task)
         except asyncio.CancelledError:
             # Cancelled while waiting: the write goes on by itself; nobody is left to read it.
-            task.add_done_callback(_retrieve)
+            pending.task.add_done_callback(_retrieve)
             raise
-        self.crash.hit(f"after_outcome_commit:{step}")
+        self.crash.hit(f"after_outcome_commit:{pending.step}")
 
     async def _finish_fail(
         self,
@@ -551,13 +563,38 @@ class Runner:
             terminal=terminal,
         )
         if behind_of is not None:
-            self._behind[row.id] = (asyncio.get_running_loop().create_task(write), behind_of)
+            loop = asyncio.get_running_loop()
+            gate: asyncio.Future[None] = loop.create_future()
+            task = loop.create_task(_after(gate, write))
+            self._behind[row.id] = _BehindWrite(task, behind_of, gate)
             return
         try:
             await write
         except LeaseLost:
             log.warning("checkout %s: lease lost, late write refused", row.id)
             raise
+
+
+@dataclass(slots=True)
+class _BehindWrite:
+    """A write left running behind a call; it waits at `gate` until the call's request left."""
+
+    task: asyncio.Task[None]
+    step: str
+    gate: asyncio.Future[None]
+
+    def open(self) -> None:
+        if not self.gate.done():
+            self.gate.set_result(None)
+
+
+async def _after(gate: asyncio.Future[None], write: Coroutine[Any, Any, None]) -> None:
+    try:
+        await gate
+    except BaseException:
+        write.close()  # never started: nothing was sent
+        raise
+    await write
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -42,6 +42,7 @@ from orchestrator.violet.models import (
     Transaction,
 )
 from orchestrator.violet.redact import RedactingFilter, redact, scrub_text
+from orchestrator.violet.sent import when_request_sent
 
 __all__ = [
     "Address",
@@ -82,4 +83,5 @@ __all__ = [
     "capture_calls",
     "redact",
     "scrub_text",
+    "when_request_sent",
 ]

@@ -55,6 +55,7 @@ from orchestrator.violet.models import (
     _OrderPage,
 )
 from orchestrator.violet.redact import RedactingFilter, scrub_text
+from orchestrator.violet.sent import request_leaving, request_sent_hook
 
 __all__ = ["VioletClient", "VioletSettings"]
 
@@ -166,6 +167,9 @@ class VioletClient:
             else [httpx.AsyncHTTPTransport(limits=limits, http2=False) for _ in range(shards)]
         )
         self._next_transport = itertools.cycle(self._transports)
+        # httpcore (our own pools, the proxied client) reports when a request has been sent;
+        # a transport given by the host may not (violet/sent.py).
+        self._traced = transport is None
         self._proxied: httpx.AsyncClient | None = None
         if transport is None and _environment_proxies():
             self._proxied = httpx.AsyncClient(
@@ -319,13 +323,20 @@ class VioletClient:
     ) -> httpx.Response:
         """Send once under the client's own deadline; transport failures become Violet errors."""
         start = time.perf_counter()
+        extensions: dict[str, Any] = {"timeout": self._timeout}
+        if self._traced:
+            sent_hook = request_sent_hook()
+            if sent_hook is not None:
+                extensions["trace"] = sent_hook
+        else:
+            request_leaving()
         request = httpx.Request(
             op.method,
             self._base_url + path,
             params=params,
             headers=self._headers if headers is None else {**self._headers, **headers},
             content=None if body is None else _encode_json(body),
-            extensions={"timeout": self._timeout},
+            extensions=extensions,
         )
         if body is not None:
             request.headers["Content-Type"] = "application/json"

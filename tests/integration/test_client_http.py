@@ -17,6 +17,7 @@ from orchestrator.violet import (
     VioletOutcomeUnknown,
     VioletRetryableError,
     capture_calls,
+    when_request_sent,
 )
 from tests.integration.test_client_support import CUSTOMER, no_retry_waits, ready_to_submit
 
@@ -97,3 +98,17 @@ async def test_nothing_listening_is_retryable_even_for_submit() -> None:
             await violet.submit(1)
     assert info.value.status is None and info.value.op == "login"
     assert [(c.op, c.error) for c in calls] == [("login", "VioletRetryableError")] * 2
+
+
+async def test_a_waiting_write_is_told_once_the_request_has_left_not_when_the_answer_came(
+    control: SandboxControl, violet: VioletClient
+) -> None:
+    """Over HTTP the signal comes from httpcore's trace of the sent body, mid-call."""
+    cart = await violet.create_cart(skus=[SkuLine(sku_id=196777, quantity=1)], app_order_id="h-s")
+    await control.add_fault("customer", "latency", count=1, latency_ms=200)
+    seen: list[str] = []
+    with when_request_sent(lambda: seen.append("request sent")):
+        await violet.apply_customer(cart.id, CUSTOMER)
+        seen.append("answer")
+    # Without a trace of the sent body the signal would come only when the block ends.
+    assert seen == ["request sent", "answer"]
