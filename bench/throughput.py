@@ -8,7 +8,8 @@ each at concurrency C, interleaved (a, b, c, a, b, c, ...), `repeats` times:
 
   a   bare flow: the 7 Violet calls with one VioletClient, nothing persisted
   b   the orchestrator: Orchestrator.start() with a token payment (persisted, crash-safe)
-  c   DBOS Transact: the same 7 calls as one workflow, one step per call (bench/dbos_flow.py)
+  c   DBOS Transact: the same 7 calls as one workflow, one step per call (bench/dbos_flow.py),
+      in a process of its own (bench/dbos_worker.py) so its background threads stay out of a/b
   a4  / b4: as a / b with a pool of 4 VioletClients instead of one shared (C=64 only)
   bs  b with ORCHESTRATOR_OVERLAP_WRITES off: every write committed before the next call
       (`--sequential`), to measure what overlapping the overwrite steps' writes buys
@@ -26,9 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
+import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -207,6 +211,51 @@ async def run_closed_loop(
     return watch, latencies, failures
 
 
+class DbosWorker:
+    """Contender c in its own process (bench/dbos_worker.py): DBOS's background threads must
+    not take CPU from the other contenders' runs. One JSON line per run, each way."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, db_url: str, base_url: str) -> DbosWorker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.dbos_worker", db_url, base_url, str(DB_POOL),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        worker = cls(process)
+        await worker._reply()  # {"ready": true} once DBOS is launched
+        return worker
+
+    async def _reply(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            with contextlib.suppress(ValueError):
+                reply = json.loads(line)
+                if isinstance(reply, dict):
+                    return reply
+        raise RuntimeError(f"DBOS worker exited ({await self.process.wait()})")
+
+    async def run(self, n: int, concurrency: int) -> tuple[Stopwatch, list[float], int]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"n": n, "concurrency": concurrency}).encode() + b"\n")
+        await self.process.stdin.drain()
+        reply = await self._reply()
+        watch = Stopwatch(reply["wall_s"], reply["cpu_s"], reply["gc_s"], reply["gc_collections"])
+        return watch, reply["latencies_ms"], reply["failures"]
+
+    async def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 60)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
 @dataclass(frozen=True)
 class Scenario:
     latency_ms: float
@@ -269,11 +318,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await Orchestrator(pool_settings, client=c, engine=shared_engine).open()
             for c in pool_clients
         ]
-        if "c" in contenders:
-            from bench import dbos_flow
-
-            await asyncio.to_thread(dbos_flow.launch, db_url, pool_size=DB_POOL)
-            dbos_flow.set_client(client)
+        dbos = await DbosWorker.start(db_url, sandbox.base_url) if "c" in contenders else None
         orch_p = orch
         orch_s = orch
         if args.sequential:
@@ -298,13 +343,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "bs": lambda: orchestrated_checkout(orch_s),
         }
         wrap = {"bp": lambda: patches.applied(["shallow_asdict"])}
-        if "c" in contenders:
 
-            async def dbos_checkout() -> bool:
-                status = await dbos_flow.checkout(checkout_request("dbos"))
-                return status is not None and status != "IN_PROGRESS"
-
-            runners["c"] = dbos_checkout
+        async def run(name: str, n: int, concurrency: int) -> tuple[Stopwatch, list[float], int]:
+            if name == "c":
+                assert dbos is not None
+                return await dbos.run(n, concurrency)
+            return await run_closed_loop(runners[name], n, concurrency)
 
         try:
             for sc in plan:
@@ -316,17 +360,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     names += ["a4", "b4"]
                 # Warm-up: connections, token, JIT-ish caches of every contender.
                 for name in names:
-                    await run_closed_loop(
-                        runners[name], min(sc.n, 2 * sc.concurrency), sc.concurrency
-                    )
+                    await run(name, min(sc.n, 2 * sc.concurrency), sc.concurrency)
                 for rep in range(repeats):
                     await control.reset()
                     for name in names:
                         others0 = process_cpu_s(sandbox.pid), postgres_cpu_s()
                         with wrap.get(name, patches.nothing)():
-                            watch, lats, failures = await run_closed_loop(
-                                runners[name], sc.n, sc.concurrency
-                            )
+                            watch, lats, failures = await run(name, sc.n, sc.concurrency)
                         result = RunResult(
                             name, sc.latency_ms, sc.concurrency, sc.n, rep,
                             watch.wall, watch.cpu, failures, lats,
@@ -348,10 +388,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         )
                 report(info, plan, repeats, results, args, quiet=True)  # saved as we go
         finally:
-            if "c" in contenders:
-                from bench import dbos_flow
-
-                await asyncio.to_thread(dbos_flow.shutdown)
+            if dbos is not None:
+                await dbos.stop()
             for o in {id(o): o for o in [orch, orch_p, orch_s, *pool_orchs]}.values():
                 await o.close()
             await shared_engine.dispose()
