@@ -144,9 +144,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 print(
                     f"rep={rep} {who}: mean {figures['mean_ms']:6.2f} ms, cpu "
                     f"{figures['cpu_ms']:5.2f} ms, "
-                    + ", ".join(f"{p} {figures[p]:5.2f}" for p in PARTS),
+                    + ", ".join(f"{p} {figures[p]:5.2f}" for p in PARTS)
+                    + f", failures {failures}",
                     flush=True,
                 )
+                if failures:  # a failed checkout is a short one: the breakdown would lie
+                    raise SystemExit(f"{who}: {failures} of {n} checkouts failed")
         await orch.close()
         await orch_s.close()
         await client.aclose()
