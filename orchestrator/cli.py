@@ -8,6 +8,7 @@ JSON document with stable field names and ISO-8601 UTC times.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -499,6 +500,13 @@ def sandbox_serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8040, "--port", help="0 picks a free port."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Added to every call."),
+    first_cart_id: int | None = typer.Option(
+        None,
+        "--first-cart-id",
+        min=1,
+        help="The first cart id handed out (default 80000). In front of a database that keeps an "
+        "earlier sandbox's checkouts, start above its max(violet_order_id): ids are unique there.",
+    ),
 ) -> None:
     """Serve the local Violet sandbox over HTTP until interrupted (Ctrl-C)."""
     from orchestrator.sandbox import SandboxConfig, serve
@@ -508,7 +516,10 @@ def sandbox_serve(
         "credentials (docs/cli.md)",
         err=True,
     )
-    serve(host, port, SandboxConfig(latency_ms=latency_ms))
+    config = SandboxConfig(latency_ms=latency_ms)
+    if first_cart_id is not None:
+        config = dataclasses.replace(config, first_cart_id=first_cart_id)
+    serve(host, port, config)
 
 
 @app.command()

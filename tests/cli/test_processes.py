@@ -3,6 +3,7 @@ including `orchestrator demo` on a test database and on its own embedded Postgre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -14,6 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
+from orchestrator.sandbox import SANDBOX_CREDENTIALS
+from orchestrator.violet import SkuLine, VioletClient
 from tests.cli.conftest import Cli, clean_environment
 from tests.fixtures.orchestrator import TOKEN, checkout_request
 
@@ -114,3 +117,26 @@ def test_demo_on_its_own_embedded_postgres_ends_cleanly(tmp_path: Path) -> None:
     assert str(tmp_path) in str(summary["inspect_hint"])
     assert (tmp_path / "demo" / "pgdata").is_dir()
     assert _processes_with(marker) == []
+
+
+async def test_sandbox_serve_hands_out_cart_ids_from_first_cart_id() -> None:
+    """In front of a database that keeps earlier checkouts, ids must start above theirs."""
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", "sandbox", "serve", "--port", "0",
+        "--first-cart-id", "912345",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=clean_environment(),
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), 30)
+        announced = re.search(r"(http://\S+/v1)", line.decode())
+        assert announced, "the sandbox did not announce its URL"
+        skus = [SkuLine(sku_id=196777, quantity=1)]
+        async with VioletClient(base_url=announced.group(1), **SANDBOX_CREDENTIALS) as violet:
+            ids = [(await violet.create_cart(skus=skus, app_order_id=f"fc-{i}")).id for i in (1, 2)]
+        assert ids == [912345, 912346]
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 30)
