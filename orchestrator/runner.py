@@ -354,7 +354,7 @@ class Runner:
             step=step,
             attempt=row.attempt,
             outcome="done" if isinstance(outcome, Advance) else "waiting",
-            started_at=row.step_started_at,
+            started_at=None,  # the row's stored step start (repository.py): ours may be stale
             result=_cart_summary(outcome.cart),
         )
         row.step_no += 1
@@ -513,7 +513,7 @@ class Runner:
             step,
             row.attempt,
             "unknown" if row.in_flight else "retry",
-            row.step_started_at,
+            None,  # the row's stored step start, as in _apply
             error,
         )
         row.step_no += 1

@@ -106,7 +106,12 @@ class Event:
 
 @dataclass(slots=True)
 class StepRecord:
-    """The checkpoint of one finished step attempt, stored under (checkout, step number)."""
+    """The checkpoint of one finished step attempt, stored under (checkout, step number).
+
+    `started_at` None means "when the step in flight started, as the row stores it": the writer
+    reads it from the row in the same statement, because the runner's copy may lag behind a
+    write still running behind a call.
+    """
 
     step_no: int
     step: str

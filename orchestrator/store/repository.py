@@ -133,10 +133,15 @@ WITH upd AS (
     WHERE id = %(id)s AND lease_epoch = %(lease_epoch)s
     RETURNING version, next_attempt_at, lease_expires_at, step_started_at, updated_at, finished_at
 ), ev AS ({_INSERT_EVENTS}),
+-- The row as it was before this write (every CTE reads the same snapshot): a checkpoint given
+-- no start time gets the start of the step that was in flight, committed by an earlier write
+-- that the runner may not have heard back from yet (a write behind a call).
+prev AS (SELECT step_started_at FROM checkouts WHERE id = %(id)s),
 st AS (
     INSERT INTO checkout_steps (checkout_id, step_no, step, attempt, outcome, started_at, result)
-    SELECT %(id)s, s.step_no, s.step, s.attempt, s.outcome, s.started_at, s.result
-    FROM upd, jsonb_to_recordset(%(steps)s::jsonb) AS s(
+    SELECT %(id)s, s.step_no, s.step, s.attempt, s.outcome,
+           COALESCE(s.started_at, prev.step_started_at), s.result
+    FROM upd, prev, jsonb_to_recordset(%(steps)s::jsonb) AS s(
         step_no int, step text, attempt int, outcome text, started_at timestamptz, result jsonb)
 )
 SELECT * FROM upd
@@ -157,7 +162,8 @@ _WRITE_MANY_SQL = f"""
 WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d({_BATCH_ROW_COLUMNS})
 ), locked AS (
-    SELECT c.id FROM checkouts c JOIN d ON c.id = d.id AND c.lease_epoch = d.lease_epoch
+    SELECT c.id, c.step_started_at AS prev_started_at
+    FROM checkouts c JOIN d ON c.id = d.id AND c.lease_epoch = d.lease_epoch
     ORDER BY c.id FOR UPDATE OF c
 ), upd AS (
     UPDATE checkouts c SET
@@ -199,11 +205,13 @@ WITH d AS (
     JOIN upd ON upd.id = e.checkout_id
 ), st AS (
     INSERT INTO checkout_steps (checkout_id, step_no, step, attempt, outcome, started_at, result)
-    SELECT s.checkout_id, s.step_no, s.step, s.attempt, s.outcome, s.started_at, s.result
+    SELECT s.checkout_id, s.step_no, s.step, s.attempt, s.outcome,
+           COALESCE(s.started_at, locked.prev_started_at), s.result
     FROM jsonb_to_recordset(%(steps)s::jsonb) AS s(
         checkout_id uuid, step_no int, step text, attempt int, outcome text,
         started_at timestamptz, result jsonb)
     JOIN upd ON upd.id = s.checkout_id
+    JOIN locked ON locked.id = s.checkout_id
 )
 SELECT * FROM upd
 """

@@ -121,3 +121,42 @@ async def test_a_refused_write_behind_stops_the_drive_before_the_next_write_or_c
     # both); nothing after them reached Violet.
     assert await _calls(sandbox_control, "payment") == 0
     assert await _calls(sandbox_control, "submit") == 0
+
+
+async def test_a_step_checkpoint_keeps_its_own_start_when_its_intent_was_written_behind(
+    database_url: str,
+    sandbox_transport: httpx.AsyncBaseTransport,
+    sandbox_control: SandboxControl,
+) -> None:
+    """The payment's intent lands only after its call (a lock holds it); its checkpoint still
+    says when the payment started, not when shipping did."""
+    settings = make_settings(database_url, "http://sandbox/v1")
+    request = checkout_request(payment=TOKEN)
+    await sandbox_control.add_fault("shipping_available", "latency", count=1, latency_ms=400)
+    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
+        driving = asyncio.create_task(orch.start(request))
+        checkout_id = await _wait_for_state(
+            database_url, request["app_order_id"], "customer_applied"
+        )
+        async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as locker:
+            await locker.execute("SELECT 1 FROM checkouts WHERE id = %s FOR UPDATE", (checkout_id,))
+            await asyncio.sleep(0.8)  # shipping answered, the payment call went ahead
+            await locker.rollback()
+        assert (await driving).state == "submitted"
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(database_url), autocommit=True
+    ) as conn:
+        cur = await conn.execute(
+            "SELECT step, attempt, started_at FROM checkout_steps WHERE checkout_id = %s",
+            (checkout_id,),
+        )
+        checkpoints = {(step, attempt): started for step, attempt, started in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT step, attempt, at FROM checkout_events "
+            "WHERE checkout_id = %s AND kind = 'step_started'",
+            (checkout_id,),
+        )
+        started = {(step, attempt): at for step, attempt, at in await cur.fetchall()}
+    assert len(checkpoints) == 6 and set(checkpoints) <= set(started)
+    # The intent write stamps the row's step start and its step_started event with one now().
+    assert checkpoints == {key: started[key] for key in checkpoints}
