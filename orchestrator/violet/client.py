@@ -167,9 +167,9 @@ class VioletClient:
             else [httpx.AsyncHTTPTransport(limits=limits, http2=False) for _ in range(shards)]
         )
         self._next_transport = itertools.cycle(self._transports)
-        # httpcore (our own pools, the proxied client) reports when a request has been sent;
-        # a transport given by the host may not (violet/sent.py).
-        self._traced = transport is None
+        # httpcore (our own pools, the proxied client, a host's httpx.AsyncHTTPTransport) reports
+        # when a request has been sent; another transport given by the host may not (sent.py).
+        self._traced = transport is None or isinstance(transport, httpx.AsyncHTTPTransport)
         self._proxied: httpx.AsyncClient | None = None
         if transport is None and _environment_proxies():
             self._proxied = httpx.AsyncClient(

@@ -19,6 +19,7 @@ from orchestrator.violet import (
     capture_calls,
     when_request_sent,
 )
+from orchestrator.violet import client as client_module
 from tests.integration.test_client_support import CUSTOMER, no_retry_waits, ready_to_submit
 
 __all__ = ["no_retry_waits"]
@@ -101,12 +102,14 @@ async def test_nothing_listening_is_retryable_even_for_submit() -> None:
 
 
 async def test_a_waiting_write_is_told_once_the_request_has_left_not_when_the_answer_came(
-    control: SandboxControl, violet: VioletClient
+    control: SandboxControl, violet: VioletClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Over HTTP the signal comes from httpcore's trace of the sent body, mid-call."""
     cart = await violet.create_cart(skus=[SkuLine(sku_id=196777, quantity=1)], app_order_id="h-s")
     await control.add_fault("customer", "latency", count=1, latency_ms=200)
     seen: list[str] = []
+    # The hand-over signal is for transports without traces: it must not be what fires here.
+    monkeypatch.setattr(client_module, "request_leaving", lambda: seen.append("handed over"))
     with when_request_sent(lambda: seen.append("request sent")):
         await violet.apply_customer(cart.id, CUSTOMER)
         seen.append("answer")
