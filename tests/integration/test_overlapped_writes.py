@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from orchestrator import LeaseLost, Orchestrator
+from orchestrator import Checkout, LeaseLost, Orchestrator
 from orchestrator.sandbox import SandboxControl
 from tests.fixtures.db import libpq_url
 from tests.fixtures.orchestrator import TOKEN, VISA, checkout_request, make_settings
@@ -42,6 +43,33 @@ async def _calls(control: SandboxControl, op: str) -> int:
     return calls_by_op.get(op, 0)
 
 
+async def _drive_holding_the_row_after_customer(
+    database_url: str,
+    transport: httpx.AsyncBaseTransport,
+    control: SandboxControl,
+    request: dict[str, Any],
+    *,
+    while_held: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[Checkout, uuid.UUID]:
+    """Drive `request` while the test holds the row lock from customer_applied on, for 0.8 s:
+    shipping (slowed to 400 ms) answers meanwhile, its outcome write waits on the lock, and
+    `while_held` looks at what went ahead. Returns the finished checkout and its id."""
+    settings = make_settings(database_url, "http://sandbox/v1")
+    await control.add_fault("shipping_available", "latency", count=1, latency_ms=400)
+    async with Orchestrator(settings, violet_transport=transport) as orch:
+        driving = asyncio.create_task(orch.start(request))
+        checkout_id = await _wait_for_state(
+            database_url, request["app_order_id"], "customer_applied"
+        )
+        async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as locker:
+            await locker.execute("SELECT 1 FROM checkouts WHERE id = %s FOR UPDATE", (checkout_id,))
+            await asyncio.sleep(0.8)
+            if while_held is not None:
+                await while_held()
+            await locker.rollback()
+        return await driving, checkout_id
+
+
 def _trail(events: list[Any]) -> list[tuple[Any, ...]]:
     return [(e.kind, e.step, e.from_state, e.to_state) for e in events]
 
@@ -56,22 +84,17 @@ async def test_only_an_overwrite_call_goes_ahead_of_its_intent_commit(
     sandbox_transport: httpx.AsyncBaseTransport,
     sandbox_control: SandboxControl,
 ) -> None:
-    settings = make_settings(database_url, "http://sandbox/v1")
-    request = checkout_request(payment=payment)
-    # Slow shipping, so the test can lock the row between the customer and shipping outcomes.
-    await sandbox_control.add_fault("shipping_available", "latency", count=1, latency_ms=400)
-    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
-        driving = asyncio.create_task(orch.start(request))
-        checkout_id = await _wait_for_state(
-            database_url, request["app_order_id"], "customer_applied"
-        )
-        async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as locker:
-            await locker.execute("SELECT 1 FROM checkouts WHERE id = %s FOR UPDATE", (checkout_id,))
-            await asyncio.sleep(0.8)  # shipping answered; its outcome write waits on our lock
-            payments_while_locked = await _calls(sandbox_control, "payment")
-            prices_while_locked = await _calls(sandbox_control, "price")
-            await locker.rollback()
-        done = await driving
+    counts: dict[str, int] = {}
+
+    async def count_calls() -> None:
+        for op in ("payment", "price"):
+            counts[op] = await _calls(sandbox_control, op)
+
+    done, _ = await _drive_holding_the_row_after_customer(
+        database_url, sandbox_transport, sandbox_control, checkout_request(payment=payment),
+        while_held=count_calls,
+    )  # fmt: skip
+    payments_while_locked, prices_while_locked = counts["payment"], counts["price"]
     assert done.state == "submitted"
     # A token payment is re-applied by recovery if this write were lost: it may go ahead. A card
     # lives only in memory: Violet must not see it before its intent is durable.
@@ -130,19 +153,10 @@ async def test_a_step_checkpoint_keeps_its_own_start_when_its_intent_was_written
 ) -> None:
     """The payment's intent lands only after its call (a lock holds it); its checkpoint still
     says when the payment started, not when shipping did."""
-    settings = make_settings(database_url, "http://sandbox/v1")
-    request = checkout_request(payment=TOKEN)
-    await sandbox_control.add_fault("shipping_available", "latency", count=1, latency_ms=400)
-    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
-        driving = asyncio.create_task(orch.start(request))
-        checkout_id = await _wait_for_state(
-            database_url, request["app_order_id"], "customer_applied"
-        )
-        async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as locker:
-            await locker.execute("SELECT 1 FROM checkouts WHERE id = %s FOR UPDATE", (checkout_id,))
-            await asyncio.sleep(0.8)  # shipping answered, the payment call went ahead
-            await locker.rollback()
-        assert (await driving).state == "submitted"
+    done, checkout_id = await _drive_holding_the_row_after_customer(
+        database_url, sandbox_transport, sandbox_control, checkout_request(payment=TOKEN)
+    )
+    assert done.state == "submitted"
     async with await psycopg.AsyncConnection.connect(
         libpq_url(database_url), autocommit=True
     ) as conn:
