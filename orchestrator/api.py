@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -278,16 +279,31 @@ class Orchestrator:
     async def cancel(self, ref: uuid.UUID | str) -> Checkout:
         """Cancel a non-terminal checkout, releasing its Violet cart if it was never submitted."""
         row = await self._row(ref)
-        if row.state in machine.TERMINAL_STATES:
-            raise IllegalTransition(f"cannot cancel a checkout in state {row.state!r}")
-        claim = await self.repo.claim(
-            row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
-        )
-        row = claim.row
+        _check_cancelable(row)  # before the claim: a refusal takes no lease over
+        row = await self._claim_while(row, _check_cancelable)
         with self.leases.holding(row.id):
             await self.runner.cancel(row)
         self._cards.pop(row.id, None)
         return Checkout.from_row(row)
+
+    async def _claim_while(
+        self, row: CheckoutRow, check: Callable[[CheckoutRow], None]
+    ) -> CheckoutRow:
+        """Take the lease, then `check` the row again as claimed: it may have moved since it was
+        read (a concurrent cancel, a retry that fell due). A refused claim is handed back."""
+        claimed = (
+            await self.repo.claim(
+                row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
+            )
+        ).row
+        try:
+            check(claimed)
+        except IllegalTransition:
+            if claimed.lease_owner == self.worker_id:
+                due_in = None if claimed.pending_step is None else 0.0
+                await self.leases.release(claimed, due_in=due_in)
+            raise
+        return claimed
 
     async def confirm_payment(self, ref: uuid.UUID | str) -> Checkout:
         """The shopper confirmed the payment (intent or 3-D Secure): price and submit.
@@ -296,8 +312,7 @@ class Orchestrator:
         Violet already completed the order, never submits twice.
         """
         row = await self._row(ref)
-        if row.state not in (machine.AWAITING_CONFIRMATION, machine.REQUIRES_ACTION):
-            raise IllegalTransition(f"cannot confirm payment of a checkout in state {row.state!r}")
+        _check_confirmable(row)
         if row.state == machine.AWAITING_CONFIRMATION and row.violet_order_id is not None:
             # Submitting an unconfirmed intent would fail the checkout for good: ask Violet first.
             cart = await self.client.get_cart(row.violet_order_id)
@@ -307,10 +322,7 @@ class Orchestrator:
                     f"the shopper has not confirmed the payment yet (Violet shows the intent "
                     f"as {pending}); nothing was changed"
                 )
-        claim = await self.repo.claim(
-            row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
-        )
-        row = claim.row
+        row = await self._claim_while(row, _check_confirmable)
         resume_step = PRICE if row.state == machine.AWAITING_CONFIRMATION else SUBMIT
         with self.leases.holding(row.id):
             await self.runner.confirm(row, resume_step)
@@ -320,14 +332,10 @@ class Orchestrator:
         self, ref: uuid.UUID | str, payment: CardPaymentRequest | dict[str, Any]
     ) -> Checkout:
         """Give card data again to a checkout waiting in `awaiting_payment`, and drive it on."""
-        card = payment if isinstance(payment, CardPaymentRequest) else CardPaymentRequest(**payment)
+        card = CardPaymentRequest.parse(payment)
         row = await self._row(ref)
-        if row.state != machine.AWAITING_PAYMENT:
-            raise IllegalTransition(f"cannot provide payment in state {row.state!r}")
-        claim = await self.repo.claim(
-            row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
-        )
-        row = claim.row
+        _check_awaiting_payment(row)
+        row = await self._claim_while(row, _check_awaiting_payment)
         self._cards[row.id] = _card(card)
         row.pending_step = APPLY_PAYMENT
         row.waiting_reason = None
@@ -367,3 +375,22 @@ class Orchestrator:
 
 
 __all__ = ["Orchestrator", "VioletError", "default_worker_id"]
+
+
+def _check_cancelable(row: CheckoutRow) -> None:
+    if row.state in machine.TERMINAL_STATES:
+        raise IllegalTransition(f"cannot cancel a checkout in state {row.state!r}")
+    if row.in_flight and row.pending_step == SUBMIT:
+        raise IllegalTransition(
+            "a submit of this checkout may be running at Violet; let recovery settle it first"
+        )
+
+
+def _check_confirmable(row: CheckoutRow) -> None:
+    if row.state not in (machine.AWAITING_CONFIRMATION, machine.REQUIRES_ACTION):
+        raise IllegalTransition(f"cannot confirm payment of a checkout in state {row.state!r}")
+
+
+def _check_awaiting_payment(row: CheckoutRow) -> None:
+    if row.state != machine.AWAITING_PAYMENT:
+        raise IllegalTransition(f"cannot provide payment in state {row.state!r}")

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 
+from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,18 @@ class LeaseKeeper:
             count = self._held.pop(checkout_id, 1) - 1
             if count > 0:
                 self._held[checkout_id] = count
+
+    async def release(self, row: CheckoutRow, *, due_in: float | None) -> None:
+        """Give a claimed lease back untouched (a fenced write), so nobody waits for its expiry;
+        `due_in` None leaves a waiting row to outside input, 0 makes it due at once."""
+        await self.repo.write(
+            row,
+            [Event("lease_released", to_state=row.state, detail={"due_in_s": due_in})],
+            worker=self.worker,
+            lease_seconds=self.lease_seconds,
+            keep_lease=False,
+            due_in=due_in,
+        )
 
     async def _renew_forever(self) -> None:
         interval = self.lease_seconds / 3

@@ -28,7 +28,7 @@ from orchestrator import machine
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, LeaseLost
-from orchestrator.store.records import CheckoutRow, Event
+from orchestrator.store.records import CheckoutRow
 from orchestrator.store.repository import Claim
 
 log = logging.getLogger(__name__)
@@ -315,14 +315,7 @@ class RecoveryJob:
     ) -> None:
         """Give a claimed lease back (fenced write) so another worker need not wait for expiry."""
         try:
-            await self.repo.write(
-                row,
-                [Event("lease_released", to_state=row.state, detail={"due_in_s": due_in})],
-                worker=self.worker,
-                lease_seconds=self.settings.lease_seconds,
-                keep_lease=False,
-                due_in=due_in,
-            )
+            await self.orch.leases.release(row, due_in=due_in)
         except LeaseLost:
             pass
         except Exception as exc:

@@ -51,6 +51,7 @@ from orchestrator.violet import (
     CallRecord,
     CardPayment,
     Cart,
+    OrderStatus,
     VioletClient,
     VioletError,
     VioletOutcomeUnknown,
@@ -94,7 +95,8 @@ class RetryPolicy:
     cap: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.cap, self.base * (2 ** max(attempt - 1, 0)))
+        # Probes of an unknown outcome count too, without end: keep the exponent bounded.
+        ceiling = min(self.cap, self.base * (2 ** min(max(attempt - 1, 0), 32)))
         delay = random.uniform(0, ceiling)
         return max(delay, retry_after or 0.0)
 
@@ -129,6 +131,9 @@ class Runner:
         self.worker = worker
         self.lease_seconds = lease_seconds
         self.settle_seconds = settle_seconds
+        # An unanswered call may have been sent at any time until the client gave up on it
+        # (total timeout) and then still be running at Violet for the settle time.
+        self.settle_window = client.total_timeout + settle_seconds
         self.retry = retry
         self.max_recoveries = max_recoveries
         self.crash = crash or CrashPoints()
@@ -158,20 +163,11 @@ class Runner:
         needs_reconcile = row.in_flight and not intent_committed
         last_cart: Cart | None = None
         with machine.attached(row.state) as model:
-            if needs_reconcile and row.recoveries > self.max_recoveries:
-                await self._finish_fail(
-                    model,
-                    row,
-                    {
-                        "class": "permanent",
-                        "type": "poison",
-                        "message": f"worker died {row.recoveries} times on step "
-                        f"{row.pending_step}; parked instead of retrying forever",
-                        "status": None,
-                        "step": row.pending_step,
-                    },
-                    [],
-                )
+            # A checkout its workers keep dying on is parked as failed instead of retried
+            # forever; a submit in flight is read first, so Violet's order is never denied.
+            poisoned = needs_reconcile and row.recoveries > self.max_recoveries
+            if poisoned and row.pending_step != SUBMIT:
+                await self._finish_fail(model, row, _poison_error(row), [])
                 return result
             while row.pending_step is not None:
                 step = STEPS[row.pending_step]
@@ -182,7 +178,7 @@ class Runner:
                     app_order_id=row.app_order_id,
                     violet_order_id=row.violet_order_id,
                     step_started_at=row.step_started_at,
-                    settle_seconds=self.settle_seconds,
+                    settle_seconds=self.settle_window,
                     card=card,
                     last_cart=last_cart,
                     handout=result.handout,
@@ -195,6 +191,9 @@ class Runner:
                         try:
                             decision = await step.reconcile(ctx)
                         except VioletError as exc:
+                            # A failed probe is an attempt too, so its backoff grows (it never
+                            # exhausts the step: the outcome is still unknown, so it stays due).
+                            row.attempt += 1
                             await self._schedule_retry(
                                 row, step.name, exc, calls, result, probing=True
                             )
@@ -211,6 +210,10 @@ class Runner:
                             [*_call_events(calls, row), reconciled],
                             due_in=decision.seconds,
                         )
+                        return result
+                    if isinstance(decision, Redo) and poisoned:
+                        events = [*_call_events(calls, row), reconciled]
+                        await self._finish_fail(model, row, _poison_error(row), events)
                         return result
                     if isinstance(decision, Redo):
                         if row.attempt >= self.retry.max_attempts:
@@ -276,23 +279,23 @@ class Runner:
             )
         events: list[Event] = []
         released = False
-        calls: list[CallRecord] = []
-        if row.violet_order_id is not None and row.violet_status in (None, "IN_PROGRESS"):
-            with capture_calls() as calls:
-                try:
-                    await self.client.delete_cart(row.violet_order_id)
-                    released = True
-                except VioletError as exc:
-                    error = error_summary(exc, "cancel")
-                    events.append(
-                        Event(
-                            "error",
-                            step="cancel",
-                            error_class=error["class"],
-                            error_type=error["type"],
-                            error_message=error["message"],
-                        )
+        with capture_calls() as calls:
+            try:
+                carts = await self._carts_to_release(row)
+                for cart_id in carts:
+                    await self.client.delete_cart(cart_id)
+                released = bool(carts)
+            except VioletError as exc:
+                error = error_summary(exc, "cancel")
+                events.append(
+                    Event(
+                        "error",
+                        step="cancel",
+                        error_class=error["class"],
+                        error_type=error["type"],
+                        error_message=error["message"],
                     )
+                )
         before = row.state
         with machine.attached(row.state) as model:
             row.state = machine.fire(model, "cancel")
@@ -311,6 +314,19 @@ class Runner:
             Event("transition", from_state=before, to_state=row.state, step="cancel"),
         ]
         await self._write(row, events, [], keep_lease=False, terminal=True)
+
+    async def _carts_to_release(self, row: CheckoutRow) -> list[int]:
+        """The Violet carts a cancel releases: ours if never submitted, or, when create_cart's
+        answer was lost, whatever Violet made under our app_order_id (its reconcile rule)."""
+        if row.violet_order_id is not None:
+            unsubmitted = row.violet_status in (None, "IN_PROGRESS")
+            return [row.violet_order_id] if unsubmitted else []
+        if not (row.in_flight and row.pending_step == CREATE_CART):
+            return []
+        found = await self.client.search_orders(
+            app_order_id=row.app_order_id, exclude_in_progress=False
+        )
+        return [cart.id for cart in found if cart.status == OrderStatus.IN_PROGRESS]
 
     # -- applying outcomes ---------------------------------------------------------------
 
@@ -600,6 +616,17 @@ async def _after(gate: asyncio.Future[None], write: Coroutine[Any, Any, None]) -
 def _retrieve(task: asyncio.Task[None]) -> None:
     with contextlib.suppress(BaseException):
         task.result()
+
+
+def _poison_error(row: CheckoutRow) -> dict[str, Any]:
+    return {
+        "class": "permanent",
+        "type": "poison",
+        "message": f"worker died {row.recoveries} times on step "
+        f"{row.pending_step}; parked instead of retrying forever",
+        "status": None,
+        "step": row.pending_step,
+    }
 
 
 def _absorb_cart(row: CheckoutRow, cart: Cart) -> None:

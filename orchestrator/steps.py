@@ -49,6 +49,8 @@ class StepContext:
     app_order_id: str
     violet_order_id: int | None
     step_started_at: datetime | None
+    #: From the step's start, how long an unanswered attempt may still be running at Violet:
+    #: the client's total timeout (it may be sent until then) plus the submit settle time.
     settle_seconds: float
     card: CardPayment | None = None
     #: The cart as Violet last returned it during this drive (None after a resume).
@@ -132,7 +134,8 @@ def _age_seconds(started: datetime | None) -> float:
 
 
 def _settle_or_redo(ctx: StepContext, detail: dict[str, Any]) -> Redo | Defer:
-    """A first attempt younger than the settle time may still be running at Violet: wait."""
+    """An attempt that started less than the settle window ago may still be running at Violet
+    (it may have been sent until the client gave up, and be applied a settle time later): wait."""
     remaining = ctx.settle_seconds - _age_seconds(ctx.step_started_at)
     if remaining > 0:
         return Defer(remaining, {**detail, "settle_remaining_s": round(remaining, 3)})

@@ -229,6 +229,11 @@ class VioletClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    @property
+    def total_timeout(self) -> float:
+        """The longest one call lasts, retries included: after it, no request of ours is sent."""
+        return self._total_timeout
+
     async def aclose(self) -> None:
         for transport in self._transports:
             await transport.aclose()

@@ -83,15 +83,24 @@ async def test_answer_lost_after_violet_applied_is_reconciled_not_repeated(
 
 
 async def test_lost_submit_answer_waits_out_the_settle_time_before_anything_else(
-    orch: Orchestrator, sandbox_control: SandboxControl
+    settings: Settings, sandbox_transport: httpx.AsyncBaseTransport, sandbox_control: SandboxControl
 ) -> None:
+    # The settle window runs from the submit's start: the client's total timeout (the request
+    # may leave until then) plus the settle time. A short timeout keeps the test short.
+    quick = settings.model_copy(update={"total_timeout": 1.0, "read_timeout": 1.0})
     await sandbox_control.add_fault("submit", "drop_before_apply", count=1)
-    first = await orch.start(checkout_request(payment=TOKEN))
-    assert first.in_flight and first.pending_step == "submit"
-    done = await orch.run(first.id, retry_wait=5)
-    assert done.state == "submitted", done.last_error
-    details = [e.detail for e in await orch.history(done.id) if e.kind == "reconciled"]
+    async with Orchestrator(quick, violet_transport=sandbox_transport) as orch:
+        first = await orch.start(checkout_request(payment=TOKEN))
+        assert first.in_flight and first.pending_step == "submit"
+        done = await orch.run(first.id, retry_wait=5)
+        assert done.state == "submitted", done.last_error
+        events = await orch.history(done.id)
+    details = [e.detail for e in events if e.kind == "reconciled"]
     assert any(d and d.get("decision") == "defer" for d in details), details
+    started = next(e.at for e in events if e.kind == "step_started" and e.step == "submit")
+    submits = [e for e in events if (e.http_path or "").endswith("/submit")]
+    resubmitted = submits[-1].at
+    assert (resubmitted - started).total_seconds() >= 1.3  # not before the window closed
     assert (await sandbox_control.stats())["submits"] == {str(done.violet_order_id): 1}
 
 
