@@ -174,14 +174,18 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 def _read_request(path: Path) -> CheckoutRequest:
     """A checkout request from a JSON file; InvalidRequest names the file or the bad field."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM some editors write is fine
     except OSError as exc:
         raise InvalidRequest([(str(path), exc.strerror or "cannot be read")]) from None
+    except UnicodeDecodeError:
+        raise InvalidRequest([(str(path), "not UTF-8 text")]) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise InvalidRequest([(str(path), f"not valid JSON at {where}: {exc.msg}")]) from None
+    except RecursionError:
+        raise InvalidRequest([(str(path), "JSON nested too deeply")]) from None
     if not isinstance(data, dict):
         raise InvalidRequest([(str(path), "must hold one JSON object")])
     return CheckoutRequest.parse(data)
@@ -196,7 +200,10 @@ def parse_time(value: str, *, option: str = "--since") -> datetime:
     match = _RELATIVE.match(value.strip())
     if match:
         amount, unit = float(match.group(1)), _UNITS[match.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: amount})
+        try:
+            return datetime.now(UTC) - timedelta(**{unit: amount})
+        except (OverflowError, ValueError):
+            raise InvalidRequest([(option, f"{value} reaches before year 1")]) from None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -498,7 +505,7 @@ def db_current(as_json: bool = JsonOption) -> None:
 @cli_errors
 def sandbox_serve(
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8040, "--port", help="0 picks a free port."),
+    port: int = typer.Option(8040, "--port", min=0, max=65535, help="0 picks a free port."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="Added to every call."),
     first_cart_id: int | None = typer.Option(
         None,
@@ -562,7 +569,7 @@ def diagram(
 def config() -> None:
     """Print the effective settings (secrets masked)."""
     settings = _settings()
-    for name, value in settings.model_dump().items():
+    for name, value in settings.public_values().items():
         typer.echo(f"{name} = {value}")
 
 

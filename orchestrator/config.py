@@ -5,11 +5,14 @@ Secrets are ``SecretStr`` so that printing or logging a ``Settings`` never revea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from orchestrator.errors import ConfigError
 
@@ -73,7 +76,10 @@ class Settings(BaseSettings):
         description="Step-write statements one orchestrator has in flight at once.",
     )
     lease_seconds: float = Field(
-        default=30.0, gt=0, validation_alias=_env("ORCHESTRATOR_LEASE_SECONDS", "lease_seconds")
+        default=30.0,
+        gt=0,
+        le=86400,
+        validation_alias=_env("ORCHESTRATOR_LEASE_SECONDS", "lease_seconds"),
     )
     max_attempts: int = Field(
         default=8, ge=1, validation_alias=_env("ORCHESTRATOR_MAX_ATTEMPTS", "max_attempts")
@@ -88,7 +94,8 @@ class Settings(BaseSettings):
         default=10.0,
         ge=0,
         validation_alias=_env("ORCHESTRATOR_SUBMIT_SETTLE_SECONDS", "submit_settle_seconds"),
-        description="How long an unanswered submit may still be running at Violet.",
+        description="How long an unanswered submit may still run at Violet after the client gave"
+        " up on it (total timeout): no new submit before both have passed.",
     )
     max_recoveries: int = Field(
         default=5,
@@ -119,7 +126,25 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         if not value.startswith("postgresql+psycopg://"):
             raise ValueError("must be a postgresql+psycopg:// (or postgresql://) URL")
+        try:
+            parsed = make_url(value)
+            port = parsed.port  # parsing the port is where a malformed one shows
+        except (ValueError, ArgumentError):
+            raise ValueError("not a valid URL (check the host, port and database)") from None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError("port must be 1-65535")
         return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (masked_url(value) if name == "database_url" and value else value)
+
+    def public_values(self) -> dict[str, Any]:
+        """Every setting as printable values: secrets masked, the database password too."""
+        values = self.model_dump()
+        if values["database_url"]:
+            values["database_url"] = masked_url(values["database_url"])
+        return values
 
     def require_violet_credentials(self) -> None:
         """Fail at start-up, naming the setting, rather than deep inside an HTTP call."""
@@ -156,3 +181,11 @@ def _env_name(field: str) -> str:
 
 
 _ENV_NAMES = {name: _env_name(name) for name in Settings.model_fields}
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password replaced by ***, for printing."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ValueError, ArgumentError):
+        return "(unparseable URL)"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,10 +33,34 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        """Refuse here, naming the field, what the database would refuse later in its own words
+        (which may quote the neighbouring text): NUL characters and card numbers in free text."""
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("must not contain a NUL character")
+            if contains_card_number(value):
+                raise ValueError("contains a 13-19 digit run that passes the card-number checksum")
+        return value
+
+    @classmethod
+    def parse(cls, data: Any) -> Self:
+        """Validate `data`, raising one `InvalidRequest` that names every bad field (and never
+        echoes a value: it may be card data)."""
+        if isinstance(data, cls):
+            return data
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidRequest.from_validation(exc) from None
+
 
 class SkuRequest(_Strict):
-    sku_id: int = Field(gt=0)
-    quantity: int = Field(default=1, ge=1, le=1000)
+    # strict: JSON's true is not a quantity of 1, nor "2" a number
+    sku_id: int = Field(gt=0, le=2**63 - 1, strict=True)
+    quantity: int = Field(default=1, ge=1, le=1000, strict=True)
 
 
 class CustomerRequest(_Strict):
@@ -71,16 +97,25 @@ class CardPaymentRequest(_Strict):
     @classmethod
     def _luhn(cls, value: SecretStr) -> SecretStr:
         digits = re.sub(r"[ -]", "", value.get_secret_value())
-        if not digits.isdigit() or not 12 <= len(digits) <= 19 or not luhn_valid(digits):
+        if not re.fullmatch(r"[0-9]{12,19}", digits) or not luhn_valid(digits):  # ASCII only
             raise ValueError("not a valid card number")
         return SecretStr(digits)
 
     @field_validator("card_cvc")
     @classmethod
     def _cvc(cls, value: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"\d{3,4}", value.get_secret_value()):
+        if not re.fullmatch(r"[0-9]{3,4}", value.get_secret_value()):
             raise ValueError("must be 3 or 4 digits")
         return value
+
+    @field_validator("card_exp_year")
+    @classmethod
+    def _not_expired(cls, year: int, info: ValidationInfo) -> int:
+        month = info.data.get("card_exp_month")  # validated first (field order)
+        today = datetime.now(UTC)
+        if month is not None and (year, month) < (today.year, today.month):
+            raise ValueError("the card has expired (with card_exp_month)")
+        return year
 
     @property
     def last_four(self) -> str:
@@ -119,16 +154,14 @@ class CheckoutRequest(_Strict):
     def _app_order_id(cls, value: str) -> str:
         if not _APP_ORDER_ID.match(value):
             raise ValueError("1-128 characters: letters, digits and . _ : @ / - (not first)")
-        if contains_card_number(value):
-            # The database refuses card numbers anywhere; say so here, before anything is written.
-            raise ValueError("contains a 13-19 digit run that passes the card-number checksum")
         return value
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
         if not _CURRENCY.match(value):
-            raise ValueError("must be a 3-letter ISO 4217 code in capitals, e.g. USD")
+            # The shape only: which currencies a merchant sells in is Violet's to say.
+            raise ValueError("must be 3 capital letters, an ISO 4217 code such as USD")
         return value
 
     @model_validator(mode="after")
@@ -137,16 +170,6 @@ class CheckoutRequest(_Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("skus: each sku_id may appear once (use quantity)")
         return self
-
-    @classmethod
-    def parse(cls, data: Any) -> CheckoutRequest:
-        """Validate `data`, raising one `InvalidRequest` that names every bad field."""
-        if isinstance(data, CheckoutRequest):
-            return data
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidRequest.from_validation(exc) from None
 
     def persisted(self) -> dict[str, Any]:
         """The request as stored: card number reduced to its last four, CVC and expiry dropped."""

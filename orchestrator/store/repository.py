@@ -605,12 +605,16 @@ class Repository:
         """A checkout by id, app_order_id or Violet order id (a string of digits)."""
         if isinstance(ref, uuid.UUID):
             return await self._get("id = %(ref)s", ref)
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            ref = str(ref)  # a Violet order id given as a number
+        if not isinstance(ref, str) or "\x00" in ref:
+            return None  # no checkout can have it (and PostgreSQL refuses a NUL)
         try:
             return await self._get("id = %(ref)s", uuid.UUID(ref))
         except ValueError:
             pass
         row = await self._get("app_order_id = %(ref)s", ref)
-        if row is None and ref.isdigit():
+        if row is None and ref.isascii() and ref.isdigit() and len(ref) <= 18:
             row = await self._get("violet_order_id = %(ref)s", int(ref))
         return row
 
