@@ -13,10 +13,13 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from orchestrator import aio
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import AuditEvent, Checkout
-from orchestrator.request import CheckoutRequest
+from orchestrator.config import Settings
+from orchestrator.request import CardPaymentRequest, CheckoutRequest
 
 T = TypeVar("T")
 
@@ -75,6 +78,23 @@ class SyncOrchestrator:
 
     def confirm_payment(self, ref: uuid.UUID | str) -> Checkout:
         return self._call(self._async.confirm_payment(ref))
+
+    def provide_payment(
+        self, ref: uuid.UUID | str, payment: CardPaymentRequest | dict[str, Any]
+    ) -> Checkout:
+        return self._call(self._async.provide_payment(ref, payment))
+
+    def payment_secret(self, ref: uuid.UUID | str) -> dict[str, str]:
+        return self._call(self._async.payment_secret(ref))
+
+    @property
+    def settings(self) -> Settings:
+        return self._async.settings
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The async engine underneath (run it only on this facade's loop: prefer the methods)."""
+        return self._async.engine
 
     def migrate(self) -> None:
         self._call(self._async.migrate())
