@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import importlib.util
 import json
 import logging
+import os
 import re
 import sys
 import traceback
@@ -22,6 +24,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import alembic.util
 import sqlalchemy.exc
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -100,6 +103,8 @@ def _classify(exc: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the one line a user sees for an exception."""
     if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition):
         return ExitCode.BAD_INPUT, str(exc)
+    if isinstance(exc, alembic.util.CommandError):  # e.g. db upgrade --revision bogus
+        return ExitCode.BAD_INPUT, f"migrations: {exc}"
     if isinstance(exc, CheckoutBusy | LeaseLost):
         return ExitCode.BUSY, f"{exc} (try again shortly)"
     if isinstance(exc, CheckoutNotFound):
@@ -134,6 +139,10 @@ def cli_errors(func: Callable[P, T]) -> Callable[P, T]:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader left (`| head`): not an error. Keep the exit-time flush from failing.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except Exception as exc:
             if _debug:
                 traceback.print_exc(file=sys.stderr)
@@ -541,6 +550,9 @@ def diagram(
     if fmt != "svg":
         raise InvalidRequest([("--format", "must be mermaid or svg")])
     try:
+        if importlib.util.find_spec("pygraphviz") is None:
+            # transitions would quietly fall back to mermaid text in an .svg file
+            raise ImportError("pygraphviz is not installed")
         from transitions.extensions import GraphMachine
 
         graph = GraphMachine(

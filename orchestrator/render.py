@@ -189,6 +189,13 @@ def _event_error(event: AuditEvent) -> str:
     if not (event.error_class or event.error_type or event.error_message):
         if event.kind in ("lease_taken_over", "reconciled", "retry_scheduled") and event.detail:
             return ", ".join(f"{k}={v}" for k, v in event.detail.items())
+        if event.kind == "waiting" and event.detail:
+            return f"reason={event.detail.get('reason')}"
+        if event.kind == "transition" and (event.detail or {}).get("partial"):
+            detail = event.detail or {}
+            return f"partial: accepted bags {detail.get('accepted_bags')}, rejected " + str(
+                detail.get("rejected_bags")
+            )
         return ""
     head = "/".join(filter(None, [event.error_class, event.error_type]))
     return f"{head}: {event.error_message}" if event.error_message else head

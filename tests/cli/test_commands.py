@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +20,14 @@ from orchestrator.errors import InvalidRequest
 from orchestrator.store.database import create_engine
 from orchestrator.store.repository import Repository
 from tests.cli.conftest import Cli
-from tests.fixtures.orchestrator import DECLINED, INTENT, THREE_DS, TOKEN, checkout_request
+from tests.fixtures.orchestrator import (
+    DECLINED,
+    INTENT,
+    ONE_REJECTED,
+    THREE_DS,
+    TOKEN,
+    checkout_request,
+)
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -285,3 +295,44 @@ def test_parse_time_relative_and_invalid() -> None:
     assert parse_time("90m") < parse_time("1h")
     with pytest.raises(InvalidRequest):
         parse_time("last tuesday")
+
+
+def test_the_text_audit_marks_a_partial_acceptance(cli: Cli) -> None:
+    request = checkout_request(skus=ONE_REJECTED, payment=TOKEN)
+    started = cli.invoke("checkout", "start", str(cli.write_request(request)))
+    assert started.exit_code == ExitCode.OK, started.output
+    audit = cli.invoke("audit", request["app_order_id"])
+    submitted = next(line for line in audit.stdout.splitlines() if "priced -> submitted" in line)
+    assert "partial: accepted bags [" in submitted, submitted
+
+
+def test_an_unknown_migration_revision_exits_2(cli: Cli) -> None:
+    result = cli.invoke("db", "upgrade", "--revision", "bogus")
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert result.stderr.startswith("error: migrations: ")
+
+
+def test_svg_without_pygraphviz_exits_2_instead_of_writing_mermaid(cli: Cli) -> None:
+    if importlib.util.find_spec("pygraphviz") is not None:
+        pytest.skip("pygraphviz is installed here")
+    result = cli.invoke("diagram", "--format", "svg")
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.stdout == ""
+    assert "pygraphviz" in result.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(cli: Cli) -> None:
+    for n in range(3):
+        path = cli.write_request(checkout_request(payment=TOKEN), f"c{n}.json")
+        assert cli.invoke("checkout", "start", str(path)).exit_code == ExitCode.OK
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "list"],
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.close()  # like `| head -0`: nobody reads what list prints
+    assert listing.wait(timeout=60) == 0
+    assert b"BrokenPipe" not in listing.stderr.read()
