@@ -25,7 +25,7 @@ from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
 from orchestrator.errors import CheckoutNotFound, IllegalTransition, PaymentNotConfirmed
 from orchestrator.leases import LeaseKeeper
-from orchestrator.request import CardPaymentRequest, CheckoutRequest
+from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.runner import DriveResult, RetryPolicy, Runner
 from orchestrator.steps import APPLY_PAYMENT, CREATE_CART, PRICE, SUBMIT
 from orchestrator.store import database
@@ -370,7 +370,9 @@ class Orchestrator:
     async def _row(self, ref: uuid.UUID | str) -> CheckoutRow:
         row = await self.repo.get(ref)
         if row is None:
-            raise CheckoutNotFound(f"no checkout with id or app_order_id {ref!s}")
+            # A card number pasted as a reference must not come back in the message.
+            shown = "(a card number?)" if contains_card_number(str(ref)) else str(ref)
+            raise CheckoutNotFound(f"no checkout with id, app_order_id or Violet order id {shown}")
         return row
 
 

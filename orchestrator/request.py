@@ -149,6 +149,11 @@ class CheckoutRequest(_Strict):
     shipping: ShippingRequest = ShippingRequest()
     payment: PaymentRequest
 
+    @field_validator("app_order_id", mode="before")
+    @classmethod
+    def _app_order_id_default(cls, value: Any) -> Any:
+        return new_app_order_id() if value is None else value  # null means "make one up"
+
     @field_validator("app_order_id")
     @classmethod
     def _app_order_id(cls, value: str) -> str:

@@ -275,3 +275,18 @@ def test_cli_bad_arguments_get_their_documented_exit_code(
     result = bad_cli.invoke(*args)
     assert result.exit_code == code, result.stderr
     assert "unexpected" not in result.stderr
+
+
+async def test_a_null_app_order_id_gets_one_made_up(orch: Orchestrator) -> None:
+    """docs/cli.md says app_order_id is optional; JSON null meant "invalid string" before."""
+    request = {**checkout_request(), "app_order_id": None}
+    done = await orch.start(request)
+    assert done.state == "submitted" and done.app_order_id.startswith("ord-")
+
+
+async def test_not_found_never_repeats_a_card_number_given_as_a_reference(
+    orch: Orchestrator,
+) -> None:
+    with pytest.raises(CheckoutNotFound) as caught:
+        await orch.get(CARD)
+    assert CARD not in str(caught.value)
