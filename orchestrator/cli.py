@@ -67,12 +67,21 @@ class ExitCode(IntEnum):
 app = typer.Typer(
     help="Drive Violet checkouts as persisted, crash-safe state machines.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain usage errors and help: no box drawing, even on a terminal
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-checkout_app = typer.Typer(help="Start, drive, cancel and resume checkouts.", no_args_is_help=True)
-db_app = typer.Typer(help="The orchestrator's database schema (alembic).", no_args_is_help=True)
-sandbox_app = typer.Typer(help="The built-in local Violet sandbox.", no_args_is_help=True)
+checkout_app = typer.Typer(
+    help="Start, drive, cancel and resume checkouts.", no_args_is_help=True, rich_markup_mode=None
+)
+db_app = typer.Typer(
+    help="The orchestrator's database schema (alembic).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+sandbox_app = typer.Typer(
+    help="The built-in local Violet sandbox.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(checkout_app, name="checkout")
 app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")

@@ -219,7 +219,10 @@ def verify_command(
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer(help="Recovery and verification (also available as `orchestrator`).")
+    app = typer.Typer(
+        help="Recovery and verification (also available as `orchestrator`).",
+        rich_markup_mode=None,
+    )
     app.command("recover")(recover_command)
     app.command("verify")(verify_command)
     return app

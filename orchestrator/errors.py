@@ -55,7 +55,8 @@ class InvalidRequest(OrchestratorError, ValueError):
         fields = []
         for err in exc.errors(include_input=False, include_url=False):
             loc = ".".join(str(part) for part in err["loc"] if part not in _UNION_TAGS) or "request"
-            fields.append((loc, str(err["msg"])))
+            message = str(err["msg"]).removeprefix("Value error, ")  # our own validators' text
+            fields.append((loc, message))
         return cls(fields)
 
 

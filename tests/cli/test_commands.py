@@ -336,3 +336,12 @@ def test_a_reader_that_leaves_early_is_not_an_error(cli: Cli) -> None:
     listing.stdout.close()  # like `| head -0`: nobody reads what list prints
     assert listing.wait(timeout=60) == 0
     assert b"BrokenPipe" not in listing.stderr.read()
+
+
+def test_usage_errors_and_help_are_plain_text(cli: Cli) -> None:
+    """docs/cli.md: no box drawing; typer draws boxes with rich unless told not to."""
+    for args in (("recover", "--concurrency", "0"), ("frobnicate",), ("--help",)):
+        result = cli.run(*args)
+        text = result.stdout + result.stderr
+        assert not set("╭╮╰╯│─") & set(text), text
+    assert cli.run("recover", "--concurrency", "0").returncode == 2
