@@ -284,6 +284,8 @@ class Runner:
                 carts = await self._carts_to_release(row)
                 for cart_id in carts:
                     await self.client.delete_cart(cart_id)
+                    if cart_id == row.violet_order_id:
+                        row.violet_status = "DELETED"  # what Violet answers for it now
                 released = bool(carts)
             except VioletError as exc:
                 error = error_summary(exc, "cancel")

@@ -195,7 +195,9 @@ def test_cancel_a_waiting_checkout(cli: Cli) -> None:
     cli.invoke("checkout", "start", str(cli.write_request(request)))
     result = cli.invoke("checkout", "cancel", request["app_order_id"], "--json")
     assert result.exit_code == 0
-    assert _json(result.stdout)["state"] == "canceled"
+    canceled = _json(result.stdout)
+    assert canceled["state"] == "canceled"
+    assert canceled["violet_status"] == "DELETED"  # the cart was released, as Violet now says
 
 
 def test_human_output_is_plain_text_when_not_a_terminal(cli: Cli) -> None:
