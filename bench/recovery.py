@@ -139,9 +139,9 @@ def recover_env(db_url: str, base_url: str) -> dict[str, str]:
         VIOLET_USERNAME=str(SANDBOX_CREDENTIALS["username"]),
         VIOLET_PASSWORD=str(SANDBOX_CREDENTIALS["password"]),
         # A submit whose outcome is unknown waits its start + total timeout + settle time before
-        # recovery may submit again; at L = 100 ms no call needs more than 5 s.
+        # recovery may submit again (2 x total timeout + settle); at L = 100 ms no call needs 2 s.
         ORCHESTRATOR_SUBMIT_SETTLE_SECONDS="1",
-        VIOLET_TOTAL_TIMEOUT="5",
+        VIOLET_TOTAL_TIMEOUT="2",
     )
     return env
 

@@ -238,9 +238,7 @@ class Orchestrator:
         deadline = asyncio.get_running_loop().time() + retry_wait
         while True:
             row = await self._row(ref)
-            if row.state in machine.TERMINAL_STATES or (
-                row.pending_step is None and not row.in_flight
-            ):
+            if _nothing_to_drive(row):
                 return Checkout.from_row(row)
             if row.next_attempt_at is not None and row.lease_owner is None:
                 wait = (row.next_attempt_at - datetime.now(UTC)).total_seconds()
@@ -248,10 +246,11 @@ class Orchestrator:
                     if asyncio.get_running_loop().time() + wait > deadline:
                         return Checkout.from_row(row)
                     await asyncio.sleep(wait)
-            claim = await self.repo.claim(
-                row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
-            )
-            checkout = await self.drive_claimed(claim.row, intent_committed=False)
+            claimed = await self._claim(row)
+            if _nothing_to_drive(claimed):  # another worker got there between read and claim
+                await self._give_back(claimed)
+                return Checkout.from_row(claimed)
+            checkout = await self.drive_claimed(claimed, intent_committed=False)
             if checkout.is_terminal or checkout.pending_step is None or retry_wait <= 0:
                 return checkout
             if asyncio.get_running_loop().time() >= deadline:
@@ -279,8 +278,8 @@ class Orchestrator:
     async def cancel(self, ref: uuid.UUID | str) -> Checkout:
         """Cancel a non-terminal checkout, releasing its Violet cart if it was never submitted."""
         row = await self._row(ref)
-        _check_cancelable(row)  # before the claim: a refusal takes no lease over
-        row = await self._claim_while(row, _check_cancelable)
+        self._check_cancelable(row)  # before the claim: a refusal takes no lease over
+        row = await self._claim_while(row, self._check_cancelable)
         with self.leases.holding(row.id):
             await self.runner.cancel(row)
         self._cards.pop(row.id, None)
@@ -291,19 +290,38 @@ class Orchestrator:
     ) -> CheckoutRow:
         """Take the lease, then `check` the row again as claimed: it may have moved since it was
         read (a concurrent cancel, a retry that fell due). A refused claim is handed back."""
-        claimed = (
-            await self.repo.claim(
-                row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
-            )
-        ).row
+        claimed = await self._claim(row)
         try:
             check(claimed)
         except IllegalTransition:
-            if claimed.lease_owner == self.worker_id:
-                due_in = None if claimed.pending_step is None else 0.0
-                await self.leases.release(claimed, due_in=due_in)
+            await self._give_back(claimed)
             raise
         return claimed
+
+    async def _claim(self, row: CheckoutRow) -> CheckoutRow:
+        claim = await self.repo.claim(
+            row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
+        )
+        return claim.row
+
+    async def _give_back(self, claimed: CheckoutRow) -> None:
+        """Release a lease taken for nothing (a terminal row came back without one)."""
+        if claimed.lease_owner == self.worker_id:
+            due_in = None if claimed.pending_step is None else 0.0
+            await self.leases.release(claimed, due_in=due_in)
+
+    def _check_cancelable(self, row: CheckoutRow) -> None:
+        _check_cancelable(row)
+        if row.in_flight and row.pending_step == CREATE_CART and row.step_started_at is not None:
+            # Violet may still be making the cart: a search now would miss it, and it would be
+            # left behind. Once the window has passed, cancel finds and releases it.
+            age = (datetime.now(UTC) - row.step_started_at).total_seconds()
+            remaining = self.runner.settle_window - age
+            if remaining > 0:
+                raise IllegalTransition(
+                    "create_cart may still be running at Violet; cancel again in "
+                    f"{remaining:.0f} s (its cart is then found and released)"
+                )
 
     async def confirm_payment(self, ref: uuid.UUID | str) -> Checkout:
         """The shopper confirmed the payment (intent or 3-D Secure): price and submit.
@@ -396,3 +414,7 @@ def _check_confirmable(row: CheckoutRow) -> None:
 def _check_awaiting_payment(row: CheckoutRow) -> None:
     if row.state != machine.AWAITING_PAYMENT:
         raise IllegalTransition(f"cannot provide payment in state {row.state!r}")
+
+
+def _nothing_to_drive(row: CheckoutRow) -> bool:
+    return row.state in machine.TERMINAL_STATES or (row.pending_step is None and not row.in_flight)

@@ -186,6 +186,10 @@ _ENV_NAMES = {name: _env_name(name) for name in Settings.model_fields}
 def masked_url(url: str) -> str:
     """A database URL with its password replaced by ***, for printing."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (ValueError, ArgumentError):
         return "(unparseable URL)"
+    secret_keys = [k for k in parsed.query if k.lower() in ("password", "passfile", "sslpassword")]
+    if secret_keys:  # libpq also takes the password as a query parameter
+        parsed = parsed.update_query_dict({k: "***" for k in secret_keys})
+    return parsed.render_as_string(hide_password=True)

@@ -54,7 +54,11 @@ class InvalidRequest(OrchestratorError, ValueError):
         """Build from a pydantic ValidationError, never echoing input values (they may be cards)."""
         fields = []
         for err in exc.errors(include_input=False, include_url=False):
-            loc = ".".join(str(part) for part in err["loc"] if part not in _UNION_TAGS) or "request"
+            parts = [str(part) for part in err["loc"]]
+            # The payment union adds its tag after "payment" (payment.card.card_number): drop it.
+            if len(parts) > 1 and parts[0] == "payment" and parts[1] in _UNION_TAGS:
+                del parts[1]
+            loc = ".".join(parts) or "request"
             message = str(err["msg"]).removeprefix("Value error, ")  # our own validators' text
             fields.append((loc, message))
         return cls(fields)

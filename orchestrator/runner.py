@@ -95,7 +95,7 @@ class RetryPolicy:
     cap: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        # Probes of an unknown outcome count too, without end: keep the exponent bounded.
+        # Failed probes of an unknown outcome add to it without end: keep the exponent bounded.
         ceiling = min(self.cap, self.base * (2 ** min(max(attempt - 1, 0), 32)))
         delay = random.uniform(0, ceiling)
         return max(delay, retry_after or 0.0)
@@ -131,9 +131,11 @@ class Runner:
         self.worker = worker
         self.lease_seconds = lease_seconds
         self.settle_seconds = settle_seconds
-        # An unanswered call may have been sent at any time until the client gave up on it
-        # (total timeout) and then still be running at Violet for the settle time.
-        self.settle_window = client.total_timeout + settle_seconds
+        # An unanswered submit may have left until the client gave up on it, and then still be
+        # running at Violet for the settle time. A call lasts at most the client's total timeout
+        # (auth and retries included), and a step makes at most two before its write (a resumed
+        # submit reads the cart first).
+        self.settle_window = 2 * client.total_timeout + settle_seconds
         self.retry = retry
         self.max_recoveries = max_recoveries
         self.crash = crash or CrashPoints()
@@ -164,9 +166,11 @@ class Runner:
         last_cart: Cart | None = None
         with machine.attached(row.state) as model:
             # A checkout its workers keep dying on is parked as failed instead of retried
-            # forever; a submit in flight is read first, so Violet's order is never denied.
+            # forever. A submit in flight is read from Violet first, so an order Violet holds is
+            # recorded, unless that read has already killed a worker too (one more try).
             poisoned = needs_reconcile and row.recoveries > self.max_recoveries
-            if poisoned and row.pending_step != SUBMIT:
+            probe_first = row.pending_step == SUBMIT and row.recoveries <= self.max_recoveries + 1
+            if poisoned and not probe_first:
                 await self._finish_fail(model, row, _poison_error(row), [])
                 return result
             while row.pending_step is not None:
@@ -191,9 +195,6 @@ class Runner:
                         try:
                             decision = await step.reconcile(ctx)
                         except VioletError as exc:
-                            # A failed probe is an attempt too, so its backoff grows (it never
-                            # exhausts the step: the outcome is still unknown, so it stays due).
-                            row.attempt += 1
                             await self._schedule_retry(
                                 row, step.name, exc, calls, result, probing=True
                             )
@@ -494,6 +495,12 @@ class Runner:
         When a reconcile probe failed (`probing`), the step's outcome is still unknown.
         """
         error = error_summary(exc, step)
+        # Failed probes in a row back off further each time (they never use up the step's
+        # attempts: its outcome is still unknown, so it stays due); they are counted in the
+        # stored error, which any other outcome replaces.
+        probes = _probe_failures(row, step) + 1 if probing else 0
+        if probes:
+            error["probes"] = probes
         events = _call_events(calls, row)
         if exc.classification in ("permanent", "auth"):
             with machine.attached(row.state) as model:
@@ -505,7 +512,7 @@ class Runner:
         # An outcome we cannot know keeps the step in flight: the next attempt reconciles first.
         row.in_flight = row.in_flight and (maybe_applied or probing)
         retry_after = exc.retry_after if isinstance(exc, VioletRateLimited) else None
-        delay = self.retry.delay(row.attempt, retry_after)
+        delay = self.retry.delay(row.attempt + probes, retry_after)
         if isinstance(exc, VioletRateLimited):
             result.throttle_seconds = max(delay, retry_after or 0.0)
         row.last_error = error
@@ -618,6 +625,11 @@ async def _after(gate: asyncio.Future[None], write: Coroutine[Any, Any, None]) -
 def _retrieve(task: asyncio.Task[None]) -> None:
     with contextlib.suppress(BaseException):
         task.result()
+
+
+def _probe_failures(row: CheckoutRow, step: str) -> int:
+    last = row.last_error or {}
+    return int(last.get("probes") or 0) if last.get("step") == step else 0
 
 
 def _poison_error(row: CheckoutRow) -> dict[str, Any]:

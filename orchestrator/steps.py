@@ -50,7 +50,7 @@ class StepContext:
     violet_order_id: int | None
     step_started_at: datetime | None
     #: From the step's start, how long an unanswered attempt may still be running at Violet:
-    #: the client's total timeout (it may be sent until then) plus the submit settle time.
+    #: two calls' total timeouts (it may be sent until then) plus the submit settle time.
     settle_seconds: float
     card: CardPayment | None = None
     #: The cart as Violet last returned it during this drive (None after a resume).

@@ -15,6 +15,7 @@ import logging
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
@@ -122,6 +123,13 @@ class VioletSettings(Protocol):
 
 def _secret(value: SecretStr | str) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+#: The deadline of the Violet call this task is making (loop time), for its exchanges.
+_CALL_DEADLINE: ContextVar[float | None] = ContextVar("violet_call_deadline", default=None)
+#: An exchange inside a call times out this much before the call, so its own error (with the
+#: call record) is the one raised, not the call's.
+_INNER_MARGIN_S = 0.001
 
 
 class VioletClient:
@@ -345,8 +353,13 @@ class VioletClient:
         )
         if body is not None:
             request.headers["Content-Type"] = "application/json"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._total_timeout
+        call_deadline = _CALL_DEADLINE.get()
+        if call_deadline is not None:  # inside a call: end just before its own deadline does
+            deadline = min(deadline, call_deadline - _INNER_MARGIN_S)
         try:
-            async with asyncio.timeout(self._total_timeout):
+            async with asyncio.timeout_at(deadline):
                 if self._proxied is not None:
                     response = await self._proxied.send(request)
                 else:
@@ -478,7 +491,26 @@ class VioletClient:
     async def _call(
         self, op: _Op, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> httpx.Response:
-        """A 2xx answer to one operation, or the classified error (reads retried transparently)."""
+        """A 2xx answer to one operation, or the classified error (reads retried transparently).
+
+        The whole call (login or refresh, retries, their waits) ends within the total timeout,
+        so a write's request never leaves later than that after the call began: the runner's
+        settle window for an unanswered submit or create_cart is built on it.
+        """
+        deadline = asyncio.get_running_loop().time() + self._total_timeout
+        token = _CALL_DEADLINE.set(deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._call_retrying(op, path, body, params)
+        except TimeoutError as exc:  # between attempts or logging in: the exchanges end earlier
+            err = error_from_transport(exc, op=op.name, method=op.method, path=path, read=op.read)
+            raise err from exc
+        finally:
+            _CALL_DEADLINE.reset(token)
+
+    async def _call_retrying(
+        self, op: _Op, path: str, body: Any, params: dict[str, str] | None
+    ) -> httpx.Response:
         try:
             return await self._call_once(op, path, body, params)
         except VioletRetryableError as exc:

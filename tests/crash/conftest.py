@@ -35,7 +35,7 @@ def crash_env(database_url: str, http_sandbox: HttpSandbox) -> dict[str, str]:
         "ORCHESTRATOR_BACKOFF_CAP": "0.2",
         "ORCHESTRATOR_MAX_ATTEMPTS": "20",
         "VIOLET_READ_TIMEOUT": "5",
-        "VIOLET_TOTAL_TIMEOUT": "5",
+        "VIOLET_TOTAL_TIMEOUT": "2",  # the settle window is 2 x this + the settle time
         "ORCHESTRATOR_TEST_MODE": "1",
     }
 

@@ -89,7 +89,7 @@ async def test_a_probe_that_keeps_failing_backs_off_until_recovery_goes_idle(
     sandbox_control: SandboxControl,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """runner.py: a failed reconcile probe counts as an attempt, so its backoff grows and
+    """runner.py: failed reconcile probes in a row back off further each time, so
     `recover --until-idle` ends once the next probe is beyond its horizon. The submit's outcome
     is still unknown, so the checkout is neither failed nor resubmitted: it stays due.
     (Before the fix `attempt` stayed 1, every delay was backoff(1) and until-idle never ended.)"""
@@ -110,7 +110,8 @@ async def test_a_probe_that_keeps_failing_backs_off_until_recovery_goes_idle(
     # until one lies beyond the horizon (1.6 s > 1.0 s).
     assert delays == [0.1, 0.2, 0.4, 0.8, 1.6], delays
     assert (row.state, row.pending_step, row.in_flight) == ("priced", "submit", True)
-    assert row.attempt == 5 > settings.max_attempts  # probes never exhaust an unknown outcome
+    # Probes never use up the step's attempts (the outcome is unknown); they are counted apart.
+    assert row.attempt == 1 and row.last_error is not None and row.last_error["probes"] == 4
     assert (await sandbox_control.stats())["calls_by_op"]["submit"] == 1
 
 
@@ -239,17 +240,24 @@ async def test_a_refused_cancel_of_an_in_flight_submit_leaves_nothing_behind(
 
 
 async def test_cancel_with_create_cart_in_flight_releases_the_cart_violet_made(
-    orch: Orchestrator, sandbox_control: SandboxControl
+    settings: Settings, sandbox_transport: httpx.AsyncBaseTransport, sandbox_control: SandboxControl
 ) -> None:
-    """runner.py `cancel`: only `row.violet_order_id` is released. With create_cart in flight
-    (answer lost) Violet may have made the cart; cancel neither looks it up by app_order_id (the
-    create_cart reconcile rule) nor records it, so an IN_PROGRESS cart is left at Violet that
-    nothing will ever release (design §3: "an orphan ... which is recorded and released")."""
+    """runner.py `cancel`: only `row.violet_order_id` was released. With create_cart in flight
+    (answer lost) Violet may have made the cart; cancel neither looked it up by app_order_id (the
+    create_cart reconcile rule) nor recorded it, so an IN_PROGRESS cart was left at Violet that
+    nothing would ever release (design §3: "an orphan ... which is recorded and released").
+    While the create may still be running (its settle window), cancel is refused, saying when."""
+    quick = settings.model_copy(update={"total_timeout": 0.4, "read_timeout": 0.4})
     await sandbox_control.add_fault("create_cart", "drop_after_apply", count=1)
     request = checkout_request(skus=DIGITAL, payment=TOKEN)
-    first = await orch.start(request)
-    assert (first.state, first.pending_step, first.in_flight) == ("new", "create_cart", True)
-    canceled = await orch.cancel(first.id)
+    async with Orchestrator(quick, violet_transport=sandbox_transport) as orch:
+        first = await orch.start(request)
+        assert (first.state, first.pending_step, first.in_flight) == ("new", "create_cart", True)
+        with pytest.raises(IllegalTransition, match="create_cart may still be running"):
+            await orch.cancel(first.id)
+        assert (await orch.repo.get(first.id)).lease_owner is None  # type: ignore[union-attr]
+        await asyncio.sleep(2 * 0.4 + quick.submit_settle_seconds)  # the settle window
+        canceled = await orch.cancel(first.id)
     assert canceled.state == "canceled"
     stats = await sandbox_control.stats()
     (cart_id,) = stats["carts_by_app_order_id"][request["app_order_id"]]

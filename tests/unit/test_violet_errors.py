@@ -239,6 +239,40 @@ async def test_client_total_timeout_is_outcome_unknown_for_writes() -> None:
     await client.aclose()
 
 
+async def test_total_timeout_bounds_a_whole_call_with_its_retries() -> None:
+    """A read retried inline (and its login) still ends within the total timeout: the settle
+    window for an unanswered submit is built on a call never lasting longer."""
+    import asyncio
+
+    seen: list[str] = []
+
+    class SlowAndFailing(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request.url.path)
+            await asyncio.sleep(0.15)
+            if request.url.path.endswith("/login"):
+                return httpx.Response(200, json={"token": token(), "refresh_token": "rt"})
+            return httpx.Response(503, json={"message": "busy"})
+
+    client = VioletClient(
+        base_url="http://violet.test/v1",
+        app_id=1,
+        app_secret="s",
+        username="u",
+        password="p",
+        transport=SlowAndFailing(),
+        total_timeout=0.5,
+        read_retries=8,
+    )
+    started = time.perf_counter()
+    with pytest.raises(VioletRetryableError):
+        await client.get_cart(1)
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    assert len(seen) >= 3  # it did retry
+    assert elapsed < 1.0 and len(seen) < 9, (elapsed, seen)  # 9 reads of 0.15 s: 1.35 s
+
+
 async def test_cart_errors_on_mutations_but_data_on_reads() -> None:
     errored = {
         **CART,
