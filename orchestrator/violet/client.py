@@ -127,9 +127,6 @@ def _secret(value: SecretStr | str) -> str:
 
 #: The deadline of the Violet call this task is making (loop time), for its exchanges.
 _CALL_DEADLINE: ContextVar[float | None] = ContextVar("violet_call_deadline", default=None)
-#: An exchange inside a call times out this much before the call, so its own error (with the
-#: call record) is the one raised, not the call's.
-_INNER_MARGIN_S = 0.001
 
 
 class VioletClient:
@@ -356,8 +353,17 @@ class VioletClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._total_timeout
         call_deadline = _CALL_DEADLINE.get()
-        if call_deadline is not None:  # inside a call: end just before its own deadline does
-            deadline = min(deadline, call_deadline - _INNER_MARGIN_S)
+        if call_deadline is not None and call_deadline < deadline:  # the call's deadline binds
+            deadline = call_deadline
+            if deadline <= loop.time():  # never send once the call's time is up
+                err: VioletError = VioletRetryableError(
+                    "the call's total timeout passed before this request was sent",
+                    method=op.method,
+                    path=path,
+                    op=op.name,
+                )
+                self._finish_failed(op, path, start, None if secret_body else body, err)
+                raise err
         try:
             async with asyncio.timeout_at(deadline):
                 if self._proxied is not None:
@@ -493,18 +499,14 @@ class VioletClient:
     ) -> httpx.Response:
         """A 2xx answer to one operation, or the classified error (reads retried transparently).
 
-        The whole call (login or refresh, retries, their waits) ends within the total timeout,
-        so a write's request never leaves later than that after the call began: the runner's
-        settle window for an unanswered submit or create_cart is built on it.
+        No request of the call (login or refresh, retries) is sent, nor waited for, past the
+        total timeout from the call's start: the runner's settle window for an unanswered submit
+        or create_cart is built on it. (Cheaper than a timeout around the call: each exchange
+        ends by the call's deadline, and none starts after it.)
         """
-        deadline = asyncio.get_running_loop().time() + self._total_timeout
-        token = _CALL_DEADLINE.set(deadline)
+        token = _CALL_DEADLINE.set(asyncio.get_running_loop().time() + self._total_timeout)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await self._call_retrying(op, path, body, params)
-        except TimeoutError as exc:  # between attempts or logging in: the exchanges end earlier
-            err = error_from_transport(exc, op=op.name, method=op.method, path=path, read=op.read)
-            raise err from exc
+            return await self._call_retrying(op, path, body, params)
         finally:
             _CALL_DEADLINE.reset(token)
 
@@ -537,6 +539,9 @@ class VioletClient:
         """stamina hook: False = do not retry; True = default backoff; float = wait that long."""
         if not isinstance(exc, VioletRetryableError):
             return False
+        call_deadline = _CALL_DEADLINE.get()
+        if call_deadline is not None and asyncio.get_running_loop().time() >= call_deadline:
+            return False  # the call's time is up
         # A failure in the auth phase (login/refresh) means this op's request was never sent.
         never_sent = exc.op != op.name or isinstance(exc.__cause__, PRE_SEND_ERRORS)
         if not (op.read or never_sent):
