@@ -125,6 +125,8 @@ def _secret(value: SecretStr | str) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
+#: The longest wait stamina's default backoff picks between inline retries (wait_max + jitter).
+_MAX_BACKOFF_S = 6.0
 #: The deadline of the Violet call this task is making (loop time), for its exchanges.
 _CALL_DEADLINE: ContextVar[float | None] = ContextVar("violet_call_deadline", default=None)
 
@@ -540,16 +542,22 @@ class VioletClient:
         if not isinstance(exc, VioletRetryableError):
             return False
         call_deadline = _CALL_DEADLINE.get()
-        if call_deadline is not None and asyncio.get_running_loop().time() >= call_deadline:
-            return False  # the call's time is up
+        left = float("inf")
+        if call_deadline is not None:
+            left = call_deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False  # the call's time is up
         # A failure in the auth phase (login/refresh) means this op's request was never sent.
         never_sent = exc.op != op.name or isinstance(exc.__cause__, PRE_SEND_ERRORS)
         if not (op.read or never_sent):
             return False
         if isinstance(exc, VioletRateLimited) and exc.retry_after is not None:
-            if exc.retry_after > MAX_INLINE_RETRY_AFTER:
-                return False
+            if exc.retry_after > MAX_INLINE_RETRY_AFTER or exc.retry_after >= left:
+                return False  # this error (and its Retry-After) goes to the caller as it is
             return exc.retry_after
+        if left < _MAX_BACKOFF_S:
+            # stamina's next wait might outlast the call: wait within what is left instead.
+            return min(1.0, left / 2)
         return True
 
     async def _call_once(

@@ -1,0 +1,84 @@
+"""The whole-call deadline bounds inline retry waits too (a review of commit 91666c9 found not).
+
+`_retry_delay` refuses a retry only once the deadline has *already* passed; it never compares the
+wait it asks stamina for (a Retry-After of up to 10 s, or a backoff of up to 5 s + jitter) with
+the time left. So the call sleeps past its deadline, its next exchange is refused, and that
+refusal (a plain VioletRetryableError) replaces the error that caused the retry: a 429's
+Retry-After never reaches the runner (no global throttle, no honoured wait), and the call lasts
+far longer than `total_timeout` ("the longest one call lasts, retries included").
+
+Fixed: a Retry-After the call cannot wait out goes to the caller as it is, and the default
+backoff waits within what is left. No stamina testing mode here on purpose: it zeroes the
+Retry-After wait and hides the overrun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import httpx
+
+from orchestrator.violet import VioletClient, VioletRateLimited, VioletRetryableError
+from tests.unit.test_violet_auth import make_jwt
+
+TOTAL = 0.3
+RETRY_AFTER = 2  # below MAX_INLINE_RETRY_AFTER (10 s): the client sleeps through it inline
+
+
+class _RateLimited(httpx.AsyncBaseTransport):
+    """Logs in, then answers every read 429 with a short Retry-After."""
+
+    def __init__(self) -> None:
+        self.reads: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/login"):
+            tok = make_jwt({"exp": time.time() + 86400, "iat": time.time()})
+            return httpx.Response(200, json={"token": tok, "refresh_token": "rt"})
+        self.reads.append(asyncio.get_running_loop().time())
+        return httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "2"})
+
+
+def _client(transport: httpx.AsyncBaseTransport) -> VioletClient:
+    return VioletClient(
+        base_url="http://violet.test/v1",
+        app_id=1,
+        app_secret="s",
+        username="u",
+        password="p",
+        transport=transport,
+        total_timeout=TOTAL,
+        read_retries=3,
+    )
+
+
+async def test_a_rate_limited_read_keeps_its_retry_after_when_the_deadline_cuts_the_retry() -> None:
+    transport = _RateLimited()
+    client = _client(transport)
+    try:
+        err: BaseException | None = None
+        try:
+            await client.get_cart(1)
+        except VioletRetryableError as exc:
+            err = exc
+    finally:
+        await client.aclose()
+    assert len(transport.reads) == 1  # the retry (after 2 s) could never fit in 0.3 s
+    # Now: "the call's total timeout passed before this request was sent", retry_after lost.
+    assert isinstance(err, VioletRateLimited), repr(err)
+    assert err.retry_after == RETRY_AFTER
+
+
+async def test_a_call_does_not_sleep_past_its_total_timeout_before_giving_up() -> None:
+    client = _client(_RateLimited())
+    started = time.perf_counter()
+    try:
+        with contextlib.suppress(VioletRetryableError):
+            await client.get_cart(1)
+    finally:
+        await client.aclose()
+    elapsed = time.perf_counter() - started
+    # Now ~2.0 s: the whole Retry-After is slept, then the refused exchange gives up.
+    assert elapsed < TOTAL + 0.5, f"a {TOTAL} s call lasted {elapsed:.2f} s"
