@@ -502,7 +502,9 @@ class Runner:
         if probes:
             error["probes"] = probes
         events = _call_events(calls, row)
-        if exc.classification in ("permanent", "auth"):
+        # A probe refused for our credentials says nothing of the order: Violet may hold it, so
+        # the step stays in flight and is read again later (credentials get fixed).
+        if exc.classification == "permanent" or (exc.classification == "auth" and not probing):
             with machine.attached(row.state) as model:
                 await self._finish_fail(model, row, error, events)
             return

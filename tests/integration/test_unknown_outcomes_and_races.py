@@ -262,3 +262,26 @@ async def test_cancel_with_create_cart_in_flight_releases_the_cart_violet_made(
     stats = await sandbox_control.stats()
     (cart_id,) = stats["carts_by_app_order_id"][request["app_order_id"]]
     assert cart_id in stats["deleted_carts"], "the Violet cart of a canceled checkout was leaked"
+
+
+async def test_a_probe_refused_for_our_credentials_keeps_the_submit_in_flight(
+    database_url: str, sandbox_transport: httpx.AsyncBaseTransport, sandbox_control: SandboxControl
+) -> None:
+    """runner.py `_schedule_retry`: an auth error on the probe of a submit whose answer was lost
+    failed the checkout, although Violet held the order (credentials rotated meanwhile). It
+    says nothing about the order: the step stays in flight and is read again later."""
+    settings = make_settings(database_url, "http://sandbox/v1")
+    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
+        first, _ = await _submit_applied_but_answer_lost(orch, sandbox_control)
+        await sandbox_control.add_fault("get_cart", "error", count=2, status=403)
+        await RecoveryJob(orch, idle_horizon=0.0).run("once")
+        refused = await orch.repo.get(first.id)
+        assert refused is not None
+        assert (refused.state, refused.pending_step, refused.in_flight) == (
+            "priced",
+            "submit",
+            True,
+        ), refused.last_error
+        done = await orch.run(first.id, retry_wait=5)  # credentials work again
+    assert done.state == "submitted"
+    assert (await sandbox_control.stats())["calls_by_op"]["submit"] == 1
