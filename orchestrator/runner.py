@@ -26,7 +26,7 @@ from typing import Any
 
 from orchestrator import machine
 from orchestrator.crashpoints import CrashPoints
-from orchestrator.errors import IllegalTransition, LeaseLost
+from orchestrator.errors import LeaseLost
 from orchestrator.steps import (
     APPLY_CUSTOMER,
     APPLY_PAYMENT,
@@ -130,7 +130,6 @@ class Runner:
         self.client = client
         self.worker = worker
         self.lease_seconds = lease_seconds
-        self.settle_seconds = settle_seconds
         # An unanswered submit may have left until the client gave up on it, and then still be
         # running at Violet for the settle time. A call lasts at most the client's total timeout
         # (auth and retries included), and a step makes at most two before its write (a resumed
@@ -182,7 +181,7 @@ class Runner:
                     app_order_id=row.app_order_id,
                     violet_order_id=row.violet_order_id,
                     step_started_at=row.step_started_at,
-                    settle_seconds=self.settle_window,
+                    settle_window=self.settle_window,
                     card=card,
                     last_cart=last_cart,
                     handout=result.handout,
@@ -273,11 +272,10 @@ class Runner:
         await self._write(row, events, [], keep_lease=True)
 
     async def cancel(self, row: CheckoutRow) -> None:
-        """Cancel a leased checkout, releasing its Violet cart when it was never submitted."""
-        if row.in_flight and row.pending_step == SUBMIT:
-            raise IllegalTransition(
-                "a submit of this checkout may be running at Violet; let recovery settle it first"
-            )
+        """Cancel a leased checkout, releasing its Violet cart when it was never submitted.
+
+        The caller has checked it may (api.py `_check_cancelable`: not with a submit in flight).
+        """
         events: list[Event] = []
         released = False
         with capture_calls() as calls:
@@ -322,7 +320,7 @@ class Runner:
         """The Violet carts a cancel releases: ours if never submitted, or, when create_cart's
         answer was lost, whatever Violet made under our app_order_id (its reconcile rule)."""
         if row.violet_order_id is not None:
-            unsubmitted = row.violet_status in (None, "IN_PROGRESS")
+            unsubmitted = row.violet_status in (None, OrderStatus.IN_PROGRESS)
             return [row.violet_order_id] if unsubmitted else []
         if not (row.in_flight and row.pending_step == CREATE_CART):
             return []

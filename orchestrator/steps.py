@@ -51,7 +51,7 @@ class StepContext:
     step_started_at: datetime | None
     #: From the step's start, how long an unanswered attempt may still be running at Violet:
     #: two calls' total timeouts (it may be sent until then) plus the submit settle time.
-    settle_seconds: float
+    settle_window: float
     card: CardPayment | None = None
     #: The cart as Violet last returned it during this drive (None after a resume).
     last_cart: Cart | None = None
@@ -136,7 +136,7 @@ def _age_seconds(started: datetime | None) -> float:
 def _settle_or_redo(ctx: StepContext, detail: dict[str, Any]) -> Redo | Defer:
     """An attempt that started less than the settle window ago may still be running at Violet
     (it may have been sent until the client gave up, and be applied a settle time later): wait."""
-    remaining = ctx.settle_seconds - _age_seconds(ctx.step_started_at)
+    remaining = ctx.settle_window - _age_seconds(ctx.step_started_at)
     if remaining > 0:
         return Defer(remaining, {**detail, "settle_remaining_s": round(remaining, 3)})
     return Redo(detail)

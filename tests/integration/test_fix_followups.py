@@ -18,18 +18,19 @@ import psycopg
 import pytest
 
 from orchestrator.api import Orchestrator
+from orchestrator.config import Settings
 from orchestrator.recovery import RecoveryJob
 from orchestrator.sandbox import SandboxControl
-from tests.fixtures.db import libpq_url
+from tests.fixtures.db import libpq_url, run_sql
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
 from tests.fixtures.sandbox import HttpSandbox
 
 
-async def _sql(database_url: str, statement: str, params: dict[str, Any]) -> None:
-    async with await psycopg.AsyncConnection.connect(
-        libpq_url(database_url), autocommit=True
-    ) as conn:
-        await conn.execute(statement, params)
+def _one_second_calls(database_url: str, base_url: str) -> Settings:
+    """Calls of at most 1 s and a 0.3 s settle time: a settle window of 2 x 1.0 + 0.3 s."""
+    return make_settings(
+        database_url, base_url, submit_settle_seconds=0.3, read_timeout=1.0, total_timeout=1.0
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,13 +93,7 @@ async def test_a_resumed_submit_behind_a_slow_cart_read_is_not_resubmitted_while
     up at 1.8 s, Violet applies it at 2.0 s, within the settle time after that): the reconcile at
     ~1.85 s found the cart IN_PROGRESS, called it settled and submitted the cart a second time
     while the first submit was still running. Now the window is 2 x 1.0 + 0.3 = 2.3 s."""
-    settings = make_settings(
-        database_url,
-        http_sandbox.base_url,
-        submit_settle_seconds=0.3,
-        read_timeout=1.0,
-        total_timeout=1.0,
-    )
+    settings = _one_second_calls(database_url, http_sandbox.base_url)  # window 2.3 s
     control = http_sandbox.control
     async with Orchestrator(settings) as orch:
         await control.add_fault("submit", "error", count=1, status=503)  # not applied
@@ -132,13 +127,7 @@ async def test_cancel_inside_the_create_cart_settle_window_does_not_leak_the_car
     nothing, the checkout goes terminal `canceled` with `violet_cart_released: false`, and the
     cart Violet then creates is IN_PROGRESS forever with nothing left to release it (the case
     commit 9a81e83 meant to close; design §3 "an orphan ... recorded and released")."""
-    settings = make_settings(
-        database_url,
-        http_sandbox.base_url,
-        submit_settle_seconds=0.3,
-        read_timeout=1.0,
-        total_timeout=1.0,
-    )
+    settings = _one_second_calls(database_url, http_sandbox.base_url)  # window 2.3 s
     control = http_sandbox.control
     request = checkout_request(skus=DIGITAL, payment=TOKEN)
     async with Orchestrator(settings) as orch:
@@ -266,8 +255,6 @@ def test_a_database_password_given_as_a_query_parameter_is_masked_too() -> None:
     password. libpq (and psycopg, through SQLAlchemy's query arguments) also takes the password
     as `?password=...`, the form many secret managers emit; it is printed in clear by
     `orchestrator config`, by `repr(settings)` and by anything that logs the settings."""
-    from orchestrator.config import Settings
-
     secret = "hunter2-s3cret"
     settings = Settings(
         database_url=f"postgresql://app@db.internal/orders?sslmode=require&password={secret}"
@@ -313,7 +300,7 @@ async def test_a_submit_whose_reconcile_keeps_killing_the_worker_is_still_parked
             current = await orch.repo.get(first.id)
             if current is not None and current.state == "failed":
                 break
-            await _sql(  # the dead worker's lease has expired
+            await run_sql(  # the dead worker's lease has expired
                 database_url,
                 "UPDATE checkouts SET lease_expires_at = now() - interval '1 s', "
                 "next_attempt_at = now() - interval '1 s' "

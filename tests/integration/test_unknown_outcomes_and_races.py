@@ -11,7 +11,6 @@ import asyncio
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from orchestrator.api import Orchestrator
@@ -19,16 +18,9 @@ from orchestrator.config import Settings
 from orchestrator.errors import IllegalTransition
 from orchestrator.recovery import RecoveryJob
 from orchestrator.sandbox import SandboxControl
-from tests.fixtures.db import libpq_url
+from tests.fixtures.db import run_sql
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, VISA, checkout_request, make_settings
 from tests.fixtures.sandbox import HttpSandbox
-
-
-async def _sql(database_url: str, statement: str, params: dict[str, Any]) -> None:
-    async with await psycopg.AsyncConnection.connect(
-        libpq_url(database_url), autocommit=True
-    ) as conn:
-        await conn.execute(statement, params)
 
 
 async def _submit_applied_but_answer_lost(
@@ -187,7 +179,7 @@ async def test_poison_does_not_record_failed_for_a_submit_violet_completed(
     is COMPLETED (charged) while the checkout ends terminal `failed` and is never looked at
     again. (The counter also never resets, so takeovers on earlier steps count too.)"""
     first, _ = await _submit_applied_but_answer_lost(orch, sandbox_control)
-    await _sql(
+    await run_sql(
         database_url,
         "UPDATE checkouts SET lease_owner = 'dead-worker', "
         "lease_expires_at = now() - interval '1 s', next_attempt_at = now() - interval '1 s', "
@@ -216,7 +208,7 @@ async def test_a_refused_cancel_of_an_in_flight_submit_leaves_nothing_behind(
     `lease_taken_over` event names it, and the takeover bumps the poison counter, so a backend
     retrying cancel walks the checkout into `failed`/poison (test 4) with the order at Violet."""
     first, _ = await _submit_applied_but_answer_lost(orch, sandbox_control)
-    await _sql(  # the worker that sent the submit died; its lease has expired
+    await run_sql(  # the worker that sent the submit died; its lease has expired
         database_url,
         "UPDATE checkouts SET lease_owner = 'dead-worker', "
         "lease_expires_at = now() - interval '1 s', next_attempt_at = now() - interval '1 s' "

@@ -22,6 +22,7 @@ import httpx
 
 from orchestrator.violet import VioletClient, VioletRateLimited, VioletRetryableError
 from tests.unit.test_violet_auth import make_jwt
+from tests.unit.test_violet_errors import client_on
 
 TOTAL = 0.3
 RETRY_AFTER = 2  # below MAX_INLINE_RETRY_AFTER (10 s): the client sleeps through it inline
@@ -42,16 +43,7 @@ class _RateLimited(httpx.AsyncBaseTransport):
 
 
 def _client(transport: httpx.AsyncBaseTransport) -> VioletClient:
-    return VioletClient(
-        base_url="http://violet.test/v1",
-        app_id=1,
-        app_secret="s",
-        username="u",
-        password="p",
-        transport=transport,
-        total_timeout=TOTAL,
-        read_retries=3,
-    )
+    return client_on(transport, total_timeout=TOTAL, read_retries=3)
 
 
 async def test_a_rate_limited_read_keeps_its_retry_after_when_the_deadline_cuts_the_retry() -> None:

@@ -53,16 +53,20 @@ def client_for(handler: Handler, **kwargs: Any) -> tuple[VioletClient, list[http
         seen.append(request)
         return handler(request)
 
-    client = VioletClient(
+    return client_on(httpx.MockTransport(route), **kwargs), seen
+
+
+def client_on(transport: httpx.AsyncBaseTransport, **kwargs: Any) -> VioletClient:
+    """A client of the fake Violet at violet.test, over `transport`."""
+    return VioletClient(
         base_url="http://violet.test/v1",
         app_id=1,
         app_secret="app-secret",
         username="u@example.com",
         password="pw",
-        transport=httpx.MockTransport(route),
+        transport=transport,
         **kwargs,
     )
-    return client, seen
 
 
 def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Handler:
@@ -222,16 +226,7 @@ async def test_client_total_timeout_is_outcome_unknown_for_writes() -> None:
             await asyncio.sleep(5)
             return httpx.Response(200, json=CART)
 
-    client = VioletClient(
-        base_url="http://violet.test/v1",
-        app_id=1,
-        app_secret="s",
-        username="u",
-        password="p",
-        transport=Slow(),
-        total_timeout=0.05,
-        read_retries=0,
-    )
+    client = client_on(Slow(), total_timeout=0.05, read_retries=0)
     with pytest.raises(VioletOutcomeUnknown):
         await client.submit(1)
     with pytest.raises(VioletRetryableError):
@@ -254,16 +249,7 @@ async def test_total_timeout_bounds_a_whole_call_with_its_retries() -> None:
                 return httpx.Response(200, json={"token": token(), "refresh_token": "rt"})
             return httpx.Response(503, json={"message": "busy"})
 
-    client = VioletClient(
-        base_url="http://violet.test/v1",
-        app_id=1,
-        app_secret="s",
-        username="u",
-        password="p",
-        transport=SlowAndFailing(),
-        total_timeout=0.5,
-        read_retries=8,
-    )
+    client = client_on(SlowAndFailing(), total_timeout=0.5, read_retries=8)
     started = time.perf_counter()
     with pytest.raises(VioletRetryableError):
         await client.get_cart(1)
