@@ -29,7 +29,7 @@ import sqlalchemy.exc
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import aio, audit, machine, render
+from orchestrator import aio, audit, logs, machine, render
 from orchestrator.checkout import Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
@@ -44,6 +44,7 @@ from orchestrator.errors import (
     SchemaNotMigrated,
 )
 from orchestrator.request import CheckoutRequest
+from orchestrator.sensitive import redact_text
 from orchestrator.store import database
 from orchestrator.violet import VioletError
 
@@ -101,11 +102,7 @@ def _main(
     """Drive Violet checkouts as persisted, crash-safe state machines."""
     global _debug
     _debug = debug
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure_cli_logging(debug)  # every handler scrubs secrets, tracebacks included
 
 
 def _classify(exc: BaseException) -> tuple[ExitCode, str]:
@@ -132,7 +129,8 @@ def _classify(exc: BaseException) -> tuple[ExitCode, str]:
 
 
 def _fail(code: ExitCode, message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    # The message may quote Violet or the database: no secret, no terminal control codes.
+    typer.echo(f"error: {logs.printable(redact_text(message))}", err=True)
     return typer.Exit(int(code))
 
 
@@ -154,7 +152,7 @@ def cli_errors(func: Callable[P, T]) -> Callable[P, T]:
             raise typer.Exit(0) from None
         except Exception as exc:
             if _debug:
-                traceback.print_exc(file=sys.stderr)
+                sys.stderr.write(logs.printable(redact_text(traceback.format_exc())))
             code, message = _classify(exc)
             raise _fail(code, message) from None
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import signal
-import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
@@ -29,7 +27,9 @@ from orchestrator.errors import (
     OrchestratorError,
     SchemaNotMigrated,
 )
+from orchestrator.logs import configure_cli_logging, printable
 from orchestrator.recovery import Mode, RecoveryJob, RecoverySummary, open_with_retry
+from orchestrator.sensitive import redact_text
 from orchestrator.verify import VerifyReport, verify
 
 EXIT_OK = 0
@@ -44,16 +44,12 @@ _SUMMARY_KEYS = ("claimed", "advanced", "submitted", "failed", "reconciled", "st
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(redact_text(message))}", err=True)
     raise typer.Exit(code)
 
 
 def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_cli_logging(debug)  # every handler scrubs secrets, tracebacks included
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, _T]], debug: bool) -> _T:

@@ -24,6 +24,7 @@ import stamina
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from orchestrator.errors import ConfigError
+from orchestrator.sensitive import redact_excerpt, register_credential, register_token
 from orchestrator.violet.auth import TokenState
 from orchestrator.violet.calls import (
     CallRecord,
@@ -193,6 +194,9 @@ class VioletClient:
         self._auth: TokenState | None = None
         self._refresh_token: SecretStr | None = None
         self._auth_lock = asyncio.Lock()
+        # Masked wherever they appear from now on: logs, errors, the audit trail (sensitive.py).
+        register_credential(app_secret)
+        register_credential(password)
 
     @classmethod
     def from_settings(
@@ -268,6 +272,7 @@ class VioletClient:
             )
         self._set_token(token)
         self._refresh_token = SecretStr(refresh) if isinstance(refresh, str) and refresh else None
+        register_token(self._refresh_token)
         self._finish(_LOGIN, "/login", response, None, None, None)
 
     async def _refresh(self) -> None:
@@ -289,6 +294,7 @@ class VioletClient:
         self._finish(_REFRESH, "/auth/token", response, None, None, None)
 
     def _set_token(self, token: str) -> None:
+        register_token(token)
         self._auth = TokenState.from_token(token)
         self._headers["X-Violet-Token"] = token
 
@@ -485,7 +491,7 @@ class VioletClient:
         err = cls(
             "unreadable answer from Violet",
             status=response.status_code,
-            body=scrub_text(response.text[:200]),
+            body=redact_excerpt(response.text, 200),
             method=op.method,
             path=path,
             op=op.name,

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import httpx
 
-from orchestrator.violet.redact import redact, scrub_text
+from orchestrator.sensitive import redact_excerpt
+from orchestrator.violet.redact import redact
 
 if TYPE_CHECKING:
     from orchestrator.violet.models import Cart, OrderError
@@ -172,8 +173,10 @@ def _parse_body(content: bytes) -> dict[str, Any] | list[Any] | str | None:
         return None
     try:
         parsed = json.loads(content)
-    except ValueError:
-        return scrub_text(content[:_MAX_TEXT_BODY].decode("utf-8", "replace"))
+    except ValueError:  # text or HTML: an excerpt, as the audit keeps it
+        return redact_excerpt(
+            content[: _MAX_TEXT_BODY * 8].decode("utf-8", "replace"), _MAX_TEXT_BODY
+        )
     redacted = redact(parsed)
     if isinstance(redacted, dict | list):
         return redacted

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,6 +19,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from orchestrator.sensitive import redact_text
 
 __all__ = [
     "Address",
@@ -274,6 +277,15 @@ class BagShippingMethods(_Loose):
     shipping_methods: list[ShippingMethod] = Field(default_factory=list)
 
 
+def _scrubbed(value: str | None) -> str | None:
+    return None if value is None else redact_text(value)
+
+
+#: Free text from Violet that is stored and shown (error messages, merchant names): redacted by
+#: the one specification of what is secret as it is parsed, so no later use can leak it.
+ScrubbedText = Annotated[str | None, AfterValidator(_scrubbed)]
+
+
 class OrderError(_Loose):
     """An entry of a cart's ``errors[]``: Violet reports bag-level problems here, with HTTP 200."""
 
@@ -282,8 +294,8 @@ class OrderError(_Loose):
     bag_id: int | None = None
     entity_id: int | str | None = None
     entity_type: str | None = None
-    type: str | None = None
-    message: str | None = None
+    type: ScrubbedText = None
+    message: ScrubbedText = None
     date_created: str | None = None
     platform: str | None = None
 
@@ -322,7 +334,7 @@ class Bag(_Loose):
 
     id: int
     merchant_id: int | None = None
-    merchant_name: str | None = None
+    merchant_name: ScrubbedText = None
     status: str | None = None
     financial_status: str | None = None
     fulfillment_status: str | None = None
