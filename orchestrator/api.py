@@ -25,7 +25,7 @@ from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
 from orchestrator.errors import CheckoutNotFound, IllegalTransition, PaymentNotConfirmed
 from orchestrator.leases import LeaseKeeper
-from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
+from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.runner import DriveResult, RetryPolicy, Runner
 from orchestrator.steps import APPLY_PAYMENT, CREATE_CART, PRICE, SUBMIT
 from orchestrator.store import database
@@ -114,9 +114,7 @@ class Orchestrator:
             kwargs={"autocommit": True, "application_name": "orchestrator", "connect_timeout": 5},
         )
         await self._pool.open(wait=True, timeout=30)
-        self.repo = Repository(
-            self._engine, self._pool, write_slots=self.settings.db_write_slots
-        )
+        self.repo = Repository(self._engine, self._pool, write_slots=self.settings.db_write_slots)
         self.leases = LeaseKeeper(
             self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
@@ -388,9 +386,7 @@ class Orchestrator:
     async def _row(self, ref: uuid.UUID | str) -> CheckoutRow:
         row = await self.repo.get(ref)
         if row is None:
-            # A card number pasted as a reference must not come back in the message.
-            shown = "(a card number?)" if contains_card_number(str(ref)) else str(ref)
-            raise CheckoutNotFound(f"no checkout with id, app_order_id or Violet order id {shown}")
+            raise CheckoutNotFound.for_ref(ref)  # never repeats a card number given as a ref
         return row
 
 

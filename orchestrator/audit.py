@@ -37,7 +37,7 @@ async def find_checkout(engine: AsyncEngine, ref: uuid.UUID | str) -> Checkout:
     """A checkout by id, app_order_id or Violet order id; CheckoutNotFound otherwise."""
     row = await Repository(engine).get(ref)
     if row is None:
-        raise CheckoutNotFound(f"no checkout with id, app_order_id or Violet order id {ref!s}")
+        raise CheckoutNotFound.for_ref(ref)
     return Checkout.from_row(row)
 
 
@@ -46,7 +46,7 @@ async def timeline(engine: AsyncEngine, ref: uuid.UUID | str) -> list[AuditEvent
     repo = Repository(engine)
     row = await repo.get(ref)
     if row is None:
-        raise CheckoutNotFound(f"no checkout with id, app_order_id or Violet order id {ref!s}")
+        raise CheckoutNotFound.for_ref(ref)
     return [AuditEvent.from_mapping(event) for event in await repo.events(row.id)]
 
 

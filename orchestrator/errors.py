@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.sensitive import printable_ref
+
 
 class OrchestratorError(Exception):
     """Root of every error the orchestrator raises on purpose."""
@@ -15,6 +17,12 @@ class ConfigError(OrchestratorError):
 
 class CheckoutNotFound(OrchestratorError):
     """No checkout has this id or app_order_id."""
+
+    @classmethod
+    def for_ref(cls, ref: Any) -> CheckoutNotFound:
+        """The error for a reference nothing matched; a reference that looks like a secret (a
+        card number pasted as an id) is not repeated."""
+        return cls(f"no checkout with id, app_order_id or Violet order id {printable_ref(ref)}")
 
 
 class CheckoutBusy(OrchestratorError):
@@ -54,7 +62,8 @@ class InvalidRequest(OrchestratorError, ValueError):
         """Build from a pydantic ValidationError, never echoing input values (they may be cards)."""
         fields = []
         for err in exc.errors(include_input=False, include_url=False):
-            parts = [str(part) for part in err["loc"]]
+            # A key of the input is part of the location: a card number used as a key is not.
+            parts = [printable_ref(part) for part in err["loc"]]
             # The payment union adds its tag after "payment" (payment.card.card_number): drop it.
             if len(parts) > 1 and parts[0] == "payment" and parts[1] in _UNION_TAGS:
                 del parts[1]

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator import sensitive
 from orchestrator.errors import InvalidRequest
 
 _APP_ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
@@ -37,12 +38,15 @@ class _Strict(BaseModel):
     @classmethod
     def _storable(cls, value: Any) -> Any:
         """Refuse here, naming the field, what the database would refuse later in its own words
-        (which may quote the neighbouring text): NUL characters and card numbers in free text."""
+        (which may quote the neighbouring text): NUL characters, and anything the one
+        specification of what is secret finds (card numbers, client secrets, tokens, header
+        lines, the configured credentials)."""
         if isinstance(value, str):
             if "\x00" in value:
                 raise ValueError("must not contain a NUL character")
-            if contains_card_number(value):
-                raise ValueError("contains a 13-19 digit run that passes the card-number checksum")
+            finding = sensitive.find_in_text(value)
+            if finding is not None:
+                raise ValueError(f"contains {finding.rule.what}")
         return value
 
     @classmethod
@@ -177,13 +181,19 @@ class CheckoutRequest(_Strict):
         return self
 
     def persisted(self) -> dict[str, Any]:
-        """The request as stored: card number reduced to its last four, CVC and expiry dropped."""
+        """The request as stored: card number reduced to its last four, CVC and expiry dropped.
+
+        Raises InvalidRequest naming the field if a value holds a configured credential (the
+        process registers them when it builds its Violet client, which may be after parsing)."""
         data = self.model_dump(mode="json", exclude={"payment"})
         payment = self.payment
         if isinstance(payment, CardPaymentRequest):
             data["payment"] = {"type": "card", "last_four": payment.last_four}
         else:
             data["payment"] = payment.model_dump(mode="json")
+        bad = [(path, sensitive.CREDENTIAL.what) for path in _credential_paths(data, "")]
+        if bad:
+            raise InvalidRequest([(path, f"contains {what}") for path, what in bad])
         return data
 
 
@@ -192,40 +202,23 @@ def new_app_order_id() -> str:
     return "ord-" + base64.b32encode(uuid.uuid4().bytes).decode().rstrip("=").lower()
 
 
-_THIRTEEN_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
-# The tripwire's rule (migrations/versions/0001_initial.py): not glued to other digits and not
-# dash-joined to a hex group, so UUIDs never match.
-_DIGIT_RUN = re.compile(
-    r"(?<![0-9])(?<![0-9A-Fa-f]-)[0-9]+(?:[ -][0-9]+)*(?![0-9])(?!-[0-9A-Fa-f])"
-)
+def _credential_paths(value: Any, path: str) -> list[str]:
+    """The dotted paths of the strings in `value` holding a configured credential."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _credential_paths(v, f"{path}{k}.")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _credential_paths(v, f"{path}{i}.")]
+    if isinstance(value, str) and sensitive.holds_credential(value):
+        return [path.rstrip(".")]
+    return []
 
 
 def contains_card_number(text: str) -> bool:
-    """Whether `text` holds what the database tripwire refuses: consecutive digit groups
-    (joined by single spaces or dashes) adding up to 13-19 digits that pass the Luhn check."""
-    if not _THIRTEEN_DIGITS.search(text):
-        return False  # the common case: no run of 13+ digits at all
-    for match in _DIGIT_RUN.finditer(text):
-        groups = re.split(r"[ -]", match.group())
-        for first in range(len(groups)):
-            digits = ""
-            for group in groups[first:]:
-                digits += group
-                if len(digits) > 19:
-                    break
-                if len(digits) >= 13 and luhn_valid(digits):
-                    return True
-    return False
+    """Whether `text` holds a card number by the one specification (orchestrator.sensitive)."""
+    finding = sensitive.find_in_text(text, credentials=False)
+    return finding is not None and finding.rule is sensitive.CARD_NUMBER
 
 
 def luhn_valid(digits: str) -> bool:
     """The Luhn checksum every real card number satisfies."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    return sensitive.is_luhn_valid(digits)
