@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator import sensitive
 from orchestrator.store.schema import (
     CHECKOUT_STATES,
     SQLSTATE_APPEND_ONLY,
@@ -29,6 +30,7 @@ from orchestrator.store.schema import (
     checkouts,
 )
 from tests.fixtures.db import libpq_url
+from tests.secret_cases import CASES, SecretCase, as_json, params
 
 
 @pytest.fixture
@@ -259,69 +261,11 @@ async def test_defaults(engine: AsyncEngine) -> None:
 
 # -- the tripwire ---------------------------------------------------------------------------------
 
-CARD_JSON: list[tuple[Any, str]] = [
-    ({"card": "4242424242424242"}, "Luhn-valid 16-digit"),
-    ({"note": "card 4242 4242 4242 4242 exp 12/34"}, "Luhn-valid 16-digit"),
-    ({"note": "5555-5555-5555-4444"}, "Luhn-valid 16-digit"),
-    ({"pan": 4111111111111111}, "Luhn-valid 16-digit"),
-    ({"amex": "378282246310005"}, "Luhn-valid 15-digit"),
-    ({"n": "4242 4242 4242 4242 123"}, "Luhn-valid 16-digit"),
-    ({"deep": [{"x": [{"y": "4000056655665556"}]}]}, "Luhn-valid 16-digit"),
-]
-SECRET_JSON: list[tuple[Any, str]] = [
-    ({"payment": {"card_cvc": "987"}}, "'card_cvc'"),
-    ({"CVV": 987}, "'cvv'"),
-    ({"cvc": "987"}, "'cvc'"),
-    ({"password": "hunter2"}, "'password'"),
-    ({"app_secret": "hunter2"}, "'app_secret'"),
-    ({"refresh_token": "hunter2"}, "'refresh_token'"),
-    ({"card_number": "hunter2"}, "'card_number'"),
-    ({"payment_intent_client_secret": "hunter2"}, "'payment_intent_client_secret'"),
-    ({"client_secret": "pi_3Mtw_secret_hunter2"}, '"_secret_"'),
-    ({"note": "handed out pi_3Mtw_secret_hunter2"}, '"_secret_"'),
-    ({"card_cvc": "[REDACTED]", "nested": {"cvc": "987"}}, "'cvc'"),
-    ({"password": None, "extra": [{"Password": "hunter2"}]}, "'password'"),
-    ({"card_number": "4242 hunter2"}, "'card_number'"),
-    ({"headers": {"X-Violet-Token": "hunter2"}}, "X-Violet-* header key 'X-Violet-Token'"),
-    ({"headers": {"X-Violet-App-Secret": "[REDACTED]"}}, "X-Violet-* header key"),
-    ([{"x-violet-app-secret": "hunter2"}], "X-Violet-* header key"),
-]
-BAD_JSON = CARD_JSON + SECRET_JSON
-
-BAD_TEXT: list[tuple[str, str]] = [
-    ("declined card 4242424242424242", "Luhn-valid 16-digit"),
-    ("card 4242 4242 4242 4242 was declined", "Luhn-valid 16-digit"),
-    ("client secret pi_3Mtw_secret_hunter2", '"_secret_"'),
-    ("sent X-Violet-Token: hunter2", "X-Violet-* header"),
-]
-
-GOOD_JSON: list[Any] = [
-    {"card_number": "[REDACTED]", "card_cvc": "[REDACTED]", "cvc": "[REDACTED]"},
-    {"card_number": "****4242", "brand": "VISA", "exp_month": 12, "exp_year": 2030},
-    {"card_number": "**** **** **** 4242"},
-    {"client_secret": None, "payment_intent_client_secret": "[REDACTED]", "password": ""},
-    {"order_id": 123456, "bag_id": 10068, "sku_id": 196777, "merchant_id": 10068},
-    {"id": "3f2b8c1e-4d5a-4b6c-8d7e-123456789012", "app_order_id": "order-1001"},
-    {"uuid": "12345678-1234-4234-8234-123456789012"},
-    {"total": 123456789012, "currency": "USD"},
-    {"n": "4242424242424241"},
-    {"n": "12345678901234567890123"},
-    {"phone": "+1 555-555-0100", "postal_code": "11211"},
-    {"at": "2024-11-22T18:30:00.123456+00:00"},
-    {"secret_question": "none", "token": "tok_visa", "stripe_key": "pk_test_123"},
-    {"headers": {"Content-Type": "application/json", "X-Request-Id": "abc"}},
-    {"message": "missing X-Violet-Token header"},
-    {"CARD_CVC": "[redacted]", "my_card_cvc_hint": "three digits", "tokens": 2},
-    {"errors": [{"error_code": 2004, "message": "Out of stock", "sku_id": 196777}]},
-    [],
-]
-
-GOOD_TEXT = [
-    "Violet answered 503 Service Unavailable",
-    "order 123456 bag 10068 sku 196777 rejected",
-    "missing X-Violet-Token header",
-    "card ending 4242 was declined",
-]
+# The cases are the one table every layer reads (tests/data/secret_cases.json): the tripwire
+# must name the same rule as orchestrator.sensitive for each, and find nothing in what the
+# client's redaction leaves of it. Configured credentials are unknown to the database.
+DATABASE_CASES = [case for case in CASES if case.applies_in("database")]
+ORDINARY_CASES = [case for case in CASES if case.rule is None]
 
 # (table, column): where the tripwire must catch a secret.
 JSON_COLUMNS = [
@@ -371,36 +315,56 @@ async def insert_into(engine: AsyncEngine, table: str, column: str, doc: Any) ->
     return checkout_id
 
 
-@pytest.mark.parametrize(("table", "column"), JSON_COLUMNS)
-@pytest.mark.parametrize(("doc", "found"), BAD_JSON)
-async def test_tripwire_rejects_secrets_in_json(
-    engine: AsyncEngine, table: str, column: str, doc: Any, found: str
-) -> None:
-    with pytest.raises(sa.exc.IntegrityError) as caught:
-        await insert_into(engine, table, column, doc)
+def _refusal(caught: pytest.ExceptionInfo[sa.exc.IntegrityError]) -> str:
     error = caught.value.orig
     assert isinstance(error, psycopg.Error)
     assert error.sqlstate == SQLSTATE_TRIPWIRE
-    message = error.diag.message_primary or ""
-    assert message.startswith(f"tripwire: {table}.{column} holds ")
-    assert found in message
-    for value in ("hunter2", "987", "4242424242424242", "4242 4242", "378282246310005"):
+    return error.diag.message_primary or ""
+
+
+@pytest.mark.parametrize(("table", "column"), JSON_COLUMNS)
+@pytest.mark.parametrize("case", params(DATABASE_CASES))
+async def test_tripwire_refuses_every_secret_of_the_table_naming_its_rule(
+    engine: AsyncEngine, table: str, column: str, case: SecretCase
+) -> None:
+    with pytest.raises(sa.exc.IntegrityError) as caught:
+        await insert_into(engine, table, column, as_json(case))
+    message = _refusal(caught)
+    assert message.startswith(f"tripwire: {table}.{column} holds {case.rule}: ")
+    for value in ("hunter2", "987", "4242424242424242", "4242 4242", "abc123", "s3cr3t"):
         assert value not in message
 
 
-@pytest.mark.parametrize(("text", "found"), BAD_TEXT)
-async def test_tripwire_rejects_secrets_in_error_messages(
-    engine: AsyncEngine, text: str, found: str
+@pytest.mark.parametrize("case", params([c for c in DATABASE_CASES if c.is_text]))
+async def test_tripwire_refuses_every_secret_of_the_table_in_error_messages(
+    engine: AsyncEngine, case: SecretCase
 ) -> None:
     checkout_id = await add_checkout(engine)
     statement = checkout_events.insert().values(
-        checkout_id=checkout_id, seq=1, kind="error", error_message=text
+        checkout_id=checkout_id, seq=1, kind="error", error_message=case.text
     )
     error = await refused(engine, statement)
     assert error.sqlstate == SQLSTATE_TRIPWIRE
-    assert "checkout_events.error_message" in str(error)
-    assert found in str(error)
-    assert "hunter2" not in str(error) and "4242424242424242" not in str(error)
+    assert f"checkout_events.error_message holds {case.rule}: " in str(error)
+
+
+@pytest.mark.parametrize("case", params(CASES))
+def test_the_tripwire_and_the_client_follow_one_specification(
+    sync_conn: psycopg.Connection[Any], case: SecretCase
+) -> None:
+    """Per case: the database finds the rule the Python specification finds (none for what
+    only the process can know), and nothing in what the client's redaction leaves."""
+    expected = case.rule if case.applies_in("database") else None
+    if case.is_text:
+        row = sync_conn.execute("SELECT orchestrator_secret_in_text(%s)", (case.text,)).fetchone()
+        assert row is not None
+        assert (row[0].split(":")[0] if row[0] else None) == expected, row[0]
+        redacted_text = sensitive.redact_text(case.text or "")
+        row = sync_conn.execute("SELECT orchestrator_secret_in_text(%s)", (redacted_text,))
+        assert row.fetchone() == (None,)
+    found = secret_in(sync_conn, as_json(case))
+    assert (found.split(":")[0] if found else None) == expected, found
+    assert secret_in(sync_conn, sensitive.redact_json(as_json(case))) is None
 
 
 @pytest.mark.parametrize("column", ["request", "bags", "last_error"])
@@ -428,17 +392,39 @@ async def test_tripwire_guards_step_updates(engine: AsyncEngine) -> None:
 
 
 @pytest.mark.parametrize(("table", "column"), JSON_COLUMNS)
-async def test_tripwire_accepts_redacted_and_ordinary_json(
+async def test_tripwire_accepts_ordinary_and_redacted_json(
     engine: AsyncEngine, table: str, column: str
 ) -> None:
-    for doc in GOOD_JSON:
-        await insert_into(engine, table, column, doc)
+    for case in ORDINARY_CASES:
+        await insert_into(engine, table, column, as_json(case))
+    for case in DATABASE_CASES:
+        await insert_into(engine, table, column, sensitive.redact_json(as_json(case)))
 
 
 async def test_tripwire_accepts_ordinary_error_messages(engine: AsyncEngine) -> None:
     checkout_id = await add_checkout(engine)
-    for seq, text in enumerate(GOOD_TEXT, start=1):
+    texts = [case.text for case in ORDINARY_CASES if case.is_text]
+    for seq, text in enumerate(texts, start=1):
         await add_event(engine, checkout_id, seq, error_message=text)
+
+
+async def test_the_request_keeps_its_payment_token_but_nothing_secret_in_it(
+    engine: AsyncEngine,
+) -> None:
+    """A token checkout resumes with the payment token its request stores: that one `token`
+    key is checked as text; anywhere else a `token` key with a value is refused."""
+    token_payment = {"payment": {"type": "token", "token": "tok_visa", "provider": "STRIPE"}}
+    await add_checkout(engine, request=token_payment)
+    with pytest.raises(sa.exc.IntegrityError) as caught:
+        await insert_into(engine, "checkout_events", "detail", token_payment)
+    assert "holds secret_key: " in _refusal(caught)
+    for token in ("pi_3Mtw_secret_hunter2", "4242 4242 4242 4242"):
+        bad = {"payment": {"type": "token", "token": token, "provider": "STRIPE"}}
+        with pytest.raises(sa.exc.IntegrityError) as caught:
+            await add_checkout(engine, request=bad)
+        assert _refusal(caught).startswith("tripwire: checkouts.request holds ")
+    with pytest.raises(sa.exc.IntegrityError):
+        await add_checkout(engine, request={**token_payment, "password": "hunter2"})
 
 
 # -- the tripwire's card detector, as a property --------------------------------------------------
@@ -497,7 +483,7 @@ def test_every_luhn_valid_number_is_caught(
     number = payload + luhn_check_digit(payload)
     found = secret_in(sync_conn, {"note": prefix + grouped(number, sizes, separator)})
     # A shorter run of whole groups may be Luhn-valid too and be reported first.
-    assert found is not None and found.startswith("a Luhn-valid ")
+    assert found is not None and found.startswith("card_number: a Luhn-valid ")
 
 
 @settings(
