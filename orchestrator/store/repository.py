@@ -8,6 +8,7 @@ that lost its lease can never overwrite the one that took over. Statements are p
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.errors import CheckoutBusy, CheckoutNotFound, LeaseLost
+from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
 from orchestrator.store.group_commit import GroupCommitter
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepRecord
+from orchestrator.store.withhold import tripwire_finding, withhold_write
+
+log = logging.getLogger(__name__)
 
 TERMINAL_SQL = "('submitted', 'failed', 'canceled')"
 
@@ -278,6 +282,13 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _write_params(write: dict[str, Any]) -> dict[str, Any]:
+    params = dict(write)
+    for name in ("bags", "last_error", "events", "steps"):
+        params[name] = None if write[name] is None else _dumps(write[name])
+    return params
+
+
 def _children(parents: list[dict[str, Any]], key: str, *, worker: bool) -> list[dict[str, Any]]:
     """Every parent's `key` items in one list, each tagged with its checkout id (and worker).
 
@@ -394,10 +405,17 @@ class Repository:
             "events": _events_payload(row, events),
             "event_seq": row.event_seq,
         }
-        if self._inserts is not None:
-            found = await self._inserts.submit(row.app_order_id, insert)
-        else:
-            found = await self._insert_one(insert)
+        try:
+            if self._inserts is not None:
+                found = await self._inserts.submit(row.app_order_id, insert)
+            else:
+                found = await self._insert_one(insert)
+        except Exception as exc:
+            # Validation applies the same rules first; this is the database's last word on it.
+            finding = tripwire_finding(exc)
+            if finding is None:
+                raise
+            raise InvalidRequest([("request", f"refused by the database: {finding}")]) from None
         return None if found is None else CheckoutRow.from_mapping(found)
 
     async def _insert_one(self, insert: dict[str, Any]) -> dict[str, Any] | None:
@@ -493,6 +511,9 @@ class Repository:
             raise LeaseLost(
                 f"checkout {row.id}: lease epoch {row.lease_epoch} was taken over; write refused"
             )
+        if "withheld" in write:  # the row now holds what was stored, not what was refused
+            row.bags = write["withheld"]["bags"]
+            row.last_error = write["withheld"]["last_error"]
         row.version = written["version"]
         row.next_attempt_at = written["next_attempt_at"]
         row.lease_expires_at = written["lease_expires_at"]
@@ -502,11 +523,33 @@ class Repository:
         row.lease_owner = worker if keep_lease else None
 
     async def _write_one(self, write: dict[str, Any]) -> dict[str, Any] | None:
-        """One step write as its own statement (None: the lease epoch moved on)."""
-        params = dict(write)
-        for name in ("bags", "last_error", "events", "steps"):
-            params[name] = None if write[name] is None else _dumps(write[name])
-        return await self._row(_WRITE_SQL, params)
+        """One step write as its own statement (None: the lease epoch moved on).
+
+        A write the tripwire refuses for its text is made again with that text withheld
+        (withhold.py): the state and the outcome are always recorded. The marker names the
+        finding; should the marker itself be refused, a plain one is used."""
+        try:
+            return await self._row(_WRITE_SQL, _write_params(write))
+        except Exception as exc:
+            finding = tripwire_finding(exc)
+            if finding is None:
+                raise
+        log.warning(
+            "checkout %s: the database refused the text of a write (%s); "
+            "recorded it with the text withheld",
+            write["id"],
+            finding,
+        )
+        withheld = withhold_write(write, finding)
+        try:
+            written = await self._row(_WRITE_SQL, _write_params(withheld))
+        except Exception as exc:
+            if tripwire_finding(exc) is None:
+                raise
+            withheld = withhold_write(write, None)
+            written = await self._row(_WRITE_SQL, _write_params(withheld))
+        write["withheld"] = withheld
+        return written
 
     async def _write_many(self, writes: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         """Several checkouts' step writes in one statement; results in the order given."""
