@@ -1,7 +1,10 @@
 """Human output for the CLI: rich tables and colours on a terminal, plain aligned text in a pipe.
 
 Plain text matters as much as colour: support staff grep and paste it, so when stdout is not a
-terminal nothing here emits an ANSI code or a box-drawing character.
+terminal nothing here emits an ANSI code or a box-drawing character. Whatever is printed may come
+from Violet (error messages, merchant names) through the database: control characters are shown
+escaped (`\x1b`), never sent to the terminal, so such text cannot move the cursor, retitle the
+window or hide itself.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rich.text import Text
 
 from orchestrator import machine
 from orchestrator.checkout import AuditEvent, Checkout, iso
+from orchestrator.logs import printable
 
 _ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD", "UGX"})
 _STATE_STYLE = {
@@ -44,6 +48,7 @@ class Output:
         self.rich = self.console.is_terminal
 
     def line(self, text: str = "", style: str | None = None) -> None:
+        text = printable(text)
         if self.rich and style:
             self.console.print(Text(text, style=style))
         else:
@@ -57,6 +62,7 @@ class Output:
 
     def fields(self, rows: Sequence[tuple[str, str]]) -> None:
         """`label: value` lines, labels aligned."""
+        rows = [(label, printable(value, newlines=False)) for label, value in rows]
         width = max((len(label) for label, _ in rows), default=0)
         for label, value in rows:
             if self.rich:
@@ -76,6 +82,8 @@ class Output:
         styles: Sequence[str | None] | None = None,
     ) -> None:
         """A table; `styles` gives an optional style per row (terminal only)."""
+        rows = [[printable(cell, newlines=False) for cell in row] for row in rows]
+        title = printable(title) if title else title
         if self.rich:
             table = Table(title=title, title_justify="left", header_style="bold")
             for column in columns:
