@@ -27,6 +27,7 @@ from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.control import control_routes
 from orchestrator.sandbox.errors import AuthError, DropConnection, SandboxError
 from orchestrator.sandbox.faults import (
+    CART_ERROR,
     DELAY_AFTER_APPLY,
     DROP_AFTER_APPLY,
     DROP_BEFORE_APPLY,
@@ -113,12 +114,31 @@ def _fault_response(fault: Fault) -> Response:
             "message": "Too many requests to the merchant platform; retry later",
         }
         return json_response(fault.status, body, headers)
+    if fault.content_type is not None and fault.message is not None:  # e.g. a proxy's HTML page
+        return Response(fault.message, status_code=fault.status, media_type=fault.content_type)
     body = {
         "code": fault.status,
         "error": "service_unavailable" if fault.status == 503 else "server_error",
-        "message": f"injected fault: HTTP {fault.status}",
+        "message": fault.message or f"injected fault: HTTP {fault.status}",
     }
     return json_response(fault.status, body)
+
+
+def _with_cart_error(payload: Any, fault: Fault) -> Any:
+    """An order answer with one more errors[] entry carrying the fault's message (Violet reports
+    bag-level problems with HTTP 200); other answers are left as they are."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("errors"), list):
+        return payload
+    bags = payload.get("bags") or [{}]
+    entry = {
+        "id": 999_000 + fault.id,
+        "order_id": payload.get("id"),
+        "bag_id": bags[0].get("id"),
+        "type": "EXTERNAL_ERROR",
+        "message": fault.message,
+        "entity_type": "BAG",
+    }
+    return {**payload, "errors": [*payload["errors"], entry]}
 
 
 class _Pipeline:
@@ -210,6 +230,8 @@ class _Pipeline:
             status, payload = operation(state, call)
             if op == "create_cart" and isinstance(payload, dict):
                 entry["cart_id"] = payload.get("id")
+            if fault is not None and fault.kind == CART_ERROR:
+                payload = _with_cart_error(payload, fault)
             response = json_response(status, payload)
         except SandboxError as exc:
             response = json_response(exc.status, exc.body(), exc.headers)

@@ -84,6 +84,8 @@ class SandboxControl:
         status: int | None = None,
         latency_ms: float | None = None,
         retry_after: float | None = None,
+        message: str | None = None,
+        content_type: str | None = None,
     ) -> int:
         """Arm a fault; returns its id. See docs/sandbox.md for ops and kinds."""
         spec: dict[str, Any] = {"op": op, "kind": kind}
@@ -93,6 +95,8 @@ class SandboxControl:
             ("status", status),
             ("latency_ms", latency_ms),
             ("retry_after", retry_after),
+            ("message", message),
+            ("content_type", content_type),
         ):
             if value is not None:
                 spec[key] = value

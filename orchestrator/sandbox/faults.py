@@ -39,6 +39,7 @@ TIMEOUT = "timeout"
 DROP_BEFORE_APPLY = "drop_before_apply"
 DROP_AFTER_APPLY = "drop_after_apply"
 DELAY_AFTER_APPLY = "delay_after_apply"
+CART_ERROR = "cart_error"
 
 KINDS = (
     ERROR,
@@ -48,7 +49,10 @@ KINDS = (
     DROP_BEFORE_APPLY,
     DROP_AFTER_APPLY,
     DELAY_AFTER_APPLY,
+    CART_ERROR,
 )
+#: The longest `message` a fault may carry (what a hostile Violet might echo back).
+MAX_MESSAGE = 10_000
 
 _DEFAULT_LATENCY_MS = {LATENCY: 1000.0, TIMEOUT: 30000.0, DELAY_AFTER_APPLY: 30000.0}
 
@@ -64,6 +68,10 @@ class Fault:
     status: int
     latency_ms: float
     retry_after: float | None
+    message: str | None = None
+    """Text of the answer: an `error`'s message (its whole body with `content_type`), a
+    `cart_error`'s errors[] entry."""
+    content_type: str | None = None
     fired: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -76,6 +84,8 @@ class Fault:
             "status": self.status,
             "latency_ms": self.latency_ms,
             "retry_after": self.retry_after,
+            "message": self.message,
+            "content_type": self.content_type,
             "fired": self.fired,
         }
 
@@ -89,6 +99,15 @@ def _number(spec: dict[str, Any], key: str, minimum: float, maximum: float) -> f
     if not minimum <= value <= maximum:
         raise SandboxError(400, "invalid_field", f"{key} must be between {minimum} and {maximum}")
     return float(value)
+
+
+def _text(spec: dict[str, Any], key: str, longest: int) -> str | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > longest:
+        raise SandboxError(400, "invalid_field", f"{key} must be a string of at most {longest}")
+    return value
 
 
 class FaultRegistry:
@@ -119,6 +138,10 @@ class FaultRegistry:
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise SandboxError(400, "invalid_field", "status must be an integer in 400..599")
         latency = _number(spec, "latency_ms", 0.0, 3_600_000.0)
+        message = _text(spec, "message", MAX_MESSAGE)
+        content_type = _text(spec, "content_type", 100)
+        if kind == CART_ERROR and message is None:
+            raise SandboxError(400, "invalid_field", "a cart_error fault needs a message")
         fault = Fault(
             id=self._next_id,
             op=str(op),
@@ -128,6 +151,8 @@ class FaultRegistry:
             status=status,
             latency_ms=latency if latency is not None else _DEFAULT_LATENCY_MS.get(kind, 0.0),
             retry_after=_number(spec, "retry_after", 0.0, 86400.0),
+            message=message,
+            content_type=content_type,
         )
         self._next_id += 1
         self.faults.append(fault)
