@@ -210,8 +210,17 @@ _HEADER_VALUE_RE: Final = re.compile(
 _ANY_DIGIT_RE: Final = re.compile(DIGIT)
 
 
+# No rule finds anything in fewer characters: `_secret_` and a credential take 8, a header line
+# 12, a JWT 11, a card number 13.
+_SHORTEST: Final = 8
+
+
 def _may_hold_card(text: str) -> bool:
-    return _ANY_DIGIT_RE.search(text) is not None and _CARD_PRECHECK_RE.search(text) is not None
+    return (
+        len(text) >= 13
+        and _ANY_DIGIT_RE.search(text) is not None
+        and _CARD_PRECHECK_RE.search(text) is not None
+    )
 
 
 def _may_hold_other(text: str) -> bool:
@@ -273,6 +282,7 @@ def _card_spans(text: str) -> Iterator[tuple[int, int, int]]:
 # Shorter values are not masked as substrings: they occur inside ordinary words (a password
 # "pw" would mask every "pw" in every log line). Real app secrets and tokens are far longer.
 MIN_CREDENTIAL_LENGTH: Final = 8
+assert MIN_CREDENTIAL_LENGTH >= _SHORTEST  # find_in_text skips shorter text altogether
 # Rotating tokens: the most recent ones stay masked (an old token can still be echoed for a
 # while); a handful covers any refresh rhythm without letting the list grow in a long process.
 _KEPT_TOKENS: Final = 8
@@ -350,6 +360,8 @@ def holds_credential(text: str) -> bool:
 
 def find_in_text(text: str, *, credentials: bool = True) -> Finding | None:
     """The first rule `text` breaks (rules in the database's order, then credentials), or None."""
+    if len(text) < _SHORTEST:
+        return None
     if _may_hold_card(text):
         for _start, _end, count in _card_spans(text):
             return Finding(CARD_NUMBER, f"a Luhn-valid {count}-digit number")
@@ -382,6 +394,8 @@ def redact_text(text: str) -> str:
     """`text` with everything a text rule finds replaced by ``[REDACTED]`` (a header keeps its
     name, up to the colon). Cheap when there is nothing to find: a digit scan (and the card
     pre-check if there is one) and substring tests, one per configured credential."""
+    if len(text) < _SHORTEST:
+        return text
     if _may_hold_card(text):
         text = _mask_cards(text)
     if _may_hold_other(text):
