@@ -62,7 +62,7 @@ class Output:
 
     def fields(self, rows: Sequence[tuple[str, str]]) -> None:
         """`label: value` lines, labels aligned."""
-        rows = [(label, printable(value, newlines=False)) for label, value in rows]
+        rows = [(printable(k, newlines=False), printable(v, newlines=False)) for k, v in rows]
         width = max((len(label) for label, _ in rows), default=0)
         for label, value in rows:
             if self.rich:
