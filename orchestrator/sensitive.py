@@ -15,7 +15,7 @@ Rules, and the layers that apply them (V validation, R redaction, L logs, D data
 | `jwt`           | a JSON web token, bare, anywhere                              | x | x | x | x |
 | `header_line`   | `X-Violet-...: value`, `Authorization: value` in text         | x | x | x | x |
 | `cvc_key`       | a JSON key naming a card security code (`cvc`, `cvv2`, ...)   |   | x |   | x |
-| `secret_key`    | a JSON key naming a secret (`password`, `token`, `X-Violet-*`) |   | x |   | x |
+| `secret_key`    | a JSON key naming a secret (`password`, `token`, X-Violet-*)  |   | x |   | x |
 | `credential`    | a configured credential (app secret, password, tokens) of 8+  | x | x | x |   |
 |                 | characters                                                    |   |   |   |   |
 
@@ -444,7 +444,7 @@ def _number_text(value: Any) -> str | None:
         return None
     if isinstance(value, int):
         return str(value) if abs(value) >= 10**12 else None
-    if isinstance(value, float) and math.isfinite(value) and abs(value) >= 10**6:
+    if isinstance(value, float) and math.isfinite(value):  # 0.4242424242424242 reads as digits
         return repr(value)
     return None
 
