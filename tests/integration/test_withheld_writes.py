@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from orchestrator.api import Orchestrator
+from orchestrator.errors import InvalidRequest
 from orchestrator.store.records import CheckoutRow, Event, StepRecord
 from tests.fixtures.db import libpq_url
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request
@@ -119,3 +120,22 @@ async def test_a_refused_write_never_costs_its_neighbours_in_a_shared_statement(
     assert (await _stored(database_url, bad.id))["state"] == "created"
     kept = await _stored(database_url, good.id)
     assert kept["state"] == "created" and "out of stock, try later" in kept["text"]
+
+
+async def test_an_insert_the_tripwire_refuses_is_an_invalid_request(orch: Orchestrator) -> None:
+    """A request is the caller's input, not an outcome: refused, it is reported as invalid (exit
+    2 in the CLI), never stored withheld. Validation applies the same rules first."""
+    row = CheckoutRow.registered(
+        app_order_id=f"withheld-{uuid.uuid4().hex[:8]}",
+        request={"payment": {"type": "card", "cvc": "987"}},
+        payment_kind="card",
+        currency="USD",
+        first_step="create_cart",
+        run=False,
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        await orch.repo.insert(
+            row, [Event("created")], worker=WORKER, lease_seconds=30, leased=False
+        )
+    assert caught.value.fields[0][0] == "request" and "cvc_key" in str(caught.value)
+    assert "987" not in str(caught.value)
