@@ -27,7 +27,11 @@ def _env(name: str, field: str) -> Any:
 class Settings(BaseSettings):
     """Everything the orchestrator needs to know about its surroundings."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # Every number has an upper bound and NaN/infinity are refused: an absurd value (1e308 s)
+    # would otherwise pass as "positive" and overflow a datetime deep inside a write.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, frozen=True, allow_inf_nan=False
+    )
 
     database_url: str | None = Field(
         default=None,
@@ -43,7 +47,7 @@ class Settings(BaseSettings):
         validation_alias=_env("VIOLET_BASE_URL", "violet_base_url"),
     )
     violet_app_id: int | None = Field(
-        default=None, validation_alias=_env("VIOLET_APP_ID", "violet_app_id")
+        default=None, ge=1, le=2**63 - 1, validation_alias=_env("VIOLET_APP_ID", "violet_app_id")
     )
     violet_app_secret: SecretStr | None = Field(
         default=None, validation_alias=_env("VIOLET_APP_SECRET", "violet_app_secret")
@@ -55,23 +59,31 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("VIOLET_PASSWORD", "violet_password")
     )
     connect_timeout: float = Field(
-        default=5.0, gt=0, validation_alias=_env("VIOLET_CONNECT_TIMEOUT", "connect_timeout")
+        default=5.0,
+        gt=0,
+        le=300,
+        validation_alias=_env("VIOLET_CONNECT_TIMEOUT", "connect_timeout"),
     )
     read_timeout: float = Field(
-        default=30.0, gt=0, validation_alias=_env("VIOLET_READ_TIMEOUT", "read_timeout")
+        default=30.0, gt=0, le=3600, validation_alias=_env("VIOLET_READ_TIMEOUT", "read_timeout")
     )
     total_timeout: float = Field(
-        default=60.0, gt=0, validation_alias=_env("VIOLET_TOTAL_TIMEOUT", "total_timeout")
+        default=60.0,
+        gt=0,
+        le=3600,
+        validation_alias=_env("VIOLET_TOTAL_TIMEOUT", "total_timeout"),
     )
     db_pool_size: int = Field(
         default=10,
         ge=1,
+        le=1000,
         validation_alias=_env("ORCHESTRATOR_DB_POOL_SIZE", "db_pool_size"),
         description="Connections one orchestrator keeps for its step writes.",
     )
     db_write_slots: int = Field(
         default=1,
         ge=1,
+        le=1000,
         validation_alias=_env("ORCHESTRATOR_DB_WRITE_SLOTS", "db_write_slots"),
         description="Step-write statements one orchestrator has in flight at once.",
     )
@@ -82,17 +94,27 @@ class Settings(BaseSettings):
         validation_alias=_env("ORCHESTRATOR_LEASE_SECONDS", "lease_seconds"),
     )
     max_attempts: int = Field(
-        default=8, ge=1, validation_alias=_env("ORCHESTRATOR_MAX_ATTEMPTS", "max_attempts")
+        default=8,
+        ge=1,
+        le=1000,
+        validation_alias=_env("ORCHESTRATOR_MAX_ATTEMPTS", "max_attempts"),
     )
     backoff_base: float = Field(
-        default=1.0, ge=0, validation_alias=_env("ORCHESTRATOR_BACKOFF_BASE", "backoff_base")
+        default=1.0,
+        ge=0,
+        le=3600,
+        validation_alias=_env("ORCHESTRATOR_BACKOFF_BASE", "backoff_base"),
     )
     backoff_cap: float = Field(
-        default=300.0, ge=0, validation_alias=_env("ORCHESTRATOR_BACKOFF_CAP", "backoff_cap")
+        default=300.0,
+        ge=0,
+        le=86400,
+        validation_alias=_env("ORCHESTRATOR_BACKOFF_CAP", "backoff_cap"),
     )
     submit_settle_seconds: float = Field(
         default=10.0,
         ge=0,
+        le=3600,
         validation_alias=_env("ORCHESTRATOR_SUBMIT_SETTLE_SECONDS", "submit_settle_seconds"),
         description="How long an unanswered submit may still run at Violet after the client gave"
         " up on it (total timeout): no new submit before both have passed.",
@@ -100,6 +122,7 @@ class Settings(BaseSettings):
     max_recoveries: int = Field(
         default=5,
         ge=1,
+        le=1000,
         validation_alias=_env("ORCHESTRATOR_MAX_RECOVERIES", "max_recoveries"),
         description="Lease takeovers after which a checkout is parked as failed (poison).",
     )
