@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import functools
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ import sqlalchemy.exc
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import aio, audit, machine, render
+from orchestrator import aio, audit, cli_input, machine, render
 from orchestrator.checkout import Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
@@ -189,24 +188,10 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-def _read_request(path: Path) -> CheckoutRequest:
-    """A checkout request from a JSON file; InvalidRequest names the file or the bad field."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM some editors write is fine
-    except OSError as exc:
-        raise InvalidRequest([(str(path), exc.strerror or "cannot be read")]) from None
-    except UnicodeDecodeError:
-        raise InvalidRequest([(str(path), "not UTF-8 text")]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise InvalidRequest([(str(path), f"not valid JSON at {where}: {exc.msg}")]) from None
-    except RecursionError:
-        raise InvalidRequest([(str(path), "JSON nested too deeply")]) from None
-    if not isinstance(data, dict):
-        raise InvalidRequest([(str(path), "must hold one JSON object")])
-    return CheckoutRequest.parse(data)
+def _read_request(path: Path, settings: Settings) -> CheckoutRequest:
+    """A checkout request from a JSON file or stdin (`-`); InvalidRequest names the source or
+    the bad field."""
+    return CheckoutRequest.parse(cli_input.read_json_object(path, limit=settings.max_request_bytes))
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -289,7 +274,9 @@ async def _with_orchestrator(
 @checkout_app.command("start")
 @cli_errors
 def checkout_start(
-    file: Path = typer.Argument(..., help="A JSON checkout request (see docs/cli.md)."),
+    file: Path = typer.Argument(
+        ..., help="A JSON checkout request (see docs/cli.md); - reads it from stdin."
+    ),
     no_run: bool = typer.Option(False, "--no-run", help="Only register it (due now)."),
     as_json: bool = JsonOption,
     show_secret: bool = typer.Option(
@@ -297,7 +284,7 @@ def checkout_start(
     ),
 ) -> None:
     """Register a checkout from FILE and drive it as far as it can go now."""
-    request = _read_request(file)
+    request = _read_request(file, _settings())
     if no_run and request.payment.type == "card":
         typer.echo(
             "note: card data is never stored; a card checkout registered with --no-run will wait "

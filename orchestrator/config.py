@@ -127,6 +127,15 @@ class Settings(BaseSettings):
         description="Lease takeovers after which a checkout is parked as failed (poison).",
     )
 
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        validation_alias=_env("ORCHESTRATOR_MAX_REQUEST_BYTES", "max_request_bytes"),
+        description="Largest request or card file the CLI reads (a request holds at most 100"
+        " SKUs and short fields: a few KiB).",
+    )
+
     overlap_writes: bool = Field(
         default=True,
         validation_alias=_env("ORCHESTRATOR_OVERLAP_WRITES", "overlap_writes"),
