@@ -519,6 +519,12 @@ def sandbox_serve(
         help="The first cart id handed out (default 80000). In front of a database that keeps an "
         "earlier sandbox's checkouts, start above its max(violet_order_id): ids are unique there.",
     ),
+    allow_remote_control: bool = typer.Option(
+        False,
+        "--allow-remote-control",
+        help="On a --host other hosts can reach, serve the unauthenticated /_sandbox control "
+        "surface too (left out by default).",
+    ),
 ) -> None:
     """Serve the local Violet sandbox over HTTP until interrupted (Ctrl-C)."""
     from orchestrator.sandbox import SandboxConfig, serve
@@ -531,7 +537,7 @@ def sandbox_serve(
     config = SandboxConfig(latency_ms=latency_ms)
     if first_cart_id is not None:
         config = dataclasses.replace(config, first_cart_id=first_cart_id)
-    serve(host, port, config)
+    serve(host, port, config, allow_remote_control=allow_remote_control)
 
 
 @app.command()

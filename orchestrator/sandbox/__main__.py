@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
     parser.add_argument("--app-id", type=int, default=SandboxConfig.app_id)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--allow-remote-control",
+        action="store_true",
+        help="serve the unauthenticated /_sandbox control surface on a non-loopback --host too",
+    )
     args = parser.parse_args(argv)
     defaults = SandboxConfig()
     secrets: dict[str, Any] = {
@@ -38,7 +43,13 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         **secrets,
     )
-    serve(args.host, args.port, config, log_level=args.log_level)
+    serve(
+        args.host,
+        args.port,
+        config,
+        log_level=args.log_level,
+        allow_remote_control=args.allow_remote_control,
+    )
 
 
 if __name__ == "__main__":

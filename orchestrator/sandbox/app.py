@@ -260,15 +260,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response(status, {"code": status, "error": error, "message": message})
 
 
-def create_app(config: SandboxConfig | None = None) -> Starlette:
-    """A fresh sandbox with its own state; ``app.state.sandbox`` is that state (for tests)."""
+def create_app(config: SandboxConfig | None = None, *, control: bool = True) -> Starlette:
+    """A fresh sandbox with its own state; ``app.state.sandbox`` is that state (for tests).
+
+    ``control=False`` leaves out the unauthenticated /_sandbox surface (404), for a sandbox that
+    other hosts can reach.
+    """
     state = SandboxState(config)
     pipeline = _Pipeline(state)
     routes = [
         Route(path, pipeline.endpoint(op, operation, authenticated=auth), methods=[method])
         for method, path, op, operation, auth in _V1
     ]
-    routes.extend(control_routes(state))
+    if control:
+        routes.extend(control_routes(state))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.sandbox = state
     logger.debug("sandbox app created: %r", state.config)
