@@ -23,7 +23,12 @@ from orchestrator import machine
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
-from orchestrator.errors import CheckoutNotFound, IllegalTransition, PaymentNotConfirmed
+from orchestrator.errors import (
+    CheckoutNotFound,
+    DatabaseUnavailable,
+    IllegalTransition,
+    PaymentNotConfirmed,
+)
 from orchestrator.leases import LeaseKeeper
 from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.runner import DriveResult, RetryPolicy, Runner
@@ -104,19 +109,34 @@ class Orchestrator:
             url = await asyncio.to_thread(self._database_url)
             # The step writes have their own psycopg pool; the engine serves schema checks and
             # the occasional query, so a small pool keeps the server's connection count low.
-            self._engine = database.create_engine(url, pool_size=2)
+            self._engine = database.create_engine(
+                url,
+                pool_size=2,
+                lock_timeout=self.settings.db_lock_timeout,
+                statement_timeout=self.settings.db_statement_timeout,
+            )
         await database.check_schema(self._engine)
+        # The step writes: a lock held elsewhere or a stuck statement fails the write (a database
+        # error: the checkout is kept for recovery) instead of blocking the worker for good.
+        timeouts = database.session_options(
+            self._engine.url,
+            lock_timeout=self.settings.db_lock_timeout,
+            statement_timeout=self.settings.db_statement_timeout,
+        )
         self._pool = AsyncConnectionPool(
             self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
             min_size=1,
             max_size=self.settings.db_pool_size,
             open=False,
-            kwargs={"autocommit": True, "application_name": "orchestrator", "connect_timeout": 5},
+            kwargs={
+                "autocommit": True,
+                "application_name": "orchestrator",
+                "connect_timeout": 5,
+                **timeouts,
+            },
         )
         await self._pool.open(wait=True, timeout=30)
-        self.repo = Repository(
-            self._engine, self._pool, write_slots=self.settings.db_write_slots
-        )
+        self.repo = Repository(self._engine, self._pool, write_slots=self.settings.db_write_slots)
         self.leases = LeaseKeeper(
             self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
@@ -213,13 +233,22 @@ class Orchestrator:
         ]
         if run:
             events.append(Event("step_started", step=CREATE_CART, attempt=1))
-        inserted = await self.repo.insert(
-            row,
-            events,
-            worker=self.worker_id,
-            lease_seconds=self.settings.lease_seconds,
-            leased=run,
-        )
+        try:
+            inserted = await self.repo.insert(
+                row,
+                events,
+                worker=self.worker_id,
+                lease_seconds=self.settings.lease_seconds,
+                leased=run,
+            )
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
+            raise DatabaseUnavailable(
+                f"database unavailable ({database.error_reason(exc)}); checkout "
+                f"{req.app_order_id} may not be registered: starting it again is safe (one "
+                "checkout per app_order_id)"
+            ) from exc
         if inserted is None:
             return await self.get(req.app_order_id)
         if isinstance(req.payment, CardPaymentRequest):
@@ -259,10 +288,19 @@ class Orchestrator:
 
     async def drive_claimed(self, row: CheckoutRow, *, intent_committed: bool) -> Checkout:
         """Drive a checkout whose lease this orchestrator holds (used by the recovery job)."""
-        with self.leases.holding(row.id):
-            result: DriveResult = await self.runner.drive(
-                row, card=self._cards.get(row.id), intent_committed=intent_committed
-            )
+        try:
+            with self.leases.holding(row.id):
+                result: DriveResult = await self.runner.drive(
+                    row, card=self._cards.get(row.id), intent_committed=intent_committed
+                )
+        except Exception as exc:
+            if isinstance(exc, DatabaseUnavailable) or not database.is_database_error(exc):
+                raise
+            raise DatabaseUnavailable(
+                f"database unavailable ({database.error_reason(exc)}); checkout "
+                f"{row.app_order_id} is kept and will be resumed by `orchestrator recover` "
+                "once the database answers"
+            ) from exc
         if result.throttle_seconds:
             await self.repo.throttle("global", result.throttle_seconds)
         if row.state not in (

@@ -105,6 +105,14 @@ def _main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_pool_logs(debug)
+
+
+def quiet_pool_logs(debug: bool) -> None:
+    """psycopg_pool warns on every reconnection attempt while the database is down; the command
+    reports the outage in its own line (and recovery in its own retry log) instead."""
+    if not debug:
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def _classify(exc: BaseException) -> tuple[ExitCode, str]:
@@ -121,10 +129,9 @@ def _classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.UNAVAILABLE, str(exc)
     if isinstance(exc, VioletError):
         return ExitCode.UNAVAILABLE, f"Violet: {exc}"
-    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+    if database.is_database_error(exc):
         # The driver's first line only: statement parameters are never echoed.
-        reason = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
-        return ExitCode.UNAVAILABLE, f"database: {reason[0] if reason else 'unavailable'}"
+        return ExitCode.UNAVAILABLE, f"database: {database.error_reason(exc)}"
     if isinstance(exc, OrchestratorError):
         return ExitCode.CHECKOUT_FAILED, str(exc)
     return ExitCode.CHECKOUT_FAILED, f"unexpected {type(exc).__name__}: {exc} (rerun with --debug)"
@@ -244,10 +251,20 @@ def _print_checkout(checkout: Checkout, as_json: bool, *, show_secret: bool = Fa
 
 
 def _checkout_exit(checkout: Checkout) -> None:
-    """Exit 1 for a failed checkout, 5 when Violet could not be reached (the row stays due)."""
+    """Exit 1 for a failed checkout, 5 when Violet could not be reached or refused our
+    credentials (the row stays due)."""
     if checkout.state == machine.FAILED:
         raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
     error = checkout.last_error or {}
+    if not checkout.is_terminal and error.get("class") == "config":
+        typer.echo(
+            f"error: Violet refused the credentials ({error.get('message')}); the checkout is "
+            f"kept, not failed, and is due again at {render.when(checkout.next_attempt_at)}: fix "
+            "VIOLET_APP_ID, VIOLET_APP_SECRET, VIOLET_USERNAME or VIOLET_PASSWORD, then run "
+            "`orchestrator recover`",
+            err=True,
+        )
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
     unreachable = error.get("class") in ("retryable", "outcome_unknown") and not error.get("status")
     if not checkout.is_terminal and not checkout.is_waiting and unreachable:
         typer.echo(

@@ -87,6 +87,21 @@ class Settings(BaseSettings):
         validation_alias=_env("ORCHESTRATOR_DB_WRITE_SLOTS", "db_write_slots"),
         description="Step-write statements one orchestrator has in flight at once.",
     )
+    db_lock_timeout: float = Field(
+        default=10.0,
+        ge=0.1,
+        le=600,
+        validation_alias=_env("ORCHESTRATOR_DB_LOCK_TIMEOUT", "db_lock_timeout"),
+        description="Longest wait of one statement for a lock (PostgreSQL lock_timeout): a row"
+        " lock held elsewhere fails the write, which keeps the checkout for recovery.",
+    )
+    db_statement_timeout: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        validation_alias=_env("ORCHESTRATOR_DB_STATEMENT_TIMEOUT", "db_statement_timeout"),
+        description="Longest run of one statement (PostgreSQL statement_timeout).",
+    )
     lease_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 
+from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 
@@ -65,8 +66,11 @@ class LeaseKeeper:
                 renewed = await self.repo.renew(
                     ids, worker=self.worker, lease_seconds=self.lease_seconds
                 )
-            except Exception:  # a renewal failure must not kill the worker; the write will tell
-                log.exception("lease renewal failed")
+            except Exception as exc:  # must not kill the worker; the fenced write will tell
+                if database.is_database_error(exc):  # an outage: reported where it matters
+                    log.info("lease renewal failed (%s)", database.error_reason(exc))
+                else:
+                    log.exception("lease renewal failed")
                 continue
             for lost in set(ids) - renewed:
                 if lost in self._held:

@@ -52,6 +52,7 @@ from orchestrator.violet import (
     CardPayment,
     Cart,
     OrderStatus,
+    VioletAuthError,
     VioletClient,
     VioletError,
     VioletOutcomeUnknown,
@@ -492,6 +493,9 @@ class Runner:
 
         When a reconcile probe failed (`probing`), the step's outcome is still unknown.
         """
+        if isinstance(exc, VioletAuthError) and exc.credentials_refused:
+            await self._wait_for_credentials(row, step, exc, calls, probing=probing)
+            return
         error = error_summary(exc, step)
         # Failed probes in a row back off further each time (they never use up the step's
         # attempts: its outcome is still unknown, so it stays due); they are counted in the
@@ -541,6 +545,53 @@ class Runner:
             None,  # the row's stored step start, as in _apply
             error,
         )
+        row.step_no += 1
+        await self._write_release(row, events, due_in=delay, steps=[record])
+
+    async def _wait_for_credentials(
+        self,
+        row: CheckoutRow,
+        step: str,
+        exc: VioletAuthError,
+        calls: list[CallRecord],
+        *,
+        probing: bool,
+    ) -> None:
+        """Violet refused our login: a configuration error, not this checkout's. Nothing of the
+        step was applied (its request was not sent, or answered 401), so it waits, due again
+        after the usual backoff, without using up the attempt; an in-flight step stays in flight.
+        """
+        error = error_summary(exc, step)
+        tried = row.attempt
+        if not probing:
+            row.in_flight = False
+            row.attempt = max(row.attempt - 1, 0)
+        delay = self.retry.delay(max(row.attempt, 1))
+        row.last_error = error
+        events = [
+            *_call_events(calls, row),
+            Event(
+                "error",
+                step=step,
+                attempt=tried,
+                error_class=error["class"],
+                error_type=error["type"],
+                error_message=error["message"],
+                http_status=exc.status,
+            ),
+            Event(
+                "retry_scheduled",
+                step=step,
+                attempt=tried,
+                detail={
+                    "delay_s": round(delay, 3),
+                    "reconcile_first": row.in_flight,
+                    "attempt_counted": False,
+                },
+            ),
+        ]
+        outcome = "unknown" if row.in_flight else "retry"
+        record = StepRecord(row.step_no + 1, step, tried, outcome, None, error)
         row.step_no += 1
         await self._write_release(row, events, due_in=delay, steps=[record])
 

@@ -26,6 +26,7 @@ from orchestrator.violet import (
     ShippingSelection,
     SkuLine,
     TokenPayment,
+    VioletAuthError,
     VioletCartErrors,
     VioletClient,
     VioletError,
@@ -111,6 +112,15 @@ Decision = Advance | Park | Fail | Redo | Defer
 
 def error_summary(exc: BaseException, step: str | None = None) -> dict[str, Any]:
     """What is kept of an error: class, Violet's type, a redacted message, the HTTP status."""
+    if isinstance(exc, VioletAuthError) and exc.credentials_refused:
+        # Our configuration, not this checkout: it waits for the credentials to be fixed.
+        return {
+            "class": "config",
+            "type": "credentials_refused",
+            "message": str(exc)[:500],
+            "status": exc.status,
+            "step": step,
+        }
     if isinstance(exc, VioletError):
         return {
             "class": exc.classification,

@@ -163,6 +163,12 @@ class VioletAuthError(VioletError):
 
     classification: ClassVar[Classification] = "auth"
 
+    @property
+    def credentials_refused(self) -> bool:
+        """Violet refused the login (or token refresh) itself: the configured credentials are
+        wrong, and the call that needed a token was never applied (not sent, or answered 401)."""
+        return self.op in ("login", "refresh")
+
 
 # ---------------------------------------------------------------- classification
 
