@@ -1,7 +1,8 @@
 """`Orchestrator`: the library's front door (async). A sync facade lives in `orchestrator.sync`.
 
 It composes the store, the Violet client, the runner and the lease keeper; it holds card data in
-memory only, for as long as the checkout has not passed payment.
+memory only, for as long as the checkout has not passed payment: a card is dropped whenever its
+checkout is read past payment (or gone), and at every card start for all held cards at once.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, Cart, VioletClient, VioletError
+
+#: States in which a card given to this process may still be sent to Violet; past them (paid or
+#: later, terminal) the card is dropped from memory.
+_CARD_STATES = frozenset(
+    {
+        machine.NEW,
+        machine.CREATED,
+        machine.CUSTOMER_APPLIED,
+        machine.SHIPPING_APPLIED,
+        machine.AWAITING_PAYMENT,
+    }
+)
 
 #: Stripe PaymentIntent statuses that mean the shopper has not (yet) confirmed the payment.
 _UNCONFIRMED = frozenset({"REQUIRES_PAYMENT_METHOD", "REQUIRES_CONFIRMATION", "REQUIRES_ACTION"})
@@ -233,6 +246,8 @@ class Orchestrator:
         ]
         if run:
             events.append(Event("step_started", step=CREATE_CART, attempt=1))
+        if isinstance(req.payment, CardPaymentRequest) and self._cards:
+            await self._forget_cards_past_payment()
         try:
             inserted = await self.repo.insert(
                 row,
@@ -303,14 +318,7 @@ class Orchestrator:
             ) from exc
         if result.throttle_seconds:
             await self.repo.throttle("global", result.throttle_seconds)
-        if row.state not in (
-            machine.NEW,
-            machine.CREATED,
-            machine.CUSTOMER_APPLIED,
-            machine.SHIPPING_APPLIED,
-            machine.AWAITING_PAYMENT,
-        ):
-            self._cards.pop(row.id, None)
+        self._forget_card_if_past_payment(row)
         return Checkout.from_row(row, result.handout)
 
     async def cancel(self, ref: uuid.UUID | str) -> Checkout:
@@ -340,7 +348,23 @@ class Orchestrator:
         claim = await self.repo.claim(
             row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
+        self._forget_card_if_past_payment(claim.row)
         return claim.row
+
+    def _forget_card_if_past_payment(self, row: CheckoutRow) -> None:
+        """Drop a held card once its checkout, as just read, can no longer send it to Violet
+        (another process may have paid, submitted, failed or canceled it)."""
+        if row.state not in _CARD_STATES:
+            self._cards.pop(row.id, None)
+
+    async def _forget_cards_past_payment(self) -> None:
+        """Drop every held card whose checkout has moved past payment or gone (one query): a card
+        whose checkout another process finished is otherwise kept until this one looks at it."""
+        held = list(self._cards)
+        states = await self.repo.states_of(held)
+        for checkout_id in held:
+            if states.get(checkout_id) not in _CARD_STATES:
+                self._cards.pop(checkout_id, None)
 
     async def _give_back(self, claimed: CheckoutRow) -> None:
         """Release a lease taken for nothing (a terminal row came back without one)."""
@@ -429,6 +453,7 @@ class Orchestrator:
             # A card number pasted as a reference must not come back in the message.
             shown = "(a card number?)" if contains_card_number(str(ref)) else str(ref)
             raise CheckoutNotFound(f"no checkout with id, app_order_id or Violet order id {shown}")
+        self._forget_card_if_past_payment(row)
         return row
 
 

@@ -601,6 +601,13 @@ class Repository:
         params = {"ids": list(ids), "worker": worker, "lease_s": lease_seconds}
         return {r["id"] for r in await self._rows(sql, params)}
 
+    async def states_of(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The state of each checkout among `ids` that exists."""
+        rows = await self._rows(
+            "SELECT id, state FROM checkouts WHERE id = ANY(%(ids)s)", {"ids": list(ids)}
+        )
+        return {r["id"]: r["state"] for r in rows}
+
     async def get(self, ref: uuid.UUID | str) -> CheckoutRow | None:
         """A checkout by id, app_order_id or Violet order id (a string of digits)."""
         if isinstance(ref, uuid.UUID):
