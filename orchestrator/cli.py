@@ -42,7 +42,7 @@ from orchestrator.errors import (
     OrchestratorError,
     SchemaNotMigrated,
 )
-from orchestrator.request import CheckoutRequest
+from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.store import database
 from orchestrator.violet import VioletError
 
@@ -305,7 +305,7 @@ def checkout_start(
     if no_run and request.payment.type == "card":
         typer.echo(
             "note: card data is never stored; a card checkout registered with --no-run will wait "
-            "in awaiting_payment for the card to be given again",
+            "in awaiting_payment for the card to be given again (`orchestrator checkout pay`)",
             err=True,
         )
     checkout = _run(_with_orchestrator(lambda orch: orch.start(request, run=not no_run)))
@@ -347,6 +347,45 @@ def checkout_confirm_payment(
 ) -> None:
     """The shopper confirmed (payment intent or 3-D Secure): price and submit, at most once."""
     checkout = _run(_with_orchestrator(lambda orch: orch.confirm_payment(ref)))
+    _print_checkout(checkout, as_json)
+    _checkout_exit(checkout)
+
+
+_CARD_ON_ARGV = InvalidRequest(
+    [
+        (
+            "command line",
+            "card data is read from a file or stdin (--card FILE or --card -), never from the "
+            "command line (not shown here: it may be card data)",
+        )
+    ]
+)
+
+
+@checkout_app.command(
+    "pay", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+@cli_errors
+def checkout_pay(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Checkout id, app_order_id or Violet order id."),
+    card: str = typer.Option(
+        ...,
+        "--card",
+        help="A JSON file holding the card, as the request's card payment; - reads it from "
+        "stdin. Never the card itself: argv is visible to every user of the machine.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Give the card again to a checkout waiting in awaiting_payment, and drive it on."""
+    # Extra arguments, an unknown option or inline JSON may be card data: refused, not echoed.
+    if ctx.args or card.lstrip().startswith("{") or contains_card_number(card):
+        raise _CARD_ON_ARGV
+    settings = _settings()
+    data = cli_input.read_json_object(card, limit=settings.max_request_bytes)
+    data.setdefault("type", "card")
+    payment = CardPaymentRequest.parse(data)
+    checkout = _run(_with_orchestrator(lambda orch: orch.provide_payment(ref, payment)))
     _print_checkout(checkout, as_json)
     _checkout_exit(checkout)
 

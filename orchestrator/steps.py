@@ -277,7 +277,8 @@ def _choose(offer: BagShippingMethods, policy: str) -> ShippingSelection | None:
 
 NEED_CARD = (
     "card data is never stored: the card was lost with the worker before Violet took it; "
-    "call provide_payment() with the card again"
+    "give it again with `orchestrator checkout pay REF --card FILE` (or - for stdin) or "
+    "call provide_payment()"
 )
 NEED_CONFIRMATION = (
     "waiting for the shopper to confirm the payment intent (Stripe.js); then call confirm_payment()"
