@@ -4,6 +4,7 @@ import pytest
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import ConfigError
+from orchestrator.store.database import session_options
 
 
 def test_reads_documented_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +56,14 @@ def test_every_numeric_setting_has_an_upper_bound(field: str, env: str) -> None:
         m for m in Settings.model_fields[field].metadata if hasattr(m, "le") or hasattr(m, "lt")
     ]
     assert bounds, f"{env} has no upper bound"
+
+
+def test_session_options_set_both_timeouts_and_keep_options_given_in_the_url() -> None:
+    url = "postgresql+psycopg://u@h/db?options=-c%20search_path%3Dapp"
+    assert session_options(url, lock_timeout=0.5, statement_timeout=60) == {
+        "options": "-c search_path=app -c lock_timeout=500 -c statement_timeout=60000"
+    }
+    assert (
+        session_options("postgresql+psycopg://u@h/db", lock_timeout=None, statement_timeout=None)
+        == {}
+    )
