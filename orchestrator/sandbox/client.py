@@ -61,13 +61,16 @@ class SandboxControl:
         latency_ms: float | None = None,
         latency_jitter_ms: float | None = None,
         token_ttl_seconds: float | None = None,
+        processing_ms: float | None = None,
     ) -> dict[str, Any]:
+        """Change runtime knobs; `processing_ms` keeps submitted orders PROCESSING that long."""
         body = {
             k: v
             for k, v in (
                 ("latency_ms", latency_ms),
                 ("latency_jitter_ms", latency_jitter_ms),
                 ("token_ttl_seconds", token_ttl_seconds),
+                ("processing_ms", processing_ms),
             )
             if v is not None
         }

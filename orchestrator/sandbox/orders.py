@@ -2,11 +2,16 @@
 
 Submit is the call the orchestrator must never repeat blindly; the sandbox makes a repeat
 harmless but visible: it answers with the existing order and counts a duplicate submit.
+
+With ``processing_ms`` the submit answers while the order is still PROCESSING (bags SUBMITTED,
+payment AUTHORIZED), as Violet does while the merchant platforms have not answered yet; the
+bags are accepted or rejected on the first call after that delay (``settle_due``).
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from orchestrator.sandbox.carts import (
@@ -25,6 +30,7 @@ from orchestrator.sandbox.model import (
     CANCELED,
     COMPLETED,
     IN_PROGRESS,
+    PROCESSING,
     REQUIRES_ACTION,
     Bag,
     Cart,
@@ -93,7 +99,7 @@ def _validate(cart: Cart) -> None:
 
 def submit_cart(state: SandboxState, cart: Cart) -> Result:
     """Validate, charge, and send bags to their merchants; at most one order per cart."""
-    if cart.status in (COMPLETED, CANCELED):
+    if cart.status in (COMPLETED, CANCELED, PROCESSING):
         state.duplicate_submits[cart.id] += 1
         return 200, render_cart(cart)
     if cart.status == IN_PROGRESS:
@@ -116,17 +122,53 @@ def submit_cart(state: SandboxState, cart: Cart) -> Result:
 
 
 def _complete(state: SandboxState, cart: Cart) -> Result:
+    if state.config.processing_ms > 0:
+        return _begin_processing(state, cart)
+    if not _settle(state, cart):
+        bag = cart.bags[0]
+        raise bad_request(
+            "external_submit_failed",
+            f"{bag.merchant.name} ({bag.merchant.platform}) rejected the order for bag {bag.id}",
+        )
+    state.submits[cart.id] += 1
+    return 200, render_cart(cart)
+
+
+def _begin_processing(state: SandboxState, cart: Cart) -> Result:
+    """Take the order and answer at once; its merchants decide after ``processing_ms``."""
+    cart.status = PROCESSING
+    cart.date_submitted = timestamp()  # "after validation, before the bags go out" (S11)
+    for bag in cart.bags:
+        bag.status = "SUBMITTED"
+        bag.financial_status = "AUTHORIZED"
+    cart.touch()
+    state.processing[cart.id] = time.monotonic() + state.config.processing_ms / 1000
+    state.submits[cart.id] += 1
+    return 200, render_cart(cart)
+
+
+def settle_due(state: SandboxState) -> None:
+    """Let the merchants answer for every order whose processing delay has passed."""
+    now = time.monotonic()
+    for cart_id, due in list(state.processing.items()):
+        if due > now:
+            continue
+        del state.processing[cart_id]
+        cart = state.carts.get(cart_id)
+        if cart is not None and cart.status == PROCESSING and not _settle(state, cart):
+            cart.status = IN_PROGRESS  # every bag rejected: as a refused single-bag submit
+
+
+def _settle(state: SandboxState, cart: Cart) -> bool:
+    """Each bag's merchant accepts or rejects it; the order completes (and the payment is
+    captured) if any bag was accepted. False when every bag was rejected."""
     accepted = [b for b in cart.bags if not b.merchant.rejects_submit]
     rejected = [b for b in cart.bags if b.merchant.rejects_submit]
     for bag in rejected:
         _reject(state, cart, bag)
     if not accepted:
         cart.touch()
-        bag = rejected[0]
-        raise bad_request(
-            "external_submit_failed",
-            f"{bag.merchant.name} ({bag.merchant.platform}) rejected the order for bag {bag.id}",
-        )
+        return False
     gateway_id = cart.intent.id if cart.intent is not None else "pi_3" + secrets.token_hex(12)[:23]
     now = timestamp()
     for bag in accepted:
@@ -158,10 +200,9 @@ def _complete(state: SandboxState, cart: Cart) -> Result:
     if cart.intent is not None:
         cart.intent.capture_status = "CAPTURED"
     cart.status = COMPLETED
-    cart.date_submitted = now
+    cart.date_submitted = cart.date_submitted or now
     cart.touch()
-    state.submits[cart.id] += 1
-    return 200, render_cart(cart)
+    return True
 
 
 def _reject(state: SandboxState, cart: Cart, bag: Bag) -> None:
