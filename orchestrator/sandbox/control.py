@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.sandbox.carts import load_cart
+from orchestrator.sandbox.declines import SHAPES, STEPS
 from orchestrator.sandbox.errors import SandboxError
 from orchestrator.sandbox.model import Cart
 from orchestrator.sandbox.orders import settle_due
@@ -127,6 +128,8 @@ def control_routes(state: SandboxState) -> list[Route]:
             "latency_jitter_ms": config.latency_jitter_ms,
             "token_ttl_seconds": config.token_ttl_seconds,
             "processing_ms": config.processing_ms,
+            "decline_shape": config.decline_shape,
+            "decline_step": config.decline_step,
             "seed": config.seed,
         }
 
@@ -141,6 +144,14 @@ def control_routes(state: SandboxState) -> list[Route]:
             if key in ("latency_ms", "latency_jitter_ms", "processing_ms") and value < 0:
                 raise SandboxError(400, "invalid_field", f"{key} must be >= 0")
             setattr(state.config, key, float(value))
+        for key, allowed in (("decline_shape", SHAPES), ("decline_step", STEPS)):
+            if key not in data:
+                continue
+            if data[key] not in allowed:
+                raise SandboxError(
+                    400, "invalid_field", f"{key} must be one of {', '.join(allowed)}"
+                )
+            setattr(state.config, key, data[key])
         return await get_config(request)
 
     async def add_fault(request: Request) -> Any:

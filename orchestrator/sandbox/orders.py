@@ -24,6 +24,7 @@ from orchestrator.sandbox.carts import (
     set_app_order_id,
 )
 from orchestrator.sandbox.catalog import CardOutcome
+from orchestrator.sandbox.declines import refuse_declined
 from orchestrator.sandbox.errors import bad_request
 from orchestrator.sandbox.intents import new_intent
 from orchestrator.sandbox.model import (
@@ -45,11 +46,6 @@ from orchestrator.sandbox.validation import (
     query_bool,
     query_int,
 )
-
-_DECLINES = {
-    CardOutcome.DECLINE: ("card_declined", "Your card was declined."),
-    CardOutcome.INSUFFICIENT_FUNDS: ("insufficient_funds", "Your card has insufficient funds."),
-}
 
 
 def submit(state: SandboxState, call: Call) -> Result:
@@ -106,10 +102,10 @@ def submit_cart(state: SandboxState, cart: Cart) -> Result:
         _validate(cart)
         if not cart.priced:
             price(cart)  # "submit prices the cart if it was never priced" (S5)
+        declined = refuse_declined(state, cart, "submit")
+        if declined is not None:
+            return declined
         outcome = cart.payment.outcome if cart.payment is not None else CardOutcome.SUCCEED
-        if outcome in _DECLINES:
-            error, message = _DECLINES[outcome]
-            raise bad_request(error, message)
         if outcome is CardOutcome.THREE_D_SECURE and not cart.action_confirmed:
             if cart.intent is None:
                 cart.intent = new_intent(state, cart, three_ds=True)
