@@ -30,6 +30,7 @@ from orchestrator.violet import (
     VioletClient,
     VioletError,
 )
+from orchestrator.violet.errors import CARD_DECLINED, decline_in
 
 CREATE_CART = "create_cart"
 APPLY_CUSTOMER = "apply_customer"
@@ -152,15 +153,21 @@ class OutcomeReads:
 
 
 def error_summary(exc: BaseException, step: str | None = None) -> dict[str, Any]:
-    """What is kept of an error: class, Violet's type, a redacted message, the HTTP status."""
+    """What is kept of an error: class, Violet's type, a redacted message, the HTTP status.
+
+    A decline is typed `card_declined` wherever Violet put it (its own type, or a
+    `decline_code` in `errors[]`), with Violet's type and the reason kept beside it."""
     if isinstance(exc, VioletError):
-        return {
+        summary = {
             "class": exc.classification,
             "type": exc.error_type or type(exc).__name__,
             "message": str(exc)[:500],
             "status": exc.status,
             "step": step,
         }
+        if exc.decline_code is not None:
+            _as_decline(summary, exc.decline_code)
+        return summary
     return {
         "class": "internal",
         "type": type(exc).__name__,
@@ -439,13 +446,23 @@ class Submit(Step):
 
 def _cart_errors(cart: Cart, step: str, message: str | None = None) -> dict[str, Any]:
     first = cart.errors[0] if cart.errors else None
-    return {
+    summary = {
         "class": "permanent",
         "type": (first.type if first else None) or "rejected",
         "message": message or (first.message if first else None) or "Violet refused the cart",
         "status": 200,
         "step": step,
     }
+    decline = decline_in({"errors": [e.model_dump() for e in cart.errors]})
+    if decline is not None:
+        _as_decline(summary, decline)
+    return summary
+
+
+def _as_decline(summary: dict[str, Any], decline_code: str) -> None:
+    summary["violet_type"] = summary["type"]
+    summary["decline_code"] = decline_code
+    summary["type"] = CARD_DECLINED
 
 
 STEPS: dict[str, Step] = {

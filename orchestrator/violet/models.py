@@ -312,6 +312,9 @@ class OrderError(_Loose):
     message: str | None = None
     date_created: str | None = None
     platform: str | None = None
+    #: A payment refusal relayed from the provider (Stripe's decline_code, e.g. card_declined).
+    decline_code: str | None = None
+    code: int | str | None = None
 
 
 class OrderSku(_Loose):
