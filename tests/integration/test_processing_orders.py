@@ -124,3 +124,21 @@ async def test_an_order_still_processing_when_the_reads_run_out_is_recorded_subm
         assert (await sandbox_control.cart(checkout.violet_order_id))["status"] == "COMPLETED"
         report = await verify(orch)
         assert report.ok, report.to_json()
+
+
+async def test_a_read_failing_while_the_order_is_processing_keeps_the_submit_in_flight(
+    orch: Orchestrator, sandbox_control: SandboxControl
+) -> None:
+    """Violet answered the submit; the reads that follow cannot reach it. The step stays in
+    flight (never submitted again, never failed) and a later drive settles it."""
+    await sandbox_control.configure(processing_ms=300)
+    await sandbox_control.add_fault("get_cart", "drop_before_apply", count=20)
+    first = await orch.start(checkout_request(skus=TWO_MERCHANTS, payment=TOKEN))
+    assert (first.state, first.pending_step, first.in_flight) == ("priced", "submit", True)
+    assert first.violet_status == "PROCESSING"
+    await sandbox_control.clear_faults()
+    done = await orch.run(first.id, retry_wait=5)
+    assert done.state == "submitted", done.last_error
+    assert [b["status"] for b in done.bags] == ["ACCEPTED", "ACCEPTED"]
+    stats = await sandbox_control.stats()
+    assert stats["calls_by_op"]["submit"] == 1 and stats["duplicate_submits"] == {}
