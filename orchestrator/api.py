@@ -23,7 +23,12 @@ from orchestrator import machine
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
-from orchestrator.errors import CheckoutNotFound, IllegalTransition, PaymentNotConfirmed
+from orchestrator.errors import (
+    CheckoutConflict,
+    CheckoutNotFound,
+    IllegalTransition,
+    PaymentNotConfirmed,
+)
 from orchestrator.leases import LeaseKeeper
 from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.runner import DriveResult, RetryPolicy, Runner
@@ -114,9 +119,7 @@ class Orchestrator:
             kwargs={"autocommit": True, "application_name": "orchestrator", "connect_timeout": 5},
         )
         await self._pool.open(wait=True, timeout=30)
-        self.repo = Repository(
-            self._engine, self._pool, write_slots=self.settings.db_write_slots
-        )
+        self.repo = Repository(self._engine, self._pool, write_slots=self.settings.db_write_slots)
         self.leases = LeaseKeeper(
             self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
@@ -134,6 +137,7 @@ class Orchestrator:
             max_recoveries=self.settings.max_recoveries,
             crash=self._crash,
             overlap_writes=self.settings.overlap_writes,
+            outcome_wait=self.settings.submit_outcome_wait,
         )
         self._opened = True
         return self
@@ -191,8 +195,10 @@ class Orchestrator:
     ) -> Checkout:
         """Register a checkout and (by default) drive it to a terminal or waiting state.
 
-        One checkout per app_order_id: starting the same one again returns the existing checkout
-        and creates no second cart. With ``run=False`` it is only registered, due now, for
+        One checkout per app_order_id: starting the same request again returns the existing
+        checkout and creates no second cart; a different request under a used app_order_id
+        raises `CheckoutConflict` and changes nothing (requests are compared as stored: a card
+        by its last four digits). With ``run=False`` it is only registered, due now, for
         `run()` or the recovery job.
         """
         req = CheckoutRequest.parse(request)
@@ -221,12 +227,22 @@ class Orchestrator:
             leased=run,
         )
         if inserted is None:
-            return await self.get(req.app_order_id)
+            return Checkout.from_row(await self._existing(req))
         if isinstance(req.payment, CardPaymentRequest):
             self._cards[inserted.id] = _card(req.payment)
         if not run:
             return Checkout.from_row(inserted)
         return await self.drive_claimed(inserted, intent_committed=True)
+
+    async def _existing(self, req: CheckoutRequest) -> CheckoutRow:
+        """The checkout already holding `req`'s app_order_id, if it was started with `req`."""
+        row = await self.repo.get_by_app_order_id(req.app_order_id)
+        if row is None:  # inserted and gone again: checkouts are never deleted
+            raise CheckoutNotFound(f"no checkout with app_order_id {req.app_order_id}")
+        differences = req.differences(row.request)
+        if differences:
+            raise CheckoutConflict(req.app_order_id, row.id, differences)
+        return row
 
     async def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
         """Drive a checkout as far as it can go now.

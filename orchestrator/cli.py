@@ -34,6 +34,7 @@ from orchestrator.checkout import Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
     CheckoutBusy,
+    CheckoutConflict,
     CheckoutNotFound,
     ConfigError,
     DatabaseUnavailable,
@@ -110,7 +111,7 @@ def _main(
 
 def _classify(exc: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the one line a user sees for an exception."""
-    if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition):
+    if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition | CheckoutConflict):
         return ExitCode.BAD_INPUT, str(exc)
     if isinstance(exc, alembic.util.CommandError):  # e.g. db upgrade --revision bogus
         return ExitCode.BAD_INPUT, f"migrations: {exc}"

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
         description="How long an unanswered submit may still run at Violet after the client gave"
         " up on it (total timeout): no new submit before both have passed.",
     )
+    submit_outcome_wait: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        validation_alias=_env("ORCHESTRATOR_SUBMIT_OUTCOME_WAIT", "submit_outcome_wait"),
+        description="How long a drive keeps reading an order Violet took but has not settled"
+        " (PROCESSING, bags SUBMITTED) before recording it submitted with the bags as last seen.",
+    )
     max_recoveries: int = Field(
         default=5,
         ge=1,

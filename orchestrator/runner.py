@@ -36,11 +36,14 @@ from orchestrator.steps import (
     STEPS,
     SUBMIT,
     Advance,
+    Answer,
     Decision,
     Defer,
     Fail,
     Outcome,
+    OutcomeReads,
     Park,
+    Pending,
     Redo,
     StepContext,
     error_summary,
@@ -125,6 +128,7 @@ class Runner:
         max_recoveries: int,
         crash: CrashPoints | None = None,
         overlap_writes: bool = True,
+        outcome_wait: float = 30.0,
     ) -> None:
         self.repo = repo
         self.client = client
@@ -139,6 +143,8 @@ class Runner:
         self.max_recoveries = max_recoveries
         self.crash = crash or CrashPoints()
         self.overlap_writes = overlap_writes
+        #: How long one drive keeps reading a submit Violet took but has not settled.
+        self.outcome_wait = outcome_wait
         # Writes running behind a call, per checkout: the task, the step whose outcome it
         # commits, and the gate it waits behind until the call's request has been sent.
         self._behind: dict[uuid.UUID, _BehindWrite] = {}
@@ -163,6 +169,7 @@ class Runner:
         result = DriveResult(row)
         needs_reconcile = row.in_flight and not intent_committed
         last_cart: Cart | None = None
+        reads = OutcomeReads(self.outcome_wait)
         with machine.attached(row.state) as model:
             # A checkout its workers keep dying on is parked as failed instead of retried
             # forever. A submit in flight is read from Violet first, so an order Violet holds is
@@ -185,6 +192,8 @@ class Runner:
                     card=card,
                     last_cart=last_cart,
                     handout=result.handout,
+                    reading_outcome=reads.started,
+                    last_read=reads.exhausted,
                 )
                 decision: Decision
                 calls: list[CallRecord]
@@ -211,6 +220,11 @@ class Runner:
                             due_in=decision.seconds,
                         )
                         return result
+                    if isinstance(decision, Pending):
+                        events = [*_call_events(calls, row), reconciled]
+                        await self._await_outcome(row, decision, events, reads)
+                        needs_reconcile = True
+                        continue
                     if isinstance(decision, Redo) and poisoned:
                         events = [*_call_events(calls, row), reconciled]
                         await self._finish_fail(model, row, _poison_error(row), events)
@@ -239,12 +253,24 @@ class Runner:
                 self.crash.hit(f"after_intent_commit:{step.name}")
                 with capture_calls() as calls, self._behind_write_follows(row):
                     try:
-                        outcome: Outcome = await step.call(ctx)
+                        outcome: Answer = await step.call(ctx)
                     except VioletError as exc:
                         self.crash.hit(f"after_call:{step.name}")
                         await self._schedule_retry(row, step.name, exc, calls, result)
                         return result
                 self.crash.hit(f"after_call:{step.name}")
+                if isinstance(outcome, Pending):
+                    pending = Event(
+                        "outcome_pending",
+                        step=step.name,
+                        attempt=row.attempt,
+                        detail=outcome.detail,
+                    )
+                    await self._await_outcome(
+                        row, outcome, [*_call_events(calls, row), pending], reads
+                    )
+                    needs_reconcile = True
+                    continue
                 continuing = await self._apply(
                     model, row, step.name, outcome, calls, None, behind=self.overlap_writes
                 )
@@ -330,6 +356,16 @@ class Runner:
         return [cart.id for cart in found if cart.status == OrderStatus.IN_PROGRESS]
 
     # -- applying outcomes ---------------------------------------------------------------
+
+    async def _await_outcome(
+        self, row: CheckoutRow, pending: Pending, events: list[Event], reads: OutcomeReads
+    ) -> None:
+        """Record what Violet shows of a submit it took but has not settled (the step stays in
+        flight, so a crash reads it again too), then wait before the next read. The lease is
+        kept: the lease keeper renews it meanwhile."""
+        _absorb_cart(row, pending.cart)
+        await self._write(row, events, [], keep_lease=True)
+        await asyncio.sleep(reads.next_gap())
 
     async def _apply(
         self,
@@ -694,7 +730,7 @@ def _call_events(calls: list[CallRecord], row: CheckoutRow) -> list[Event]:
 def _decision_detail(decision: Decision) -> dict[str, Any]:
     kind = type(decision).__name__.lower()
     detail: dict[str, Any] = {"decision": kind}
-    if isinstance(decision, Redo | Defer):
+    if isinstance(decision, Redo | Defer | Pending):
         detail.update(decision.detail)
     elif isinstance(decision, Advance):
         detail.update(decision.detail or {})

@@ -207,6 +207,8 @@ class _Pipeline:
             if authenticated:
                 state.auth.verify(request.headers)
             call = Call(op, path_id, request.query_params, body, request.headers)
+            if state.processing:
+                orders.settle_due(state)
             status, payload = operation(state, call)
             if op == "create_cart" and isinstance(payload, dict):
                 entry["cart_id"] = payload.get("id")

@@ -61,13 +61,21 @@ class SandboxControl:
         latency_ms: float | None = None,
         latency_jitter_ms: float | None = None,
         token_ttl_seconds: float | None = None,
+        processing_ms: float | None = None,
+        decline_shape: str | None = None,
+        decline_step: str | None = None,
     ) -> dict[str, Any]:
+        """Change runtime knobs; `processing_ms` keeps submitted orders PROCESSING that long,
+        `decline_shape`/`decline_step` say how and where a declined card is refused."""
         body = {
             k: v
             for k, v in (
                 ("latency_ms", latency_ms),
                 ("latency_jitter_ms", latency_jitter_ms),
                 ("token_ttl_seconds", token_ttl_seconds),
+                ("processing_ms", processing_ms),
+                ("decline_shape", decline_shape),
+                ("decline_step", decline_step),
             )
             if v is not None
         }

@@ -618,6 +618,10 @@ class Repository:
             row = await self._get("violet_order_id = %(ref)s", int(ref))
         return row
 
+    async def get_by_app_order_id(self, app_order_id: str) -> CheckoutRow | None:
+        """The checkout with this app_order_id, whatever it looks like (a UUID, digits)."""
+        return await self._get("app_order_id = %(ref)s", app_order_id)
+
     async def _get(self, where: str, ref: Any) -> CheckoutRow | None:
         found = await self._row(f"SELECT {ROW_COLUMNS} FROM checkouts WHERE {where}", {"ref": ref})
         return None if found is None else CheckoutRow.from_mapping(found)

@@ -585,7 +585,13 @@ class VioletClient:
             cart = Cart.model_validate_json(response.content)
         except ValidationError:
             raise self._unreadable(op, path, response, body) from None
-        if check and cart.errors and not (op is _SUBMIT and cart.accepted_bags):
+        # A submit answer is an error only once Violet has refused it: not while a bag is
+        # accepted, nor while the outcome is still pending (PROCESSING, bags SUBMITTED).
+        if (
+            check
+            and cart.errors
+            and not (op is _SUBMIT and (cart.accepted_bags or cart.outcome_pending))
+        ):
             err = _cart_errors(cart, op, path, response)
             self._finish(op, path, response, body, summarize_cart(cart), err)
             raise err
@@ -682,8 +688,9 @@ class VioletClient:
         return await self._cart_call(_PAYMENT_UPDATE, f"/checkout/cart/{cart_id}/payment/update")
 
     async def submit(self, cart_id: int, *, app_order_id: str | None = None) -> Cart:
-        """Submit the cart. Raises VioletCartErrors only if it has errors and no bag was accepted:
-        a partly accepted multi-merchant cart is returned for the caller to record per bag."""
+        """Submit the cart. Raises VioletCartErrors only if it has errors, no bag was accepted and
+        none is pending: a partly accepted multi-merchant cart, or an order still PROCESSING, is
+        returned for the caller to record per bag."""
         body = {"app_order_id": app_order_id} if app_order_id is not None else {}
         return await self._cart_call(_SUBMIT, f"/checkout/cart/{cart_id}/submit", body)
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from orchestrator.violet.models import Cart, OrderError
 
 __all__ = [
+    "CARD_DECLINED",
     "Classification",
     "VioletAuthError",
     "VioletCartErrors",
@@ -32,12 +33,17 @@ __all__ = [
     "VioletPermanentError",
     "VioletRateLimited",
     "VioletRetryableError",
+    "decline_in",
     "error_from_response",
     "error_from_transport",
 ]
 
 Classification = Literal["retryable", "outcome_unknown", "permanent", "auth"]
 
+CARD_DECLINED: Final = "card_declined"
+"""The one error type every decline is recorded under, wherever Violet's answer carried it."""
+
+#: Error types and codes that are themselves a decline (Stripe's codes, as Violet relays them).
 DECLINE_TYPES: Final = frozenset(
     {
         "card_declined",
@@ -71,6 +77,7 @@ class VioletError(Exception):
         op: str | None = None,
         request_id: str | None = None,
         error_type: str | None = None,
+        decline_code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -80,7 +87,17 @@ class VioletError(Exception):
         self.path = path
         self.op = op
         self.request_id = request_id
+        #: Violet's own type (the body's ``error``/``type``, or the first ``errors[]`` type).
         self.error_type = error_type
+        #: Set when the answer is a decline: the reason (Stripe's ``decline_code``, e.g.
+        #: ``insufficient_funds``), wherever in the body it was.
+        self.decline_code = decline_code
+
+    @property
+    def is_decline(self) -> bool:
+        """The payment was refused by the card's issuer or the provider (recorded as
+        `card_declined`, whatever Violet's own type says)."""
+        return self.decline_code is not None
 
     def __str__(self) -> str:
         where = f"{self.method} {self.path}" if self.method else (self.op or "")
@@ -153,6 +170,7 @@ class VioletCartErrors(VioletPermanentError):
     def __init__(
         self, message: str, *, cart: Cart, errors: Sequence[OrderError], **kwargs: Any
     ) -> None:
+        kwargs.setdefault("decline_code", decline_in({"errors": [e.model_dump() for e in errors]}))
         super().__init__(message, **kwargs)
         self.cart = cart
         self.errors = list(errors)
@@ -195,21 +213,29 @@ def _error_type(body: Any) -> str | None:
     return None
 
 
-def _is_declined(body: Any, error_type: str | None) -> bool:
-    if error_type and error_type.lower() in DECLINE_TYPES:
-        return True
-    if isinstance(body, dict):
-        for key in ("decline_code", "code"):
-            value = body.get(key)
-            if isinstance(value, str) and value.lower() in DECLINE_TYPES:
-                return True
-        errors = body.get("errors")
-        if isinstance(errors, list):
-            return any(
-                isinstance(e, dict) and str(e.get("type", "")).lower() in DECLINE_TYPES
-                for e in errors
-            )
-    return False
+def _decline_of(entry: dict[str, Any]) -> str | None:
+    """The decline one error object carries: its ``decline_code`` (any value: only declines
+    have one), or an ``error``/``type``/``code`` that is itself a decline type."""
+    code = entry.get("decline_code")
+    if isinstance(code, str) and code:
+        return code.lower()
+    for key in ("error", "type", "code"):
+        value = entry.get(key)
+        if isinstance(value, str) and value.lower() in DECLINE_TYPES:
+            return value.lower()
+    return None
+
+
+def decline_in(body: Any) -> str | None:
+    """The decline an error body or cart answer carries, top level or in an ``errors[]`` entry
+    (Violet puts the provider's refusal in either); None when it is not a decline."""
+    if not isinstance(body, dict):
+        return None
+    found = _decline_of(body)
+    errors = body.get("errors")
+    if found is None and isinstance(errors, list):
+        found = next((d for e in errors if isinstance(e, dict) and (d := _decline_of(e))), None)
+    return found
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -246,6 +272,7 @@ def error_from_response(
     """
     body = _parse_body(content)
     error_type = _error_type(body)
+    decline = decline_in(body) if 400 <= status < 500 else None
     message: str | None = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         message = body["message"]
@@ -272,7 +299,8 @@ def error_from_response(
         cls = VioletNotFound
     elif status == 408:
         cls = VioletRetryableError if read else VioletOutcomeUnknown
-    elif status == 402 or (400 <= status < 500 and _is_declined(body, error_type)):
+    elif status == 402 or decline is not None:
+        context["decline_code"] = decline or CARD_DECLINED
         cls = VioletPaymentDeclined
     elif 400 <= status < 500:
         cls = VioletPermanentError

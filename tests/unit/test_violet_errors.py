@@ -25,6 +25,7 @@ from orchestrator.violet import (
     VioletRetryableError,
 )
 from orchestrator.violet.errors import parse_retry_after
+from orchestrator.violet.models import TokenPayment
 from tests.unit.test_violet_auth import make_jwt
 
 CART = {"id": 80001, "status": "IN_PROGRESS", "bags": [], "errors": []}
@@ -118,6 +119,70 @@ async def test_status_classification(
         assert type(winfo.value) is write_cls
         assert len(seen) == 1, "a write is never retried inside the client"
         await client.aclose()
+
+
+DECLINE_TABLE = [
+    # status, body, Violet's type, decline reason
+    (
+        400,
+        {"code": 400, "error": "card_declined", "message": "no"},
+        "card_declined",
+        "card_declined",
+    ),
+    (402, {"error": "insufficient_funds"}, "insufficient_funds", "insufficient_funds"),
+    (402, None, None, "card_declined"),
+    (
+        400,
+        {
+            "code": 400,
+            "error": "EXTERNAL_SUBMIT_CART",
+            "message": "Your card was declined.",
+            "errors": [{"type": "EXTERNAL_SUBMIT_CART", "decline_code": "card_declined"}],
+        },
+        "EXTERNAL_SUBMIT_CART",
+        "card_declined",
+    ),
+    (
+        422,
+        {"errors": [{"type": "EXTERNAL_SET_PAYMENT_METHOD", "decline_code": "do_not_honor"}]},
+        "EXTERNAL_SET_PAYMENT_METHOD",
+        "do_not_honor",
+    ),
+    (400, {"error": "payment_failed", "code": "expired_card"}, "payment_failed", "expired_card"),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "violet_type", "reason"), DECLINE_TABLE)
+async def test_a_decline_anywhere_in_the_body_is_a_payment_decline(
+    status: int, body: Any, violet_type: str | None, reason: str
+) -> None:
+    client, _ = client_for(answer(status, body))
+    with pytest.raises(VioletPaymentDeclined) as info:
+        await client.apply_payment(80001, TokenPayment(token="tok_visa"))
+    assert info.value.is_decline
+    assert (info.value.error_type, info.value.decline_code) == (violet_type, reason)
+    await client.aclose()
+
+
+async def test_a_decline_inside_a_200_carts_errors_is_a_decline_of_its_cart_error() -> None:
+    cart = {
+        **CART,
+        "errors": [{"type": "EXTERNAL_SET_PAYMENT_METHOD", "decline_code": "insufficient_funds"}],
+    }
+    client, _ = client_for(answer(200, cart))
+    with pytest.raises(VioletCartErrors) as info:
+        await client.apply_payment(80001, TokenPayment(token="tok_visa"))
+    assert info.value.error_type == "EXTERNAL_SET_PAYMENT_METHOD"
+    assert info.value.decline_code == "insufficient_funds"
+    await client.aclose()
+
+
+async def test_an_error_that_is_not_a_decline_has_no_decline_code() -> None:
+    client, _ = client_for(answer(400, {"code": 400, "error": "EXTERNAL_SUBMIT_CART"}))
+    with pytest.raises(VioletPermanentError) as info:
+        await client.submit(80001)
+    assert type(info.value) is VioletPermanentError and not info.value.is_decline
+    await client.aclose()
 
 
 def test_classification_attribute_per_class() -> None:
