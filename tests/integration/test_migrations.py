@@ -203,6 +203,9 @@ def test_offline_sql_has_the_guards() -> None:
     for needle in (
         "CREATE TABLE checkouts",
         "CREATE TRIGGER checkout_events_append_only",
+        "CREATE TRIGGER checkout_steps_append_only",
+        "CREATE TRIGGER checkout_state_transitions_fixed",
+        "CREATE TRIGGER checkouts_keep_finished",
         "INSERT INTO checkout_state_transitions",
         "INSERT INTO orchestrator_alembic_version",
     ):
