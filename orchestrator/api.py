@@ -114,9 +114,7 @@ class Orchestrator:
             kwargs={"autocommit": True, "application_name": "orchestrator", "connect_timeout": 5},
         )
         await self._pool.open(wait=True, timeout=30)
-        self.repo = Repository(
-            self._engine, self._pool, write_slots=self.settings.db_write_slots
-        )
+        self.repo = Repository(self._engine, self._pool, write_slots=self.settings.db_write_slots)
         self.leases = LeaseKeeper(
             self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
@@ -134,6 +132,7 @@ class Orchestrator:
             max_recoveries=self.settings.max_recoveries,
             crash=self._crash,
             overlap_writes=self.settings.overlap_writes,
+            leases=self.leases,
         )
         self._opened = True
         return self

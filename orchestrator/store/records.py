@@ -45,6 +45,12 @@ class CheckoutRow:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     finished_at: datetime | None = None
+    # Never stored (not columns): instants on `orchestrator.clock.local_clock`, taken just before
+    # this process's statement that set them, so they never run ahead of the database's `now()`.
+    #: At or before the database's `step_started_at` (set by an insert or a write starting a step).
+    local_step_start: float | None = None
+    #: Until then the lease is surely ours (None: not held, or held since an unknown time).
+    local_lease_until: float | None = None
 
     @classmethod
     def registered(
@@ -79,7 +85,9 @@ class CheckoutRow:
         return any(bag.get("needs_shipping", True) for bag in self.bags)
 
 
-_ROW_FIELDS = tuple(CheckoutRow.__dataclass_fields__)
+_ROW_FIELDS = tuple(
+    name for name in CheckoutRow.__dataclass_fields__ if not name.startswith("local_")
+)
 ROW_COLUMNS = ", ".join(_ROW_FIELDS)
 
 

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, LeaseLost
 from orchestrator.store.group_commit import GroupCommitter
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepRecord
@@ -308,6 +309,12 @@ def _events_payload(row: CheckoutRow, events: Sequence[Event]) -> list[dict[str,
     return payload
 
 
+def _claimed(found: dict[str, Any], lease_until: float) -> CheckoutRow:
+    row = CheckoutRow.from_mapping(found)
+    row.local_lease_until = lease_until
+    return row
+
+
 class Repository:
     """The only object that talks SQL; one transaction per method."""
 
@@ -394,11 +401,19 @@ class Repository:
             "events": _events_payload(row, events),
             "event_seq": row.event_seq,
         }
+        sent_at = local_clock()
         if self._inserts is not None:
             found = await self._inserts.submit(row.app_order_id, insert)
         else:
             found = await self._insert_one(insert)
-        return None if found is None else CheckoutRow.from_mapping(found)
+        if found is None:
+            return None
+        inserted = CheckoutRow.from_mapping(found)
+        if row.in_flight:
+            inserted.local_step_start = sent_at
+        if leased:
+            inserted.local_lease_until = sent_at + lease_seconds
+        return inserted
 
     async def _insert_one(self, insert: dict[str, Any]) -> dict[str, Any] | None:
         params = dict(insert, request=_dumps(insert["request"]), events=_dumps(insert["events"]))
@@ -430,6 +445,8 @@ class Repository:
     ) -> Coroutine[Any, Any, None]:
         """Write the leased row back with its new events, fenced by `lease_epoch`; await it.
 
+        The row's local clock marks (records.py) are set from an instant taken just before the
+        statement is handed on, so they never run ahead of the database's `now()` in it.
         `keep_lease` keeps the lease (the worker goes on); otherwise the lease is released and
         `due_in` seconds from now is when recovery should look again (None: never on its own).
         Raises LeaseLost when another worker took the checkout over meanwhile.
@@ -480,6 +497,7 @@ class Repository:
         worker: str,
         keep_lease: bool,
     ) -> None:
+        sent_at = local_clock()
         try:
             if self._group is not None:
                 written = await self._group.submit(row.id, write)
@@ -500,6 +518,9 @@ class Repository:
         row.updated_at = written["updated_at"]
         row.finished_at = written["finished_at"]
         row.lease_owner = worker if keep_lease else None
+        if write["start_step"]:
+            row.local_step_start = sent_at
+        row.local_lease_until = sent_at + write["lease_s"] if keep_lease else None
 
     async def _write_one(self, write: dict[str, Any]) -> dict[str, Any] | None:
         """One step write as its own statement (None: the lease epoch moved on)."""
@@ -523,6 +544,7 @@ class Repository:
         """Take the lease of one checkout; CheckoutBusy if another live worker holds it."""
         params = {"id": checkout_id, "worker": worker, "lease_s": lease_seconds}
         current: CheckoutRow | None = None
+        sent_at = local_clock()
         try:
             found = await self._row(_CLAIM_ONE_SQL, params)
             if found is None:
@@ -534,7 +556,7 @@ class Repository:
                 ) from None
             raise
         if found is not None:
-            return Claim(CheckoutRow.from_mapping(found), found["prev_owner"])
+            return Claim(_claimed(found, sent_at + lease_seconds), found["prev_owner"])
         if current is None:
             raise CheckoutNotFound(f"no checkout with id {checkout_id}")
         if current.lease_owner is not None:
@@ -547,8 +569,9 @@ class Repository:
     async def claim_due(self, *, worker: str, limit: int, lease_seconds: float) -> list[Claim]:
         """Claim up to `limit` due checkouts (retry due or lease expired), skipping locked ones."""
         params = {"worker": worker, "limit": limit, "lease_s": lease_seconds}
+        sent_at = local_clock()
         rows = await self._rows(_CLAIM_DUE_SQL, params)
-        return [Claim(CheckoutRow.from_mapping(r), r["prev_owner"]) for r in rows]
+        return [Claim(_claimed(r, sent_at + lease_seconds), r["prev_owner"]) for r in rows]
 
     async def due_count(self) -> int:
         """How many checkouts could be claimed right now (what recovery reports as still due)."""

@@ -41,9 +41,11 @@ from orchestrator.violet.errors import (
     VioletPermanentError,
     VioletRateLimited,
     VioletRetryableError,
+    VioletSendRefused,
     error_from_response,
     error_from_transport,
 )
+from orchestrator.violet.gate import SendGate, current_gate
 from orchestrator.violet.models import (
     Address,
     BagShippingMethods,
@@ -56,7 +58,7 @@ from orchestrator.violet.models import (
     _OrderPage,
 )
 from orchestrator.violet.redact import RedactingFilter, scrub_text
-from orchestrator.violet.sent import request_leaving, request_sent_hook
+from orchestrator.violet.sent import TraceHook, request_leaving, request_sent_hook
 
 __all__ = ["VioletClient", "VioletSettings"]
 
@@ -74,16 +76,21 @@ _CART_LIST_ADAPTER: Final = TypeAdapter(list[Cart])
 
 @dataclass(frozen=True, slots=True)
 class _Op:
-    """One Violet operation: its audit name, HTTP method, and whether it is an idempotent read."""
+    """One Violet operation: its audit name, HTTP method, and whether it is an idempotent read.
+
+    `gated`: repeating it makes a second cart, charge or order, so while the runner sets a send
+    gate (violet/gate.py) it is sent only if the gate allows it.
+    """
 
     name: str
     method: str
     read: bool
+    gated: bool = False
 
 
 _LOGIN = _Op("login", "POST", read=True)  # minting another token is harmless
 _REFRESH = _Op("refresh", "GET", read=True)
-_CREATE_CART = _Op("create_cart", "POST", read=False)
+_CREATE_CART = _Op("create_cart", "POST", read=False, gated=True)
 _GET_CART = _Op("get_cart", "GET", read=True)
 _DELETE_CART = _Op("delete_cart", "DELETE", read=False)
 _CUSTOMER = _Op("customer", "POST", read=False)
@@ -92,9 +99,9 @@ _BILLING_ADDRESS = _Op("billing_address", "POST", read=False)
 _SHIPPING_AVAILABLE = _Op("shipping_available", "GET", read=True)
 _SET_SHIPPING = _Op("set_shipping", "POST", read=False)
 _PRICE = _Op("price", "GET", read=True)
-_PAYMENT = _Op("payment", "POST", read=False)
+_PAYMENT = _Op("payment", "POST", read=False, gated=True)
 _PAYMENT_UPDATE = _Op("payment_update", "POST", read=False)
-_SUBMIT = _Op("submit", "POST", read=False)
+_SUBMIT = _Op("submit", "POST", read=False, gated=True)
 _GET_ORDER = _Op("get_order", "GET", read=True)
 _SEARCH_ORDERS = _Op("search_orders", "POST", read=True)
 _CANCEL_ORDER = _Op("cancel_order", "POST", read=False)
@@ -336,12 +343,11 @@ class VioletClient:
         """Send once under the client's own deadline; transport failures become Violet errors."""
         start = time.perf_counter()
         extensions: dict[str, Any] = {"timeout": self._timeout}
+        gate = current_gate() if op.gated else None
         if self._traced:
-            sent_hook = request_sent_hook()
-            if sent_hook is not None:
-                extensions["trace"] = sent_hook
-        else:
-            request_leaving()
+            trace = _trace_hook(gate, request_sent_hook(), op, path)
+            if trace is not None:
+                extensions["trace"] = trace
         request = httpx.Request(
             op.method,
             self._base_url + path,
@@ -368,6 +374,10 @@ class VioletClient:
                 raise err
         try:
             async with asyncio.timeout_at(deadline):
+                if not self._traced:  # handing it over is as close to "sent" as we can see
+                    if gate is not None:
+                        _check_gate(gate, op, path)
+                    request_leaving()
                 if self._proxied is not None:
                     response = await self._proxied.send(request)
                 else:
@@ -381,6 +391,9 @@ class VioletClient:
             err = error_from_transport(exc, op=op.name, method=op.method, path=path, read=op.read)
             self._finish_failed(op, path, start, None if secret_body else body, err)
             raise err from exc
+        except VioletSendRefused as refused:  # by the gate: no byte of it was written
+            self._finish_failed(op, path, start, None if secret_body else body, refused)
+            raise
         except asyncio.CancelledError:
             self._finish_failed(op, path, start, None if secret_body else body, None)
             raise
@@ -539,8 +552,8 @@ class VioletClient:
 
     def _retry_delay(self, op: _Op, exc: Exception) -> bool | float:
         """stamina hook: False = do not retry; True = default backoff; float = wait that long."""
-        if not isinstance(exc, VioletRetryableError):
-            return False
+        if not isinstance(exc, VioletRetryableError) or isinstance(exc, VioletSendRefused):
+            return False  # a refused send would be refused again: the runner reconciles
         call_deadline = _CALL_DEADLINE.get()
         left = float("inf")
         if call_deadline is not None:
@@ -717,6 +730,30 @@ class VioletClient:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _check_gate(gate: SendGate, op: _Op, path: str) -> None:
+    refusal = gate.refusal()
+    if refusal is not None:
+        raise VioletSendRefused(refusal, method=op.method, path=path, op=op.name)
+
+
+def _trace_hook(
+    gate: SendGate | None, sent_hook: TraceHook | None, op: _Op, path: str
+) -> TraceHook | None:
+    """The httpcore trace extension for one request: the send gate, checked once the connection
+    is ready and before the first byte of the request is written (raising there aborts the
+    request; httpcore closes the connection), and the "request sent" signal (sent.py)."""
+    if gate is None:
+        return sent_hook
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.started"):
+            _check_gate(gate, op, path)
+        if sent_hook is not None:
+            await sent_hook(name, info)
+
+    return trace
 
 
 def _encode_json(body: Any) -> bytes:

@@ -32,6 +32,7 @@ __all__ = [
     "VioletPermanentError",
     "VioletRateLimited",
     "VioletRetryableError",
+    "VioletSendRefused",
     "error_from_response",
     "error_from_transport",
 ]
@@ -125,6 +126,14 @@ class VioletRateLimited(VioletRetryableError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class VioletSendRefused(VioletRetryableError):
+    """Known not sent: the step was too old (or the lease in doubt) when the request was to leave.
+
+    Recovery may already have redone the step (violet/gate.py), so the runner leaves it to be
+    reconciled instead of repeating the call, and the attempt does not count.
+    """
 
 
 class VioletOutcomeUnknown(VioletError):
