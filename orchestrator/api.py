@@ -128,6 +128,7 @@ class Orchestrator:
                 max_attempts=self.settings.max_attempts,
                 base=self.settings.backoff_base,
                 cap=self.settings.backoff_cap,
+                max_retry_after=self.settings.max_retry_after,
             ),
             max_recoveries=self.settings.max_recoveries,
             crash=self._crash,

@@ -109,6 +109,14 @@ class Settings(BaseSettings):
         validation_alias=_env("ORCHESTRATOR_OVERLAP_WRITES", "overlap_writes"),
         description="Commit an overwrite step's outcome while the next overwrite call runs.",
     )
+    max_retry_after: float = Field(
+        default=300.0,
+        ge=1,
+        le=86400,
+        validation_alias=_env("ORCHESTRATOR_MAX_RETRY_AFTER", "max_retry_after"),
+        description="Longest Retry-After honoured, seconds: a longer wait asked by a 429 is"
+        " logged and shortened to this (it closes the shared throttle for every worker).",
+    )
 
     @field_validator("violet_base_url")
     @classmethod

@@ -103,12 +103,14 @@ class RetryPolicy:
     max_attempts: int = 8
     base: float = 1.0
     cap: float = 300.0
+    #: The longest Retry-After honoured: one 429 closes the throttle shared by every worker.
+    max_retry_after: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         # Failed probes of an unknown outcome add to it without end: keep the exponent bounded.
         ceiling = min(self.cap, self.base * (2 ** min(max(attempt - 1, 0), 32)))
         delay = random.uniform(0, ceiling)
-        return max(delay, retry_after or 0.0)
+        return max(delay, min(retry_after or 0.0, self.max_retry_after))
 
 
 @dataclass(slots=True)
@@ -554,9 +556,19 @@ class Runner:
         # An outcome we cannot know keeps the step in flight: the next attempt reconciles first.
         row.in_flight = row.in_flight and (maybe_applied or probing or refused)
         retry_after = exc.retry_after if isinstance(exc, VioletRateLimited) else None
+        if retry_after is not None and retry_after > self.retry.max_retry_after:
+            log.warning(
+                "checkout %s: Violet asked to wait %s s (Retry-After); waiting %s s instead "
+                "(ORCHESTRATOR_MAX_RETRY_AFTER)",
+                row.id,
+                f"{retry_after:.0f}",
+                f"{self.retry.max_retry_after:g}",
+            )
+            retry_after = self.retry.max_retry_after
         delay = self.retry.delay(row.attempt + probes, retry_after)
         if isinstance(exc, VioletRateLimited):
-            result.throttle_seconds = max(delay, retry_after or 0.0)
+            cap = self.retry.max_retry_after
+            result.throttle_seconds = min(max(delay, retry_after or 0.0), cap)
         row.last_error = error
         events += [
             Event(

@@ -105,7 +105,9 @@ async def _sleep_unless_gone(request: Request, delay_ms: float) -> bool:
 def _fault_response(fault: Fault) -> Response:
     if fault.kind == RATE_LIMIT:
         headers = {}
-        if fault.retry_after is not None:
+        if isinstance(fault.retry_after, str):
+            headers["Retry-After"] = fault.retry_after
+        elif fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
         body = {
             "code": fault.status,

@@ -83,7 +83,7 @@ class SandboxControl:
         probability: float | None = None,
         status: int | None = None,
         latency_ms: float | None = None,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
     ) -> int:
         """Arm a fault; returns its id. See docs/sandbox.md for ops and kinds."""
         spec: dict[str, Any] = {"op": op, "kind": kind}

@@ -63,7 +63,9 @@ class Fault:
     probability: float | None
     status: int
     latency_ms: float
-    retry_after: float | None
+    retry_after: float | str | None
+    """A number is sent as delta-seconds; a string is sent verbatim (any header a merchant or
+    proxy might relay: an HTTP date, 1e15, inf)."""
     fired: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +91,17 @@ def _number(spec: dict[str, Any], key: str, minimum: float, maximum: float) -> f
     if not minimum <= value <= maximum:
         raise SandboxError(400, "invalid_field", f"{key} must be between {minimum} and {maximum}")
     return float(value)
+
+
+def _retry_after(spec: dict[str, Any]) -> float | str | None:
+    value = spec.get("retry_after")
+    if isinstance(value, str):
+        if len(value) > 1000 or not value.isprintable() or not value.isascii():
+            raise SandboxError(
+                400, "invalid_field", "retry_after text must be printable ASCII, <= 1000 chars"
+            )
+        return value
+    return _number(spec, "retry_after", 0.0, 86400.0)
 
 
 class FaultRegistry:
@@ -127,7 +140,7 @@ class FaultRegistry:
             probability=probability,
             status=status,
             latency_ms=latency if latency is not None else _DEFAULT_LATENCY_MS.get(kind, 0.0),
-            retry_after=_number(spec, "retry_after", 0.0, 86400.0),
+            retry_after=_retry_after(spec),
         )
         self._next_id += 1
         self.faults.append(fault)

@@ -652,12 +652,27 @@ class Repository:
             {"id": checkout_id},
         )
 
-    async def throttle_until(self, key: str) -> datetime | None:
-        """When the shared Violet budget for `key` opens again (None: open now)."""
+    async def throttle_until(self, key: str, *, cap: float | None = None) -> datetime | None:
+        """When the shared Violet budget for `key` opens again (None: open now), at most `cap`
+        seconds from now: a block set further out (by hand, or by a version that did not cap
+        Retry-After) is shortened to that in the same statement, so it cannot stop the fleet."""
+        if cap is None:
+            found = await self._row(
+                "SELECT blocked_until FROM violet_throttle "
+                "WHERE key = %(key)s AND blocked_until > now()",
+                {"key": key},
+            )
+            return None if found is None else found["blocked_until"]
         found = await self._row(
-            "SELECT blocked_until FROM violet_throttle "
-            "WHERE key = %(key)s AND blocked_until > now()",
-            {"key": key},
+            "WITH blocked AS (SELECT blocked_until FROM violet_throttle "
+            "  WHERE key = %(key)s AND blocked_until > now()), "
+            "healed AS (UPDATE violet_throttle t SET "
+            "  blocked_until = now() + %(cap)s * interval '1 second', updated_at = now() "
+            "  FROM blocked WHERE t.key = %(key)s "
+            "  AND blocked.blocked_until > now() + %(cap)s * interval '1 second') "
+            "SELECT least(blocked_until, now() + %(cap)s * interval '1 second') AS blocked_until "
+            "FROM blocked",
+            {"key": key, "cap": cap},
         )
         return None if found is None else found["blocked_until"]
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Sequence
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import httpx
@@ -221,19 +223,30 @@ def _is_declined(body: Any, error_type: str | None) -> bool:
     return False
 
 
+# Delta-seconds, leniently: a decimal number (fraction, exponent, sign) or an infinity. Not
+# what float() also takes (NaN, "1_000", hex-looking junk).
+_DELTA_SECONDS: Final = re.compile(
+    r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?", re.IGNORECASE
+)
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or garbled.
+
+    Never raises, never NaN, never negative; a wait too long for a float is infinity. It is the
+    caller's to cap (Settings.max_retry_after): Violet relays whatever the merchant sent.
+    """
     if not value:
         return None
     value = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(value):
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, origin unknown
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
 
 

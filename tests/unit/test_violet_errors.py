@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
 from collections.abc import Callable, Iterator
@@ -214,6 +215,39 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("1000000000", 1e9),
+        ("1e15", 1e15),
+        ("9" * 400, math.inf),  # beyond any float: longer than any cap
+        ("inf", math.inf),
+        ("Infinity", math.inf),
+        ("-5", 0.0),
+        ("-inf", 0.0),
+        ("nan", None),
+        ("NaN", None),
+        ("0x10", None),
+        ("1_000", None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", "far"),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0),
+        ("Sat, 01 Jan 10000 00:00:00 GMT", None),
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 0.0),
+        ("\x00\x01", None),
+    ],
+)
+def test_parse_retry_after_survives_hostile_values(
+    header: str, expected: float | str | None
+) -> None:
+    """Whatever Violet (or a proxy) sends, the result is None or a number >= 0 (infinity
+    included, for the caller to cap), never an exception and never NaN."""
+    parsed = parse_retry_after(header)
+    if expected == "far":
+        assert parsed is not None and parsed > 100 * 365 * 86400
+    else:
+        assert parsed == expected
 
 
 async def test_client_total_timeout_is_outcome_unknown_for_writes() -> None:
