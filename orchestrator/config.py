@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         description="Longest Retry-After honoured, seconds: a longer wait asked by a 429 is"
         " logged and shortened to this (it closes the shared throttle for every worker).",
     )
+    violet_max_response_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        validation_alias=_env("VIOLET_MAX_RESPONSE_BYTES", "violet_max_response_bytes"),
+        description="Largest Violet answer read, bytes; a longer one is cut off (a cart or an"
+        " order page is a few kB).",
+    )
 
     @field_validator("violet_base_url")
     @classmethod

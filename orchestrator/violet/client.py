@@ -69,6 +69,8 @@ _T = TypeVar("_T")
 
 # A Retry-After longer than this is the caller's to honour (durably), not ours to sleep through.
 MAX_INLINE_RETRY_AFTER: Final = 10.0
+#: The largest answer read (VIOLET_MAX_RESPONSE_BYTES): a cart or an order page is a few kB.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 _SHIPPING_ADAPTER: Final = TypeAdapter(list[BagShippingMethods])
 _CART_LIST_ADAPTER: Final = TypeAdapter(list[Cart])
@@ -126,6 +128,8 @@ class VioletSettings(Protocol):
     def read_timeout(self) -> float: ...
     @property
     def total_timeout(self) -> float: ...
+    @property
+    def violet_max_response_bytes(self) -> int: ...
 
 
 def _secret(value: SecretStr | str) -> str:
@@ -156,8 +160,10 @@ class VioletClient:
         read_retries: int = 3,
         max_connections: int = 100,
         http_shards: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._max_response_bytes = max_response_bytes
         self._username = username
         self._password = SecretStr(_secret(password))
         self._total_timeout = total_timeout
@@ -232,6 +238,7 @@ class VioletClient:
             read_timeout=settings.read_timeout,
             total_timeout=settings.total_timeout,
             transport=transport,
+            max_response_bytes=settings.violet_max_response_bytes,
         )
 
     def __repr__(self) -> str:
@@ -379,14 +386,20 @@ class VioletClient:
                         _check_gate(gate, op, path)
                     request_leaving()
                 if self._proxied is not None:
-                    response = await self._proxied.send(request)
+                    response = await self._proxied.send(request, stream=True)
                 else:
                     response = await next(self._next_transport).handle_async_request(request)
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
                     response.request = request
+                try:
+                    await _read_at_most(response, self._max_response_bytes)
+                finally:
+                    await response.aclose()
+        except _AnswerTooLarge as too_large:
+            err = self._too_large(op, path, too_large)
+            self._finish_failed(
+                op, path, start, None if secret_body else body, err, status=too_large.status
+            )
+            raise err from None
         except (httpx.RequestError, TimeoutError) as exc:
             err = error_from_transport(exc, op=op.name, method=op.method, path=path, read=op.read)
             self._finish_failed(op, path, start, None if secret_body else body, err)
@@ -400,8 +413,31 @@ class VioletClient:
         response.extensions["orchestrator_latency_ms"] = (time.perf_counter() - start) * 1000.0
         return response
 
+    def _too_large(self, op: _Op, path: str, too_large: _AnswerTooLarge) -> VioletError:
+        """A read's answer cut off is retryable (nothing was applied, and the next answer may be
+        a normal one; a probe of an unknown outcome must not fail the checkout over it); a
+        write's is an outcome unknown (it may have been applied): reconcile."""
+        cls = VioletRetryableError if op.read else VioletOutcomeUnknown
+        return cls(
+            f"Violet's answer is over {self._max_response_bytes} bytes (VIOLET_MAX_RESPONSE_BYTES):"
+            f" cut off after {too_large.size} bytes",
+            status=too_large.status,
+            method=op.method,
+            path=path,
+            op=op.name,
+            request_id=too_large.request_id,
+            error_type="response_too_large",
+        )
+
     def _finish_failed(
-        self, op: _Op, path: str, start: float, body: Any, err: VioletError | None
+        self,
+        op: _Op,
+        path: str,
+        start: float,
+        body: Any,
+        err: VioletError | None,
+        *,
+        status: int | None = None,
     ) -> None:
         latency_ms = (time.perf_counter() - start) * 1000.0
         error = type(err).__name__ if err is not None else "CancelledError"
@@ -416,7 +452,7 @@ class VioletClient:
                     op=op.name,
                     method=op.method,
                     path=path,
-                    status=None,
+                    status=status,
                     latency_ms=latency_ms,
                     request=summarize_request(body),
                     response=None,
@@ -730,6 +766,33 @@ class VioletClient:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class _AnswerTooLarge(Exception):
+    """An answer longer than the client reads; what is known of it."""
+
+    def __init__(self, size: int, status: int, request_id: str | None) -> None:
+        super().__init__(size)
+        self.size = size
+        self.status = status
+        self.request_id = request_id
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> None:
+    """`response.aread()`, but refusing an answer over `limit` bytes (decoded, so a compressed
+    bomb counts at its real size) before holding more than that in memory."""
+    request_id = response.headers.get("x-request-id")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _AnswerTooLarge(int(declared), response.status_code, request_id)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _AnswerTooLarge(size, response.status_code, request_id)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what aread() stores: .content, .json() read it
 
 
 def _check_gate(gate: SendGate, op: _Op, path: str) -> None:
