@@ -28,6 +28,7 @@ import random
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from orchestrator import machine
@@ -195,7 +196,7 @@ class Runner:
                     request=row.request,
                     app_order_id=row.app_order_id,
                     violet_order_id=row.violet_order_id,
-                    step_started_at=row.step_started_at,
+                    step_started_at=_on_wall_clock(row),
                     settle_window=self.settle_window,
                     card=card,
                     last_cart=last_cart,
@@ -681,6 +682,13 @@ async def _after(gate: asyncio.Future[None], write: Coroutine[Any, Any, None]) -
 def _retrieve(task: asyncio.Task[None]) -> None:
     with contextlib.suppress(BaseException):
         task.result()
+
+
+def _on_wall_clock(row: CheckoutRow) -> datetime | None:
+    """The step's start (the database's clock) on this host's wall clock, which the reconcile
+    rules compare it with: the settle window then holds however far the clocks disagree."""
+    started, ahead = row.step_started_at, row.local_wall_clock_ahead
+    return started if started is None or ahead is None else started + ahead
 
 
 def _probe_failures(row: CheckoutRow, step: str) -> int:

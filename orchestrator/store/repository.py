@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -240,7 +240,8 @@ WITH cur AS (
         updated_at = now()
     FROM cur
     WHERE c.id = cur.id
-    RETURNING {", ".join("c." + name for name in ROW_COLUMNS.split(", "))}, cur.prev_owner
+    RETURNING {", ".join("c." + name for name in ROW_COLUMNS.split(", "))}, cur.prev_owner,
+              now() AS db_now
 ), ev AS (
     INSERT INTO checkout_events (checkout_id, seq, kind, from_state, to_state, step, worker, detail)
     SELECT id, event_seq, 'lease_taken_over', state, state, pending_step, %(worker)s,
@@ -310,8 +311,11 @@ def _events_payload(row: CheckoutRow, events: Sequence[Event]) -> list[dict[str,
 
 
 def _claimed(found: dict[str, Any], lease_until: float) -> CheckoutRow:
+    """A claimed row with its local marks: the lease's expiry on the local clock, and how far the
+    host's wall clock is ahead of the database's (read after the answer: never an under-count)."""
     row = CheckoutRow.from_mapping(found)
     row.local_lease_until = lease_until
+    row.local_wall_clock_ahead = datetime.now(UTC) - found["db_now"]
     return row
 
 
