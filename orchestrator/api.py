@@ -133,11 +133,13 @@ class Orchestrator:
                 max_attempts=self.settings.max_attempts,
                 base=self.settings.backoff_base,
                 cap=self.settings.backoff_cap,
+                max_retry_after=self.settings.max_retry_after,
             ),
             max_recoveries=self.settings.max_recoveries,
             crash=self._crash,
             overlap_writes=self.settings.overlap_writes,
             outcome_wait=self.settings.submit_outcome_wait,
+            leases=self.leases,
         )
         self._opened = True
         return self

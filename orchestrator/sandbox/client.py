@@ -91,7 +91,8 @@ class SandboxControl:
         probability: float | None = None,
         status: int | None = None,
         latency_ms: float | None = None,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
+        size_bytes: int | None = None,
     ) -> int:
         """Arm a fault; returns its id. See docs/sandbox.md for ops and kinds."""
         spec: dict[str, Any] = {"op": op, "kind": kind}
@@ -101,6 +102,7 @@ class SandboxControl:
             ("status", status),
             ("latency_ms", latency_ms),
             ("retry_after", retry_after),
+            ("size_bytes", size_bytes),
         ):
             if value is not None:
                 spec[key] = value

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Sequence
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import httpx
@@ -33,6 +35,7 @@ __all__ = [
     "VioletPermanentError",
     "VioletRateLimited",
     "VioletRetryableError",
+    "VioletSendRefused",
     "decline_in",
     "error_from_response",
     "error_from_transport",
@@ -144,6 +147,14 @@ class VioletRateLimited(VioletRetryableError):
         self.retry_after = retry_after
 
 
+class VioletSendRefused(VioletRetryableError):
+    """Known not sent: the step was too old (or the lease in doubt) when the request was to leave.
+
+    Recovery may already have redone the step (violet/gate.py), so the runner leaves it to be
+    reconciled instead of repeating the call, and the attempt does not count.
+    """
+
+
 class VioletOutcomeUnknown(VioletError):
     """The request may have been applied: reconcile (read Violet's state) before any retry."""
 
@@ -238,19 +249,30 @@ def decline_in(body: Any) -> str | None:
     return found
 
 
+# Delta-seconds, leniently: a decimal number (fraction, exponent, sign) or an infinity. Not
+# what float() also takes (NaN, "1_000", hex-looking junk).
+_DELTA_SECONDS: Final = re.compile(
+    r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?", re.IGNORECASE
+)
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or garbled.
+
+    Never raises, never NaN, never negative; a wait too long for a float is infinity. It is the
+    caller's to cap (Settings.max_retry_after): Violet relays whatever the merchant sent.
+    """
     if not value:
         return None
     value = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(value):
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, origin unknown
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
 
 

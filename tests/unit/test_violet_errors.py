@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -281,6 +282,39 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("1000000000", 1e9),
+        ("1e15", 1e15),
+        ("9" * 400, math.inf),  # beyond any float: longer than any cap
+        ("inf", math.inf),
+        ("Infinity", math.inf),
+        ("-5", 0.0),
+        ("-inf", 0.0),
+        ("nan", None),
+        ("NaN", None),
+        ("0x10", None),
+        ("1_000", None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", "far"),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0),
+        ("Sat, 01 Jan 10000 00:00:00 GMT", None),
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 0.0),
+        ("\x00\x01", None),
+    ],
+)
+def test_parse_retry_after_survives_hostile_values(
+    header: str, expected: float | str | None
+) -> None:
+    """Whatever Violet (or a proxy) sends, the result is None or a number >= 0 (infinity
+    included, for the caller to cap), never an exception and never NaN."""
+    parsed = parse_retry_after(header)
+    if expected == "far":
+        assert parsed is not None and parsed > 100 * 365 * 86400
+    else:
+        assert parsed == expected
+
+
 async def test_client_total_timeout_is_outcome_unknown_for_writes() -> None:
     import asyncio
 
@@ -387,3 +421,37 @@ def test_errors_pickle_and_print_with_context() -> None:
     assert "slow down" in str(err) and "GET /x -> 429" in str(err) and "r-1" in str(err)
     carts = VioletCartErrors("bad", cart=Cart(id=1), errors=[])
     assert pickle.loads(pickle.dumps(carts)).cart.id == 1
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A body that never ends, in 64 KiB chunks; asking for more than `allowed` is the bug."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            assert self.allowed > 0, "read past the cap"
+            self.allowed -= 1
+            yield b" " * 65536
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_an_answer_over_the_cap_is_refused_without_reading_it_all(declared: bool) -> None:
+    """Content-Length over the cap is refused before any byte of the body; without one, reading
+    stops at the cap. A read's answer is retryable, a write's an outcome unknown."""
+    headers = {"content-length": str(10**12)} if declared else {}
+
+    def huge(request: httpx.Request) -> httpx.Response:
+        body = _Endless(allowed=0 if declared else 256 // 64 + 1)  # the one over the cap
+        return httpx.Response(200, headers=headers, stream=body)
+
+    client, _ = client_for(huge, max_response_bytes=256 * 1024, read_retries=0)
+    with pytest.raises(VioletRetryableError) as read_err:
+        await client.get_cart(1)
+    with pytest.raises(VioletOutcomeUnknown) as write_err:
+        await client.submit(1)
+    for err in (read_err.value, write_err.value):
+        assert err.error_type == "response_too_large" and err.status == 200
+        assert "VIOLET_MAX_RESPONSE_BYTES" in str(err)
+    await client.aclose()
