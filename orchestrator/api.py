@@ -25,6 +25,7 @@ from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
 from orchestrator.errors import (
+    CheckoutConflict,
     CheckoutNotFound,
     DatabaseUnavailable,
     IllegalTransition,
@@ -163,10 +164,13 @@ class Orchestrator:
                 max_attempts=self.settings.max_attempts,
                 base=self.settings.backoff_base,
                 cap=self.settings.backoff_cap,
+                max_retry_after=self.settings.max_retry_after,
             ),
             max_recoveries=self.settings.max_recoveries,
             crash=self._crash,
             overlap_writes=self.settings.overlap_writes,
+            outcome_wait=self.settings.submit_outcome_wait,
+            leases=self.leases,
         )
         self._opened = True
         return self
@@ -224,8 +228,10 @@ class Orchestrator:
     ) -> Checkout:
         """Register a checkout and (by default) drive it to a terminal or waiting state.
 
-        One checkout per app_order_id: starting the same one again returns the existing checkout
-        and creates no second cart. With ``run=False`` it is only registered, due now, for
+        One checkout per app_order_id: starting the same request again returns the existing
+        checkout and creates no second cart; a different request under a used app_order_id
+        raises `CheckoutConflict` and changes nothing (requests are compared as stored: a card
+        by its last four digits). With ``run=False`` it is only registered, due now, for
         `run()` or the recovery job.
         """
         req = CheckoutRequest.parse(request)
@@ -265,12 +271,22 @@ class Orchestrator:
                 "checkout per app_order_id)"
             ) from exc
         if inserted is None:
-            return await self.get(req.app_order_id)
+            return Checkout.from_row(await self._existing(req))
         if isinstance(req.payment, CardPaymentRequest):
             self._cards[inserted.id] = _card(req.payment)
         if not run:
             return Checkout.from_row(inserted)
         return await self.drive_claimed(inserted, intent_committed=True)
+
+    async def _existing(self, req: CheckoutRequest) -> CheckoutRow:
+        """The checkout already holding `req`'s app_order_id, if it was started with `req`."""
+        row = await self.repo.get_by_app_order_id(req.app_order_id)
+        if row is None:  # inserted and gone again: checkouts are never deleted
+            raise CheckoutNotFound(f"no checkout with app_order_id {req.app_order_id}")
+        differences = req.differences(row.request)
+        if differences:
+            raise CheckoutConflict(req.app_order_id, row.id, differences)
+        return row
 
     async def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
         """Drive a checkout as far as it can go now.

@@ -33,6 +33,7 @@ from orchestrator.checkout import Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
     CheckoutBusy,
+    CheckoutConflict,
     CheckoutNotFound,
     ConfigError,
     DatabaseUnavailable,
@@ -43,7 +44,7 @@ from orchestrator.errors import (
     SchemaNotMigrated,
 )
 from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
-from orchestrator.store import database
+from orchestrator.store import database, grants
 from orchestrator.violet import VioletError
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def quiet_pool_logs(debug: bool) -> None:
 
 def _classify(exc: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the one line a user sees for an exception."""
-    if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition):
+    if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition | CheckoutConflict):
         return ExitCode.BAD_INPUT, str(exc)
     if isinstance(exc, alembic.util.CommandError):  # e.g. db upgrade --revision bogus
         return ExitCode.BAD_INPUT, f"migrations: {exc}"
@@ -557,6 +558,39 @@ def db_current(as_json: bool = JsonOption) -> None:
         return
     note = "up to date" if current == head else "run `orchestrator db upgrade`"
     typer.echo(f"{document['database']}: revision {current or 'none'} (head {head}; {note})")
+
+
+def _sql_name(check: Callable[[str], str]) -> Callable[[str], str]:
+    """A typer callback: the name as given, or a usage error (exit 2) saying why not."""
+
+    def callback(value: str) -> str:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return value
+
+    return callback
+
+
+@db_app.command("grants")
+@cli_errors
+def db_grants(
+    role: str = typer.Option(
+        ..., "--role", help="The application's role.", callback=_sql_name(grants.check_role_name)
+    ),
+    schema: str = typer.Option(
+        "public", "--schema", help="Where the tables are.", callback=_sql_name(grants.quote_ident)
+    ),
+    existing_role: bool = typer.Option(
+        False, "--existing-role", help="The role exists: print no CREATE ROLE."
+    ),
+) -> None:
+    """Print the SQL that makes the least-privilege role the application and `recover` run as.
+
+    Nothing is sent to the database: run the script as the tables' owner (docs/operations.md).
+    """
+    typer.echo(grants.grants_script(role, schema=schema, create_role=not existing_role), nl=False)
 
 
 # -- sandbox, diagram, config -----------------------------------------------------------------

@@ -134,6 +134,14 @@ class Settings(BaseSettings):
         description="How long an unanswered submit may still run at Violet after the client gave"
         " up on it (total timeout): no new submit before both have passed.",
     )
+    submit_outcome_wait: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        validation_alias=_env("ORCHESTRATOR_SUBMIT_OUTCOME_WAIT", "submit_outcome_wait"),
+        description="How long a drive keeps reading an order Violet took but has not settled"
+        " (PROCESSING, bags SUBMITTED) before recording it submitted with the bags as last seen.",
+    )
     max_recoveries: int = Field(
         default=5,
         ge=1,
@@ -155,6 +163,22 @@ class Settings(BaseSettings):
         default=True,
         validation_alias=_env("ORCHESTRATOR_OVERLAP_WRITES", "overlap_writes"),
         description="Commit an overwrite step's outcome while the next overwrite call runs.",
+    )
+    max_retry_after: float = Field(
+        default=300.0,
+        ge=1,
+        le=86400,
+        validation_alias=_env("ORCHESTRATOR_MAX_RETRY_AFTER", "max_retry_after"),
+        description="Longest Retry-After honoured, seconds: a longer wait asked by a 429 is"
+        " logged and shortened to this (it closes the shared throttle for every worker).",
+    )
+    violet_max_response_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        validation_alias=_env("VIOLET_MAX_RESPONSE_BYTES", "violet_max_response_bytes"),
+        description="Largest Violet answer read, bytes; a longer one is cut off (a cart or an"
+        " order page is a few kB).",
     )
 
     @field_validator("violet_base_url")

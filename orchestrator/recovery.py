@@ -145,9 +145,10 @@ class RecoveryJob:
         try:
             while not stop.is_set():
                 try:
-                    blocked_until = await self.repo.throttle_until("global")
+                    cap = self.settings.max_retry_after
+                    blocked_until = await self.repo.throttle_until("global", cap=cap)
                     if blocked_until is not None:
-                        wait = (blocked_until - datetime.now(UTC)).total_seconds()
+                        wait = min((blocked_until - datetime.now(UTC)).total_seconds(), cap)
                         log.info("Violet throttled (429): claims wait %.2f s", wait)
                         await _sleep(wait, stop)
                         continue

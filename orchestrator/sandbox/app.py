@@ -11,13 +11,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -31,6 +31,7 @@ from orchestrator.sandbox.faults import (
     DROP_AFTER_APPLY,
     DROP_BEFORE_APPLY,
     ERROR,
+    HUGE_ANSWER,
     LATENCY,
     RATE_LIMIT,
     TIMEOUT,
@@ -72,6 +73,36 @@ class DroppedResponse(Response):
         raise DropConnection()
 
 
+_PADDING = b" " * 65536
+
+
+def huge_answer(response: Response, size: int, entry: dict[str, Any]) -> Response:
+    """The real answer followed by whitespace up to `size` bytes (still valid JSON), streamed
+    without a Content-Length: a client that reads whole answers holds all of it. The call log
+    entry counts the bytes handed to the server (`streamed_bytes`, `stream_done` once over)."""
+    body = bytes(response.body)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        entry["streamed_bytes"] = 0
+        try:
+            yield body
+            entry["streamed_bytes"] = sent = len(body)
+            while sent < size:
+                piece = _PADDING[: size - sent]
+                yield piece
+                sent += len(piece)
+                entry["streamed_bytes"] = sent
+                # A server drops sends once the client hung up, without suspending: let the
+                # response notice the disconnect instead of spinning through the rest.
+                await asyncio.sleep(0)
+        finally:
+            entry["stream_done"] = True
+
+    return StreamingResponse(
+        chunks(), status_code=response.status_code, media_type="application/json"
+    )
+
+
 def _login(state: SandboxState, call: Call) -> Result:
     return 200, state.auth.login(call.headers, call.body)
 
@@ -105,7 +136,9 @@ async def _sleep_unless_gone(request: Request, delay_ms: float) -> bool:
 def _fault_response(fault: Fault) -> Response:
     if fault.kind == RATE_LIMIT:
         headers = {}
-        if fault.retry_after is not None:
+        if isinstance(fault.retry_after, str):
+            headers["Retry-After"] = fault.retry_after
+        elif fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
         body = {
             "code": fault.status,
@@ -207,6 +240,8 @@ class _Pipeline:
             if authenticated:
                 state.auth.verify(request.headers)
             call = Call(op, path_id, request.query_params, body, request.headers)
+            if state.processing:
+                orders.settle_due(state)
             status, payload = operation(state, call)
             if op == "create_cart" and isinstance(payload, dict):
                 entry["cart_id"] = payload.get("id")
@@ -221,6 +256,8 @@ class _Pipeline:
                 return DroppedResponse()
             if fault.kind == DELAY_AFTER_APPLY:
                 await asyncio.sleep(fault.latency_ms / 1000)
+            if fault.kind == HUGE_ANSWER:
+                return huge_answer(response, fault.size_bytes, entry)
         return response
 
 

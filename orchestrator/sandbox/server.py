@@ -207,6 +207,7 @@ class SandboxServer:
             "--app-id", str(c.app_id),
             "--latency-ms", repr(c.latency_ms),
             "--latency-jitter-ms", repr(c.latency_jitter_ms),
+            "--processing-ms", repr(c.processing_ms),
             "--token-ttl", repr(c.token_ttl_seconds),
             "--seed", str(c.seed),
             *(["--allow-remote-control"] if self.allow_remote_control else []),
