@@ -3,11 +3,12 @@
     python -m bench.dbos_worker DB_URL SANDBOX_BASE_URL POOL_SIZE
 
 DBOS is a process-wide singleton with background threads (queue polling, recovery) that run
-for as long as it is launched. Launched inside the bench process, those threads took CPU and
-the GIL from whichever contender ran next: at L = 20 ms, C = 64 the bare flow's client CPU rose
-~8% and the orchestrator's ~12% (it runs longer per checkout), so b/a read 0.66 instead of
-0.75. Here DBOS has a process to itself; the bench sends one JSON line per run
-(`{"n": N, "concurrency": C}`) and reads one back with wall, CPU, GC and latencies.
+for as long as it is launched. Launched inside the bench process, those threads take CPU and
+the GIL from whichever contender runs next: at L = 20 ms, C = 64 the bare flow's client CPU rises
+~8% and the orchestrator's ~12% (it runs longer per checkout), so a full run's b/a reads 0.658
+instead of 0.680 (docs/performance.md). Here DBOS has a process to itself; the bench sends one
+JSON line per run (`{"n": N, "concurrency": C}`) and reads one back with wall, CPU, GC and
+latencies.
 """
 
 from __future__ import annotations

@@ -1,20 +1,22 @@
-"""Proposed hot-path fixes, applied by monkeypatching inside the bench process only.
+"""Hot-path fixes applied by monkeypatching inside the bench process only.
 
-The bench may not edit `orchestrator/`; these patches measure what a fix would buy, so the
-integrator gets a number with each recommendation. Each one is a context manager (or a per-
-instance change) so patched and unpatched contenders can be interleaved in one run.
+A patch measures what a fix would buy without editing `orchestrator/`, so a proposed fix comes
+with a number. Each one is a context manager (or a per-instance change) so patched and unpatched
+contenders can be interleaved in one run. The three below are in the library already
+(`90d7bae`: autocommit and shallow serialisation; `a6c1cc2`, `d52cd13`: smaller HTTP pools), so
+against it each one changes nothing; they stay as the pattern for the next proposed fix.
 
-- ``shallow_asdict``: `store/repository.py` serialises every event and step record with
-  `dataclasses.asdict`, which deep-copies the nested request/response summaries before
-  `json.dumps` reads them once. A shallow field read produces identical JSON.
+- ``shallow_asdict``: serialising event and step records with `dataclasses.asdict` deep-copies
+  the nested request/response summaries before `json.dumps` reads them once. A shallow field
+  read produces identical JSON.
 - ``sharded_http``: httpcore's pool scans every connection on each request and each response
   close (`AsyncConnectionPool._assign_requests_to_connections` -> `has_expired` ->
   `is_socket_readable`, a poll and a getpeername syscall per idle connection), so one
   `httpx.AsyncClient` with 100 connections costs O(connections) syscalls per Violet call. The
   patch spreads `VioletClient`'s requests round-robin over K clients of 100/K connections each.
 - ``autocommit``: every `Repository` method is one statement (a data-modifying CTE is atomic on
-  its own), yet `engine.begin()` wraps it in BEGIN ... COMMIT: three round trips instead of one.
-  An AUTOCOMMIT engine (same pool) sends just the statement.
+  its own), so wrapping it in BEGIN ... COMMIT costs three round trips instead of one. An
+  AUTOCOMMIT engine (same pool) sends just the statement.
 """
 
 from __future__ import annotations

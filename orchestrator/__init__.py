@@ -8,6 +8,7 @@ from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
     CheckoutBusy,
+    CheckoutConflict,
     CheckoutNotFound,
     ConfigError,
     DatabaseUnavailable,
@@ -26,6 +27,7 @@ __all__ = [
     "AuditEvent",
     "Checkout",
     "CheckoutBusy",
+    "CheckoutConflict",
     "CheckoutNotFound",
     "CheckoutRequest",
     "ConfigError",

@@ -1,7 +1,8 @@
 """`Orchestrator`: the library's front door (async). A sync facade lives in `orchestrator.sync`.
 
 It composes the store, the Violet client, the runner and the lease keeper; it holds card data in
-memory only, for as long as the checkout has not passed payment.
+memory only, for as long as the checkout has not passed payment: a card is dropped whenever its
+checkout is read past payment (or gone), and at every card start for all held cards at once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from orchestrator import machine
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
-from orchestrator.errors import CheckoutNotFound, IllegalTransition, PaymentNotConfirmed
+from orchestrator.errors import (
+    CheckoutConflict,
+    CheckoutNotFound,
+    DatabaseUnavailable,
+    IllegalTransition,
+    PaymentNotConfirmed,
+)
 from orchestrator.leases import LeaseKeeper
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.runner import DriveResult, RetryPolicy, Runner
@@ -32,6 +39,18 @@ from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, Cart, VioletClient, VioletError
+
+#: States in which a card given to this process may still be sent to Violet; past them (paid or
+#: later, terminal) the card is dropped from memory.
+_CARD_STATES = frozenset(
+    {
+        machine.NEW,
+        machine.CREATED,
+        machine.CUSTOMER_APPLIED,
+        machine.SHIPPING_APPLIED,
+        machine.AWAITING_PAYMENT,
+    }
+)
 
 #: Stripe PaymentIntent statuses that mean the shopper has not (yet) confirmed the payment.
 _UNCONFIRMED = frozenset({"REQUIRES_PAYMENT_METHOD", "REQUIRES_CONFIRMATION", "REQUIRES_ACTION"})
@@ -104,14 +123,31 @@ class Orchestrator:
             url = await asyncio.to_thread(self._database_url)
             # The step writes have their own psycopg pool; the engine serves schema checks and
             # the occasional query, so a small pool keeps the server's connection count low.
-            self._engine = database.create_engine(url, pool_size=2)
+            self._engine = database.create_engine(
+                url,
+                pool_size=2,
+                lock_timeout=self.settings.db_lock_timeout,
+                statement_timeout=self.settings.db_statement_timeout,
+            )
         await database.check_schema(self._engine)
+        # The step writes: a lock held elsewhere or a stuck statement fails the write (a database
+        # error: the checkout is kept for recovery) instead of blocking the worker for good.
+        timeouts = database.session_options(
+            self._engine.url,
+            lock_timeout=self.settings.db_lock_timeout,
+            statement_timeout=self.settings.db_statement_timeout,
+        )
         self._pool = AsyncConnectionPool(
             self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
             min_size=1,
             max_size=self.settings.db_pool_size,
             open=False,
-            kwargs={"autocommit": True, "application_name": "orchestrator", "connect_timeout": 5},
+            kwargs={
+                "autocommit": True,
+                "application_name": "orchestrator",
+                "connect_timeout": 5,
+                **timeouts,
+            },
         )
         await self._pool.open(wait=True, timeout=30)
         self.repo = Repository(self._engine, self._pool, write_slots=self.settings.db_write_slots)
@@ -128,10 +164,13 @@ class Orchestrator:
                 max_attempts=self.settings.max_attempts,
                 base=self.settings.backoff_base,
                 cap=self.settings.backoff_cap,
+                max_retry_after=self.settings.max_retry_after,
             ),
             max_recoveries=self.settings.max_recoveries,
             crash=self._crash,
             overlap_writes=self.settings.overlap_writes,
+            outcome_wait=self.settings.submit_outcome_wait,
+            leases=self.leases,
         )
         self._opened = True
         return self
@@ -189,8 +228,10 @@ class Orchestrator:
     ) -> Checkout:
         """Register a checkout and (by default) drive it to a terminal or waiting state.
 
-        One checkout per app_order_id: starting the same one again returns the existing checkout
-        and creates no second cart. With ``run=False`` it is only registered, due now, for
+        One checkout per app_order_id: starting the same request again returns the existing
+        checkout and creates no second cart; a different request under a used app_order_id
+        raises `CheckoutConflict` and changes nothing (requests are compared as stored: a card
+        by its last four digits). With ``run=False`` it is only registered, due now, for
         `run()` or the recovery job.
         """
         req = CheckoutRequest.parse(request)
@@ -211,20 +252,41 @@ class Orchestrator:
         ]
         if run:
             events.append(Event("step_started", step=CREATE_CART, attempt=1))
-        inserted = await self.repo.insert(
-            row,
-            events,
-            worker=self.worker_id,
-            lease_seconds=self.settings.lease_seconds,
-            leased=run,
-        )
+        if isinstance(req.payment, CardPaymentRequest) and self._cards:
+            await self._forget_cards_past_payment()
+        try:
+            inserted = await self.repo.insert(
+                row,
+                events,
+                worker=self.worker_id,
+                lease_seconds=self.settings.lease_seconds,
+                leased=run,
+            )
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
+            raise DatabaseUnavailable(
+                f"database unavailable ({database.error_reason(exc)}); checkout "
+                f"{req.app_order_id} may not be registered: starting it again is safe (one "
+                "checkout per app_order_id)"
+            ) from exc
         if inserted is None:
-            return await self.get(req.app_order_id)
+            return Checkout.from_row(await self._existing(req))
         if isinstance(req.payment, CardPaymentRequest):
             self._cards[inserted.id] = _card(req.payment)
         if not run:
             return Checkout.from_row(inserted)
         return await self.drive_claimed(inserted, intent_committed=True)
+
+    async def _existing(self, req: CheckoutRequest) -> CheckoutRow:
+        """The checkout already holding `req`'s app_order_id, if it was started with `req`."""
+        row = await self.repo.get_by_app_order_id(req.app_order_id)
+        if row is None:  # inserted and gone again: checkouts are never deleted
+            raise CheckoutNotFound(f"no checkout with app_order_id {req.app_order_id}")
+        differences = req.differences(row.request)
+        if differences:
+            raise CheckoutConflict(req.app_order_id, row.id, differences)
+        return row
 
     async def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
         """Drive a checkout as far as it can go now.
@@ -257,20 +319,22 @@ class Orchestrator:
 
     async def drive_claimed(self, row: CheckoutRow, *, intent_committed: bool) -> Checkout:
         """Drive a checkout whose lease this orchestrator holds (used by the recovery job)."""
-        with self.leases.holding(row.id):
-            result: DriveResult = await self.runner.drive(
-                row, card=self._cards.get(row.id), intent_committed=intent_committed
-            )
+        try:
+            with self.leases.holding(row.id):
+                result: DriveResult = await self.runner.drive(
+                    row, card=self._cards.get(row.id), intent_committed=intent_committed
+                )
+        except Exception as exc:
+            if isinstance(exc, DatabaseUnavailable) or not database.is_database_error(exc):
+                raise
+            raise DatabaseUnavailable(
+                f"database unavailable ({database.error_reason(exc)}); checkout "
+                f"{row.app_order_id} is kept and will be resumed by `orchestrator recover` "
+                "once the database answers"
+            ) from exc
         if result.throttle_seconds:
             await self.repo.throttle("global", result.throttle_seconds)
-        if row.state not in (
-            machine.NEW,
-            machine.CREATED,
-            machine.CUSTOMER_APPLIED,
-            machine.SHIPPING_APPLIED,
-            machine.AWAITING_PAYMENT,
-        ):
-            self._cards.pop(row.id, None)
+        self._forget_card_if_past_payment(row)
         return Checkout.from_row(row, result.handout)
 
     async def cancel(self, ref: uuid.UUID | str) -> Checkout:
@@ -300,7 +364,23 @@ class Orchestrator:
         claim = await self.repo.claim(
             row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
+        self._forget_card_if_past_payment(claim.row)
         return claim.row
+
+    def _forget_card_if_past_payment(self, row: CheckoutRow) -> None:
+        """Drop a held card once its checkout, as just read, can no longer send it to Violet
+        (another process may have paid, submitted, failed or canceled it)."""
+        if row.state not in _CARD_STATES:
+            self._cards.pop(row.id, None)
+
+    async def _forget_cards_past_payment(self) -> None:
+        """Drop every held card whose checkout has moved past payment or gone (one query): a card
+        whose checkout another process finished is otherwise kept until this one looks at it."""
+        held = list(self._cards)
+        states = await self.repo.states_of(held)
+        for checkout_id in held:
+            if states.get(checkout_id) not in _CARD_STATES:
+                self._cards.pop(checkout_id, None)
 
     async def _give_back(self, claimed: CheckoutRow) -> None:
         """Release a lease taken for nothing (a terminal row came back without one)."""
@@ -387,6 +467,7 @@ class Orchestrator:
         row = await self.repo.get(ref)
         if row is None:
             raise CheckoutNotFound.for_ref(ref)  # never repeats a card number given as a ref
+        self._forget_card_if_past_payment(row)
         return row
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from orchestrator import machine
 from orchestrator.store.records import CheckoutRow
+from orchestrator.violet.models import unsettled_bag_status
 
 
 def iso(value: datetime | None) -> str | None:
@@ -89,6 +90,13 @@ class Checkout:
     def partially_accepted(self) -> bool:
         statuses = {bag.get("status") for bag in self.bags}
         return self.state == machine.SUBMITTED and "REJECTED" in statuses
+
+    @property
+    def unsettled_bags(self) -> list[Any]:
+        """Bags recorded before their merchant answered (SUBMITTED when the reads ran out)."""
+        if self.state != machine.SUBMITTED:
+            return []
+        return [bag.get("bag_id") for bag in self.bags if unsettled_bag_status(bag.get("status"))]
 
     def to_json(self) -> dict[str, Any]:
         """Stable field names; times in ISO-8601 UTC; no secrets (the handout is left out)."""

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import functools
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -29,11 +28,12 @@ import sqlalchemy.exc
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import aio, audit, logs, machine, render
+from orchestrator import aio, audit, cli_input, logs, machine, render
 from orchestrator.checkout import Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
     CheckoutBusy,
+    CheckoutConflict,
     CheckoutNotFound,
     ConfigError,
     DatabaseUnavailable,
@@ -43,9 +43,9 @@ from orchestrator.errors import (
     OrchestratorError,
     SchemaNotMigrated,
 )
-from orchestrator.request import CheckoutRequest
+from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.sensitive import redact_text
-from orchestrator.store import database
+from orchestrator.store import database, grants
 from orchestrator.violet import VioletError
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _main(
 
 def _classify(exc: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the one line a user sees for an exception."""
-    if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition):
+    if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition | CheckoutConflict):
         return ExitCode.BAD_INPUT, str(exc)
     if isinstance(exc, alembic.util.CommandError):  # e.g. db upgrade --revision bogus
         return ExitCode.BAD_INPUT, f"migrations: {exc}"
@@ -119,10 +119,9 @@ def _classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.UNAVAILABLE, str(exc)
     if isinstance(exc, VioletError):
         return ExitCode.UNAVAILABLE, f"Violet: {exc}"
-    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+    if database.is_database_error(exc):
         # The driver's first line only: statement parameters are never echoed.
-        reason = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
-        return ExitCode.UNAVAILABLE, f"database: {reason[0] if reason else 'unavailable'}"
+        return ExitCode.UNAVAILABLE, f"database: {database.error_reason(exc)}"
     if isinstance(exc, OrchestratorError):
         return ExitCode.CHECKOUT_FAILED, str(exc)
     return ExitCode.CHECKOUT_FAILED, f"unexpected {type(exc).__name__}: {exc} (rerun with --debug)"
@@ -187,24 +186,10 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-def _read_request(path: Path) -> CheckoutRequest:
-    """A checkout request from a JSON file; InvalidRequest names the file or the bad field."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM some editors write is fine
-    except OSError as exc:
-        raise InvalidRequest([(str(path), exc.strerror or "cannot be read")]) from None
-    except UnicodeDecodeError:
-        raise InvalidRequest([(str(path), "not UTF-8 text")]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise InvalidRequest([(str(path), f"not valid JSON at {where}: {exc.msg}")]) from None
-    except RecursionError:
-        raise InvalidRequest([(str(path), "JSON nested too deeply")]) from None
-    if not isinstance(data, dict):
-        raise InvalidRequest([(str(path), "must hold one JSON object")])
-    return CheckoutRequest.parse(data)
+def _read_request(path: Path, settings: Settings) -> CheckoutRequest:
+    """A checkout request from a JSON file or stdin (`-`); InvalidRequest names the source or
+    the bad field."""
+    return CheckoutRequest.parse(cli_input.read_json_object(path, limit=settings.max_request_bytes))
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -257,10 +242,20 @@ def _print_checkout(checkout: Checkout, as_json: bool, *, show_secret: bool = Fa
 
 
 def _checkout_exit(checkout: Checkout) -> None:
-    """Exit 1 for a failed checkout, 5 when Violet could not be reached (the row stays due)."""
+    """Exit 1 for a failed checkout, 5 when Violet could not be reached or refused our
+    credentials (the row stays due)."""
     if checkout.state == machine.FAILED:
         raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
     error = checkout.last_error or {}
+    if not checkout.is_terminal and error.get("class") == "config":
+        typer.echo(
+            f"error: Violet refused the credentials ({error.get('message')}); the checkout is "
+            f"kept, not failed, and is due again at {render.when(checkout.next_attempt_at)}: fix "
+            "VIOLET_APP_ID, VIOLET_APP_SECRET, VIOLET_USERNAME or VIOLET_PASSWORD, then run "
+            "`orchestrator recover`",
+            err=True,
+        )
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
     unreachable = error.get("class") in ("retryable", "outcome_unknown") and not error.get("status")
     if not checkout.is_terminal and not checkout.is_waiting and unreachable:
         typer.echo(
@@ -287,7 +282,9 @@ async def _with_orchestrator(
 @checkout_app.command("start")
 @cli_errors
 def checkout_start(
-    file: Path = typer.Argument(..., help="A JSON checkout request (see docs/cli.md)."),
+    file: Path = typer.Argument(
+        ..., help="A JSON checkout request (see docs/cli.md); - reads it from stdin."
+    ),
     no_run: bool = typer.Option(False, "--no-run", help="Only register it (due now)."),
     as_json: bool = JsonOption,
     show_secret: bool = typer.Option(
@@ -295,11 +292,11 @@ def checkout_start(
     ),
 ) -> None:
     """Register a checkout from FILE and drive it as far as it can go now."""
-    request = _read_request(file)
+    request = _read_request(file, _settings())
     if no_run and request.payment.type == "card":
         typer.echo(
             "note: card data is never stored; a card checkout registered with --no-run will wait "
-            "in awaiting_payment for the card to be given again",
+            "in awaiting_payment for the card to be given again (`orchestrator checkout pay`)",
             err=True,
         )
     checkout = _run(_with_orchestrator(lambda orch: orch.start(request, run=not no_run)))
@@ -341,6 +338,45 @@ def checkout_confirm_payment(
 ) -> None:
     """The shopper confirmed (payment intent or 3-D Secure): price and submit, at most once."""
     checkout = _run(_with_orchestrator(lambda orch: orch.confirm_payment(ref)))
+    _print_checkout(checkout, as_json)
+    _checkout_exit(checkout)
+
+
+_CARD_ON_ARGV = InvalidRequest(
+    [
+        (
+            "command line",
+            "card data is read from a file or stdin (--card FILE or --card -), never from the "
+            "command line (not shown here: it may be card data)",
+        )
+    ]
+)
+
+
+@checkout_app.command(
+    "pay", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+@cli_errors
+def checkout_pay(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Checkout id, app_order_id or Violet order id."),
+    card: str = typer.Option(
+        ...,
+        "--card",
+        help="A JSON file holding the card, as the request's card payment; - reads it from "
+        "stdin. Never the card itself: argv is visible to every user of the machine.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Give the card again to a checkout waiting in awaiting_payment, and drive it on."""
+    # Extra arguments, an unknown option or inline JSON may be card data: refused, not echoed.
+    if ctx.args or card.lstrip().startswith("{") or contains_card_number(card):
+        raise _CARD_ON_ARGV
+    settings = _settings()
+    data = cli_input.read_json_object(card, limit=settings.max_request_bytes)
+    data.setdefault("type", "card")
+    payment = CardPaymentRequest.parse(data)
+    checkout = _run(_with_orchestrator(lambda orch: orch.provide_payment(ref, payment)))
     _print_checkout(checkout, as_json)
     _checkout_exit(checkout)
 
@@ -514,6 +550,39 @@ def db_current(as_json: bool = JsonOption) -> None:
     typer.echo(f"{document['database']}: revision {current or 'none'} (head {head}; {note})")
 
 
+def _sql_name(check: Callable[[str], str]) -> Callable[[str], str]:
+    """A typer callback: the name as given, or a usage error (exit 2) saying why not."""
+
+    def callback(value: str) -> str:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return value
+
+    return callback
+
+
+@db_app.command("grants")
+@cli_errors
+def db_grants(
+    role: str = typer.Option(
+        ..., "--role", help="The application's role.", callback=_sql_name(grants.check_role_name)
+    ),
+    schema: str = typer.Option(
+        "public", "--schema", help="Where the tables are.", callback=_sql_name(grants.quote_ident)
+    ),
+    existing_role: bool = typer.Option(
+        False, "--existing-role", help="The role exists: print no CREATE ROLE."
+    ),
+) -> None:
+    """Print the SQL that makes the least-privilege role the application and `recover` run as.
+
+    Nothing is sent to the database: run the script as the tables' owner (docs/operations.md).
+    """
+    typer.echo(grants.grants_script(role, schema=schema, create_role=not existing_role), nl=False)
+
+
 # -- sandbox, diagram, config -----------------------------------------------------------------
 
 
@@ -530,6 +599,12 @@ def sandbox_serve(
         help="The first cart id handed out (default 80000). In front of a database that keeps an "
         "earlier sandbox's checkouts, start above its max(violet_order_id): ids are unique there.",
     ),
+    allow_remote_control: bool = typer.Option(
+        False,
+        "--allow-remote-control",
+        help="On a --host other hosts can reach, serve the unauthenticated /_sandbox control "
+        "surface too (left out by default).",
+    ),
 ) -> None:
     """Serve the local Violet sandbox over HTTP until interrupted (Ctrl-C)."""
     from orchestrator.sandbox import SandboxConfig, serve
@@ -542,7 +617,7 @@ def sandbox_serve(
     config = SandboxConfig(latency_ms=latency_ms)
     if first_cart_id is not None:
         config = dataclasses.replace(config, first_cart_id=first_cart_id)
-    serve(host, port, config)
+    serve(host, port, config, allow_remote_control=allow_remote_control)
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 Kept apart from cli.py so the recovery job can be run, and killed, as its own process by the
 crash tests: ``python -m orchestrator.cli_recovery recover --until-idle``.
-Exit codes: 0 ok, 1 drift found (verify), 2 bad input, 5 cannot reach the database or Violet.
+Exit codes: 0 ok; 1 drift found (verify), or a drive raised (recover --once / --until-idle);
+2 bad input; 5 cannot reach the database or Violet, or Violet refused the credentials.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from orchestrator.verify import VerifyReport, verify
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
+EXIT_DRIVE_ERRORS = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 5
 
@@ -150,6 +152,19 @@ def recover_command(
     else:
         data = summary.to_json()
         typer.echo(" ".join(f"{k}={v}" for k, v in data.items()))
+    if summary.credentials_refused:
+        _fail(
+            EXIT_UNREACHABLE,
+            f"Violet refused the credentials; {summary.credentials_refused} checkout(s) kept, "
+            "not failed, and no more claimed: fix VIOLET_APP_ID, VIOLET_APP_SECRET, "
+            "VIOLET_USERNAME or VIOLET_PASSWORD, then run `orchestrator recover` again",
+        )
+    if summary.drive_errors and mode != "forever":
+        _fail(
+            EXIT_DRIVE_ERRORS,
+            f"{summary.drive_errors} drive(s) failed (logged above with their checkout ids); "
+            "those checkouts are left for the next run",
+        )
 
 
 def parse_since(value: str) -> datetime:

@@ -29,6 +29,22 @@ class CheckoutBusy(OrchestratorError):
     """Another worker holds this checkout's lease; try again later (never a second Violet call)."""
 
 
+class CheckoutConflict(OrchestratorError):
+    """The app_order_id is already used by a checkout started with a different request (`fields`
+    names where they differ); nothing was written or sent. The same request again is not a
+    conflict: it returns the existing checkout."""
+
+    def __init__(self, app_order_id: str, checkout_id: Any, fields: list[str]) -> None:
+        self.app_order_id = app_order_id
+        self.checkout_id = checkout_id
+        self.fields = fields
+        super().__init__(
+            f"app_order_id {app_order_id} is already used by checkout {checkout_id} with a "
+            f"different request (differs in: {', '.join(fields)}); nothing was changed. "
+            "Start a new checkout under a new app_order_id"
+        )
+
+
 class IllegalTransition(OrchestratorError):
     """The state graph does not allow this move from the checkout's current state."""
 

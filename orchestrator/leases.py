@@ -3,6 +3,8 @@
 One background task per orchestrator renews every held lease in a single statement every third
 of the lease time, instead of a timer per call: cheap on the hot path. A lease that could not be
 renewed was taken over; the fenced write of that checkout will then be refused (LeaseLost).
+It also remembers, on the local clock, until when each renewed lease is surely ours: the send
+gate of a submit that follows a long read counts on it (runner.py, violet/gate.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 import uuid
 from collections.abc import Iterator
 
+from orchestrator.clock import local_clock
+from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 
@@ -27,6 +31,7 @@ class LeaseKeeper:
         self.worker = worker
         self.lease_seconds = lease_seconds
         self._held: dict[uuid.UUID, int] = {}
+        self._renewed_until: dict[uuid.UUID, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
@@ -41,6 +46,13 @@ class LeaseKeeper:
             count = self._held.pop(checkout_id, 1) - 1
             if count > 0:
                 self._held[checkout_id] = count
+            else:
+                self._renewed_until.pop(checkout_id, None)
+
+    def renewed_until(self, checkout_id: uuid.UUID) -> float | None:
+        """Until when (`orchestrator.clock.local_clock`) the last renewal surely keeps the lease
+        ours; None if none renewed it during the current hold."""
+        return self._renewed_until.get(checkout_id)
 
     async def release(self, row: CheckoutRow, *, due_in: float | None) -> None:
         """Give a claimed lease back untouched (a fenced write), so nobody waits for its expiry;
@@ -61,19 +73,27 @@ class LeaseKeeper:
             ids = list(self._held)
             if not ids:
                 break
+            sent_at = local_clock()  # the renewal's now() is no earlier
             try:
                 renewed = await self.repo.renew(
                     ids, worker=self.worker, lease_seconds=self.lease_seconds
                 )
-            except Exception:  # a renewal failure must not kill the worker; the write will tell
-                log.exception("lease renewal failed")
+            except Exception as exc:  # must not kill the worker; the fenced write will tell
+                if database.is_database_error(exc):  # an outage: reported where it matters
+                    log.info("lease renewal failed (%s)", database.error_reason(exc))
+                else:
+                    log.exception("lease renewal failed")
                 continue
+            for checkout_id in renewed:
+                if checkout_id in self._held:
+                    self._renewed_until[checkout_id] = sent_at + self.lease_seconds
             for lost in set(ids) - renewed:
                 if lost in self._held:
                     log.debug("checkout %s: lease no longer ours (released or taken over)", lost)
 
     async def close(self) -> None:
         self._held.clear()
+        self._renewed_until.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -75,3 +75,7 @@ def configure_cli_logging(debug: bool) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+    if not debug:
+        # psycopg_pool warns on every reconnection attempt while the database is down; the
+        # command reports the outage in its own line (and recovery in its own retry log).
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -20,14 +20,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import psycopg
-import psycopg_pool
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
 from orchestrator import machine
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, LeaseLost
+from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow
 from orchestrator.store.repository import Claim
 
@@ -45,17 +42,6 @@ IDLE_POLL_CAP_S = 5.0
 #: Connection errors: retry with backoff from 0.5 s, doubling, capped here.
 DB_RETRY_CAP_S = 10.0
 
-# The step writes go through psycopg_pool directly, so its errors count as the database's too.
-_DB_ERRORS = (
-    OperationalError,
-    InterfaceError,
-    DatabaseUnavailable,
-    OSError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    psycopg_pool.PoolTimeout,
-)
-
 
 @dataclass(slots=True)
 class RecoverySummary:
@@ -71,6 +57,10 @@ class RecoverySummary:
     reconciled: int = 0
     retry_scheduled: int = 0
     errors: int = 0
+    #: Drives that raised something other than a lease conflict (a subset of `errors`).
+    drive_errors: int = 0
+    #: Checkouts kept waiting because Violet refused our credentials (the run stopped claiming).
+    credentials_refused: int = 0
     still_due: int = 0
     duration_s: float = 0.0
 
@@ -82,12 +72,6 @@ class RecoverySummary:
     def line(self) -> str:
         """One-line JSON, as printed by `orchestrator recover --json`."""
         return json.dumps(self.to_json(), separators=(",", ":"))
-
-
-def _is_db_error(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
-    return isinstance(exc, _DB_ERRORS)
 
 
 async def _sleep(seconds: float, stop: asyncio.Event) -> None:
@@ -135,6 +119,8 @@ class RecoveryJob:
         once: one claim of up to `batch` checkouts. until-idle: until nothing is due now nor
         within `idle_horizon` seconds and nothing is in progress. forever: until `stop`.
         On stop no new claim is made; drives in progress finish (Violet timeouts bound them).
+        Violet refusing our credentials sets `stop` too: no checkout can move until they are
+        fixed (those driven meanwhile wait, counted in `credentials_refused`).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
@@ -159,9 +145,10 @@ class RecoveryJob:
         try:
             while not stop.is_set():
                 try:
-                    blocked_until = await self.repo.throttle_until("global")
+                    cap = self.settings.max_retry_after
+                    blocked_until = await self.repo.throttle_until("global", cap=cap)
                     if blocked_until is not None:
-                        wait = (blocked_until - datetime.now(UTC)).total_seconds()
+                        wait = min((blocked_until - datetime.now(UTC)).total_seconds(), cap)
                         log.info("Violet throttled (429): claims wait %.2f s", wait)
                         await _sleep(wait, stop)
                         continue
@@ -177,7 +164,7 @@ class RecoveryJob:
                         log.warning("database reachable again; recovery goes on")
                         db_down_since, db_delay = None, 0.5
                 except Exception as exc:
-                    if not _is_db_error(exc):
+                    if not database.is_database_error(exc):
                         raise
                     now = time.monotonic()
                     db_down_since = db_down_since or now
@@ -191,7 +178,7 @@ class RecoveryJob:
                         ) from None
                     log.warning(
                         "database unavailable (%s); retrying in %.1f s (nothing is marked failed)",
-                        _reason(exc),
+                        database.error_reason(exc),
                         db_delay,
                     )
                     await _sleep(db_delay, stop)
@@ -215,7 +202,7 @@ class RecoveryJob:
                     try:
                         soon = await self._due_within_horizon()
                     except Exception as exc:
-                        if not _is_db_error(exc):
+                        if not database.is_database_error(exc):
                             raise
                         continue  # the next claim attempt reports and retries
                     if soon is None:
@@ -230,7 +217,7 @@ class RecoveryJob:
             try:
                 summary.still_due = await self.repo.due_count()
             except Exception as exc:
-                if not _is_db_error(exc):
+                if not database.is_database_error(exc):
                     raise
                 summary.still_due = -1
             summary.duration_s = time.monotonic() - started
@@ -282,13 +269,21 @@ class RecoveryJob:
                 return
             except Exception as exc:  # one checkout's failure must not stop the others
                 summary.errors += 1
-                if _is_db_error(exc):
+                summary.drive_errors += 1
+                if database.is_database_error(exc):
                     log.warning(
-                        "checkout %s: database error (%s); left for later", row.id, _reason(exc)
+                        "checkout %s: database error (%s); left for later",
+                        row.id,
+                        database.error_reason(exc),
                     )
                 else:
                     log.exception("checkout %s: drive failed; left for later", row.id)
                 return
+            if (row.last_error or {}).get("class") == "config":
+                summary.credentials_refused += 1
+                if not stop.is_set():
+                    log.info("Violet refused the credentials; no more checkouts are claimed")
+                    stop.set()
             if reconciling and not _poisoned(row):
                 summary.reconciled += 1
             if row.state != before:
@@ -320,16 +315,13 @@ class RecoveryJob:
             pass
         except Exception as exc:
             summary.errors += 1
-            log.warning("checkout %s: could not release its lease (%s)", row.id, _reason(exc))
+            log.warning(
+                "checkout %s: could not release its lease (%s)", row.id, database.error_reason(exc)
+            )
 
 
 def _poisoned(row: CheckoutRow) -> bool:
     return row.state == machine.FAILED and (row.last_error or {}).get("type") == "poison"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 async def recover(orch: Orchestrator, **kwargs: Any) -> RecoverySummary:

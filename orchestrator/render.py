@@ -141,6 +141,14 @@ def checkout_fields(checkout: Checkout) -> list[tuple[str, str]]:
         rows.append(("violet_status", checkout.violet_status))
     if checkout.partially_accepted:
         rows.append(("note", "partially accepted: some bags were rejected by their merchant"))
+    if checkout.unsettled_bags:
+        rows.append(
+            (
+                "note",
+                f"Violet took the order; bags {checkout.unsettled_bags} were not settled yet when "
+                "it was recorded (`orchestrator verify` reports them if they end rejected)",
+            )
+        )
     rows += [
         ("payment", checkout.payment_kind),
         ("total", money(checkout.total, checkout.currency)),

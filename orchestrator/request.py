@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -198,6 +199,15 @@ class CheckoutRequest(_Strict):
                     [(path, f"contains {sensitive.CREDENTIAL.what}") for path in paths]
                 )
         return data
+
+    def differences(self, stored: Mapping[str, Any]) -> list[str]:
+        """The top-level fields in which this request differs from a stored one (`persisted()`
+        form), in order; empty when it is the same request. A card is compared by what is
+        stored of it, its last four digits: CVC, expiry and postal code are never kept."""
+        mine = self.persisted()
+        return [name for name in mine if mine[name] != stored.get(name)] + [
+            name for name in stored if name not in mine and stored[name] is not None
+        ]
 
 
 def new_app_order_id() -> str:

@@ -11,6 +11,12 @@ nothing depends on it being durable first. Create-cart's outcome (the Violet car
 submit's intent and a card payment's intent are always committed before their call. Such a
 write starts once the next call's request has been sent (violet/sent.py), so it fills the wait
 for Violet's answer instead of delaying the request.
+
+Create-cart, a card payment and the submit are never repeated blindly: after a lost answer the
+next worker reads Violet, and redoes the step only once it is older than the settle window. So
+their request is sent only while the step is younger than the part of that window it may leave
+in (`send_window`), measured on the local clock from just before the intent write, and while the
+lease is surely ours (violet/gate.py); a refused request leaves the step to that reconcile.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import random
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from orchestrator import machine
 from orchestrator.crashpoints import CrashPoints
 from orchestrator.errors import LeaseLost
+from orchestrator.leases import LeaseKeeper
 from orchestrator.steps import (
     APPLY_CUSTOMER,
     APPLY_PAYMENT,
@@ -36,11 +44,14 @@ from orchestrator.steps import (
     STEPS,
     SUBMIT,
     Advance,
+    Answer,
     Decision,
     Defer,
     Fail,
     Outcome,
+    OutcomeReads,
     Park,
+    Pending,
     Redo,
     StepContext,
     error_summary,
@@ -52,13 +63,17 @@ from orchestrator.violet import (
     CardPayment,
     Cart,
     OrderStatus,
+    VioletAuthError,
     VioletClient,
     VioletError,
     VioletOutcomeUnknown,
     VioletRateLimited,
+    VioletSendRefused,
     capture_calls,
+    send_gate,
     when_request_sent,
 )
+from orchestrator.violet.gate import SendGate
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +108,14 @@ class RetryPolicy:
     max_attempts: int = 8
     base: float = 1.0
     cap: float = 300.0
+    #: The longest Retry-After honoured: one 429 closes the throttle shared by every worker.
+    max_retry_after: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         # Failed probes of an unknown outcome add to it without end: keep the exponent bounded.
         ceiling = min(self.cap, self.base * (2 ** min(max(attempt - 1, 0), 32)))
         delay = random.uniform(0, ceiling)
-        return max(delay, retry_after or 0.0)
+        return max(delay, min(retry_after or 0.0, self.max_retry_after))
 
 
 @dataclass(slots=True)
@@ -125,20 +142,26 @@ class Runner:
         max_recoveries: int,
         crash: CrashPoints | None = None,
         overlap_writes: bool = True,
+        outcome_wait: float = 30.0,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self.repo = repo
         self.client = client
         self.worker = worker
         self.lease_seconds = lease_seconds
-        # An unanswered submit may have left until the client gave up on it, and then still be
-        # running at Violet for the settle time. A call lasts at most the client's total timeout
-        # (auth and retries included), and a step makes at most two before its write (a resumed
-        # submit reads the cart first).
-        self.settle_window = 2 * client.total_timeout + settle_seconds
+        # A call lasts at most the client's total timeout (auth and retries included), and a
+        # step makes at most two before its write (a resumed submit reads the cart first): its
+        # request leaves within two total timeouts of the step's start (the send gate holds it
+        # to that), and may then still be running at Violet for the settle time.
+        self.send_window = 2 * client.total_timeout
+        self.settle_window = self.send_window + settle_seconds
         self.retry = retry
         self.max_recoveries = max_recoveries
         self.crash = crash or CrashPoints()
         self.overlap_writes = overlap_writes
+        #: How long one drive keeps reading a submit Violet took but has not settled.
+        self.outcome_wait = outcome_wait
+        self.leases = leases
         # Writes running behind a call, per checkout: the task, the step whose outcome it
         # commits, and the gate it waits behind until the call's request has been sent.
         self._behind: dict[uuid.UUID, _BehindWrite] = {}
@@ -163,6 +186,7 @@ class Runner:
         result = DriveResult(row)
         needs_reconcile = row.in_flight and not intent_committed
         last_cart: Cart | None = None
+        reads = OutcomeReads(self.outcome_wait)
         with machine.attached(row.state) as model:
             # A checkout its workers keep dying on is parked as failed instead of retried
             # forever. A submit in flight is read from Violet first, so an order Violet holds is
@@ -180,11 +204,13 @@ class Runner:
                     request=row.request,
                     app_order_id=row.app_order_id,
                     violet_order_id=row.violet_order_id,
-                    step_started_at=row.step_started_at,
+                    step_started_at=_on_wall_clock(row),
                     settle_window=self.settle_window,
                     card=card,
                     last_cart=last_cart,
                     handout=result.handout,
+                    reading_outcome=reads.started,
+                    last_read=reads.exhausted,
                 )
                 decision: Decision
                 calls: list[CallRecord]
@@ -211,6 +237,11 @@ class Runner:
                             due_in=decision.seconds,
                         )
                         return result
+                    if isinstance(decision, Pending):
+                        events = [*_call_events(calls, row), reconciled]
+                        await self._await_outcome(row, decision, events, reads)
+                        needs_reconcile = True
+                        continue
                     if isinstance(decision, Redo) and poisoned:
                         events = [*_call_events(calls, row), reconciled]
                         await self._finish_fail(model, row, _poison_error(row), events)
@@ -237,14 +268,30 @@ class Runner:
                 intent_committed = False
 
                 self.crash.hit(f"after_intent_commit:{step.name}")
-                with capture_calls() as calls, self._behind_write_follows(row):
+                with (
+                    capture_calls() as calls,
+                    self._behind_write_follows(row),
+                    self._send_gate(row),
+                ):
                     try:
-                        outcome: Outcome = await step.call(ctx)
+                        outcome: Answer = await step.call(ctx)
                     except VioletError as exc:
                         self.crash.hit(f"after_call:{step.name}")
                         await self._schedule_retry(row, step.name, exc, calls, result)
                         return result
                 self.crash.hit(f"after_call:{step.name}")
+                if isinstance(outcome, Pending):
+                    pending = Event(
+                        "outcome_pending",
+                        step=step.name,
+                        attempt=row.attempt,
+                        detail=outcome.detail,
+                    )
+                    await self._await_outcome(
+                        row, outcome, [*_call_events(calls, row), pending], reads
+                    )
+                    needs_reconcile = True
+                    continue
                 continuing = await self._apply(
                     model, row, step.name, outcome, calls, None, behind=self.overlap_writes
                 )
@@ -331,6 +378,16 @@ class Runner:
 
     # -- applying outcomes ---------------------------------------------------------------
 
+    async def _await_outcome(
+        self, row: CheckoutRow, pending: Pending, events: list[Event], reads: OutcomeReads
+    ) -> None:
+        """Record what Violet shows of a submit it took but has not settled (the step stays in
+        flight, so a crash reads it again too), then wait before the next read. The lease is
+        kept: the lease keeper renews it meanwhile."""
+        _absorb_cart(row, pending.cart)
+        await self._write(row, events, [], keep_lease=True)
+        await asyncio.sleep(reads.next_gap())
+
     async def _apply(
         self,
         model: machine.CheckoutModel,
@@ -414,6 +471,26 @@ class Runner:
             return contextlib.nullcontext()
         return when_request_sent(pending.open)
 
+    def _send_gate(self, row: CheckoutRow) -> contextlib.AbstractContextManager[None]:
+        """Around the call of a step that must not be repeated blindly: its request leaves only
+        within the send window from the step's start, and while the lease is surely ours."""
+        step = row.pending_step
+        card = step == APPLY_PAYMENT and row.request["payment"]["type"] == "card"
+        if step not in (CREATE_CART, SUBMIT) and not card:
+            return contextlib.nullcontext()
+        # Unknown start (never the case after an intent write of this process): refuse.
+        started = row.local_step_start
+        deadline = float("-inf") if started is None else started + self.send_window
+        return send_gate(SendGate(deadline=deadline, lease_until=lambda: self._lease_until(row)))
+
+    def _lease_until(self, row: CheckoutRow) -> float:
+        """Until when the lease is surely ours, on the local clock (-inf: it may not be)."""
+        until = row.local_lease_until
+        if until is None:
+            return float("-inf")
+        renewed = self.leases.renewed_until(row.id) if self.leases is not None else None
+        return until if renewed is None else max(until, renewed)
+
     async def _settle_behind(self, row: CheckoutRow) -> None:
         """Wait for the write running behind a call, if any (raises what the write raised)."""
         pending = self._behind.pop(row.id, None)
@@ -492,7 +569,15 @@ class Runner:
 
         When a reconcile probe failed (`probing`), the step's outcome is still unknown.
         """
+        if isinstance(exc, VioletAuthError) and exc.credentials_refused:
+            await self._wait_for_credentials(row, step, exc, calls, probing=probing)
+            return
         error = error_summary(exc, step)
+        refused = isinstance(exc, VioletSendRefused)
+        if refused:
+            # Nothing was sent, but recovery may already have redone the step: it stays in
+            # flight (the next worker reads Violet first), and the attempt does not count.
+            log.warning("checkout %s: %s %s; left to reconcile", row.id, step, exc.message)
         # Failed probes in a row back off further each time (they never use up the step's
         # attempts: its outcome is still unknown, so it stays due); they are counted in the
         # stored error, which any other outcome replaces.
@@ -510,11 +595,21 @@ class Runner:
             exc.status in _MAYBE_APPLIED_STATUSES
         )
         # An outcome we cannot know keeps the step in flight: the next attempt reconciles first.
-        row.in_flight = row.in_flight and (maybe_applied or probing)
+        row.in_flight = row.in_flight and (maybe_applied or probing or refused)
         retry_after = exc.retry_after if isinstance(exc, VioletRateLimited) else None
+        if retry_after is not None and retry_after > self.retry.max_retry_after:
+            log.warning(
+                "checkout %s: Violet asked to wait %s s (Retry-After); waiting %s s instead "
+                "(ORCHESTRATOR_MAX_RETRY_AFTER)",
+                row.id,
+                f"{retry_after:.0f}",
+                f"{self.retry.max_retry_after:g}",
+            )
+            retry_after = self.retry.max_retry_after
         delay = self.retry.delay(row.attempt + probes, retry_after)
         if isinstance(exc, VioletRateLimited):
-            result.throttle_seconds = max(delay, retry_after or 0.0)
+            cap = self.retry.max_retry_after
+            result.throttle_seconds = min(max(delay, retry_after or 0.0), cap)
         row.last_error = error
         events += [
             Event(
@@ -541,6 +636,55 @@ class Runner:
             None,  # the row's stored step start, as in _apply
             error,
         )
+        row.step_no += 1
+        if refused:
+            row.attempt = max(row.attempt - 1, 0)
+        await self._write_release(row, events, due_in=delay, steps=[record])
+
+    async def _wait_for_credentials(
+        self,
+        row: CheckoutRow,
+        step: str,
+        exc: VioletAuthError,
+        calls: list[CallRecord],
+        *,
+        probing: bool,
+    ) -> None:
+        """Violet refused our login: a configuration error, not this checkout's. Nothing of the
+        step was applied (its request was not sent, or answered 401), so it waits, due again
+        after the usual backoff, without using up the attempt; an in-flight step stays in flight.
+        """
+        error = error_summary(exc, step)
+        tried = row.attempt
+        if not probing:
+            row.in_flight = False
+            row.attempt = max(row.attempt - 1, 0)
+        delay = self.retry.delay(max(row.attempt, 1))
+        row.last_error = error
+        events = [
+            *_call_events(calls, row),
+            Event(
+                "error",
+                step=step,
+                attempt=tried,
+                error_class=error["class"],
+                error_type=error["type"],
+                error_message=error["message"],
+                http_status=exc.status,
+            ),
+            Event(
+                "retry_scheduled",
+                step=step,
+                attempt=tried,
+                detail={
+                    "delay_s": round(delay, 3),
+                    "reconcile_first": row.in_flight,
+                    "attempt_counted": False,
+                },
+            ),
+        ]
+        outcome = "unknown" if row.in_flight else "retry"
+        record = StepRecord(row.step_no + 1, step, tried, outcome, None, error)
         row.step_no += 1
         await self._write_release(row, events, due_in=delay, steps=[record])
 
@@ -627,6 +771,13 @@ def _retrieve(task: asyncio.Task[None]) -> None:
         task.result()
 
 
+def _on_wall_clock(row: CheckoutRow) -> datetime | None:
+    """The step's start (the database's clock) on this host's wall clock, which the reconcile
+    rules compare it with: the settle window then holds however far the clocks disagree."""
+    started, ahead = row.step_started_at, row.local_wall_clock_ahead
+    return started if started is None or ahead is None else started + ahead
+
+
 def _probe_failures(row: CheckoutRow, step: str) -> int:
     last = row.last_error or {}
     return int(last.get("probes") or 0) if last.get("step") == step else 0
@@ -694,7 +845,7 @@ def _call_events(calls: list[CallRecord], row: CheckoutRow) -> list[Event]:
 def _decision_detail(decision: Decision) -> dict[str, Any]:
     kind = type(decision).__name__.lower()
     detail: dict[str, Any] = {"decision": kind}
-    if isinstance(decision, Redo | Defer):
+    if isinstance(decision, Redo | Defer | Pending):
         detail.update(decision.detail)
     elif isinstance(decision, Advance):
         detail.update(decision.detail or {})

@@ -24,7 +24,7 @@ key also by a mask such as `"****4242"`. The database cannot know the configured
 are registered here by the process that holds them (`register_credential`), and masked wherever
 they appear as substrings. Findings name the rule, never the value.
 
-The database's copy of the text rules is frozen in migrations/versions/0005_one_secret_spec.py
+The database's copy of the text rules is frozen in migrations/versions/0006_one_secret_spec.py
 (same regular expressions: they are written in the syntax Python's `re` and PostgreSQL's share),
 and tests/data/secret_cases.json is the one table of cases every layer's tests read.
 """

@@ -26,10 +26,12 @@ from orchestrator.violet import (
     ShippingSelection,
     SkuLine,
     TokenPayment,
+    VioletAuthError,
     VioletCartErrors,
     VioletClient,
     VioletError,
 )
+from orchestrator.violet.errors import CARD_DECLINED, decline_in
 
 CREATE_CART = "create_cart"
 APPLY_CUSTOMER = "apply_customer"
@@ -57,6 +59,10 @@ class StepContext:
     last_cart: Cart | None = None
     #: Secrets handed to the caller (payment intent client secret); never persisted or logged.
     handout: dict[str, str] = field(default_factory=dict)
+    #: This drive already read a submitted order as not settled (`Pending`) and reads it again.
+    reading_outcome: bool = False
+    #: No read of an unsettled submit is left: record what Violet shows now (see `Submit.judge`).
+    last_read: bool = False
 
     def cart_id(self) -> int:
         if self.violet_order_id is None:
@@ -105,20 +111,73 @@ class Defer:
     detail: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Violet took the submit but has not settled its bags yet (order PROCESSING, bags
+    SUBMITTED): an outcome not yet known. The runner records the cart and reads it again."""
+
+    cart: Cart
+    detail: dict[str, Any]
+
+
 Outcome = Advance | Park | Fail
-Decision = Advance | Park | Fail | Redo | Defer
+Answer = Outcome | Pending
+Decision = Advance | Park | Fail | Redo | Defer | Pending
+
+#: The first gap between two reads of an unsettled submit; each next gap is twice the last.
+FIRST_OUTCOME_READ_GAP = 0.5
+
+
+@dataclass(slots=True)
+class OutcomeReads:
+    """How one drive reads again a submit Violet has not settled: gaps of 0.5 s, 1 s, 2 s, ...
+    until `wait` seconds have passed in all (the last gap is cut to fit), then a last read."""
+
+    wait: float
+    reads: int = 0
+    waited: float = 0.0
+
+    @property
+    def started(self) -> bool:
+        return self.reads > 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.waited >= self.wait
+
+    def next_gap(self) -> float:
+        doubled: float = FIRST_OUTCOME_READ_GAP * 2**self.reads
+        gap = min(doubled, max(self.wait - self.waited, 0.0))
+        self.reads += 1
+        self.waited += gap
+        return gap
 
 
 def error_summary(exc: BaseException, step: str | None = None) -> dict[str, Any]:
-    """What is kept of an error: class, Violet's type, a redacted message, the HTTP status."""
-    if isinstance(exc, VioletError):
+    """What is kept of an error: class, Violet's type, a redacted message, the HTTP status.
+
+    A decline is typed `card_declined` wherever Violet put it (its own type, or a
+    `decline_code` in `errors[]`), with Violet's type and the reason kept beside it."""
+    if isinstance(exc, VioletAuthError) and exc.credentials_refused:
+        # Our configuration, not this checkout: it waits for the credentials to be fixed.
         return {
+            "class": "config",
+            "type": "credentials_refused",
+            "message": str(exc)[:500],
+            "status": exc.status,
+            "step": step,
+        }
+    if isinstance(exc, VioletError):
+        summary = {
             "class": exc.classification,
             "type": exc.error_type or type(exc).__name__,
             "message": str(exc)[:500],
             "status": exc.status,
             "step": step,
         }
+        if exc.decline_code is not None:
+            _as_decline(summary, exc.decline_code)
+        return summary
     return {
         "class": "internal",
         "type": type(exc).__name__,
@@ -151,7 +210,7 @@ class Step:
 
     name: str = ""
 
-    async def call(self, ctx: StepContext) -> Outcome:
+    async def call(self, ctx: StepContext) -> Answer:
         raise NotImplementedError
 
     async def reconcile(self, ctx: StepContext) -> Decision:
@@ -267,7 +326,8 @@ def _choose(offer: BagShippingMethods, policy: str) -> ShippingSelection | None:
 
 NEED_CARD = (
     "card data is never stored: the card was lost with the worker before Violet took it; "
-    "call provide_payment() with the card again"
+    "give it again with `orchestrator checkout pay REF --card FILE` (or - for stdin) or "
+    "call provide_payment()"
 )
 NEED_CONFIRMATION = (
     "waiting for the shopper to confirm the payment intent (Stripe.js); then call confirm_payment()"
@@ -330,7 +390,7 @@ class Submit(Step):
 
     name = SUBMIT
 
-    async def call(self, ctx: StepContext) -> Outcome:
+    async def call(self, ctx: StepContext) -> Answer:
         cart_id = ctx.cart_id()
         if ctx.last_cart is None:
             # Resumed: the cart was last seen long ago; Violet's errors arrive asynchronously.
@@ -343,11 +403,34 @@ class Submit(Step):
             return Fail(error_summary(exc, self.name), exc.cart)
         return self.judge(ctx, cart)
 
-    def judge(self, ctx: StepContext, cart: Cart) -> Outcome:
-        """Turn a submitted cart into an outcome, keeping partial acceptance per bag."""
+    def judge(self, ctx: StepContext, cart: Cart) -> Answer:
+        """Turn a submitted cart into an outcome, keeping partial acceptance per bag.
+
+        Rejected means every bag settled and none accepted. While the order is PROCESSING or a
+        bag is SUBMITTED the outcome is not known: `Pending` (read again), and once the reads
+        are used up `submitted` with the bags as last seen: Violet holds the order, and may
+        charge for it, from the moment it answered the submit.
+        """
         if cart.status == OrderStatus.REQUIRES_ACTION:
             _hand_out_secret(ctx, cart)
             return Park("require_action", NEED_ACTION, cart)
+        if cart.outcome_pending:
+            unsettled = [b.id for b in cart.unsettled_bags]
+            if not ctx.last_read:
+                return Pending(cart, {"violet_status": cart.status, "unsettled_bags": unsettled})
+            return Advance(
+                "submit",
+                cart,
+                {
+                    "outcome_pending": True,
+                    "rule": "Violet took the order but had not settled every bag when the "
+                    "reads ran out: recorded as last seen",
+                    "violet_status": cart.status,
+                    "unsettled_bags": unsettled,
+                    "accepted_bags": [b.id for b in cart.accepted_bags],
+                    "rejected_bags": [b.id for b in cart.rejected_bags],
+                },
+            )
         if cart.bags and not cart.accepted_bags:
             return Fail(_cart_errors(cart, self.name, "every bag was rejected"), cart)
         detail = None
@@ -361,7 +444,9 @@ class Submit(Step):
 
     async def reconcile(self, ctx: StepContext) -> Decision:
         cart = await ctx.client.get_cart(ctx.cart_id())
-        if cart.status == OrderStatus.REQUIRES_ACTION:
+        if cart.status == OrderStatus.REQUIRES_ACTION and not ctx.reading_outcome:
+            # After the shopper's confirmation Violet still shows REQUIRES_ACTION until the cart
+            # is submitted again. (Read while settling our own submit, it asks for the shopper.)
             return Redo({"rule": "Violet awaits 3-D Secure; submitting again after confirmation"})
         if cart.is_submitted:
             return self.judge(ctx, cart)
@@ -372,13 +457,23 @@ class Submit(Step):
 
 def _cart_errors(cart: Cart, step: str, message: str | None = None) -> dict[str, Any]:
     first = cart.errors[0] if cart.errors else None
-    return {
+    summary = {
         "class": "permanent",
         "type": (first.type if first else None) or "rejected",
         "message": message or (first.message if first else None) or "Violet refused the cart",
         "status": 200,
         "step": step,
     }
+    decline = decline_in({"errors": [e.model_dump() for e in cart.errors]})
+    if decline is not None:
+        _as_decline(summary, decline)
+    return summary
+
+
+def _as_decline(summary: dict[str, Any], decline_code: str) -> None:
+    summary["violet_type"] = summary["type"]
+    summary["decline_code"] = decline_code
+    summary["type"] = CARD_DECLINED
 
 
 STEPS: dict[str, Step] = {

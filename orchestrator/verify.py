@@ -16,25 +16,23 @@ from typing import Any
 from orchestrator import machine
 from orchestrator.api import Orchestrator
 from orchestrator.store.records import TOTAL_FIELDS, CheckoutRow
-from orchestrator.violet import BagStatus, Cart, OrderStatus, VioletError, VioletNotFound
+from orchestrator.violet import Cart, OrderStatus, VioletError, VioletNotFound
+from orchestrator.violet.models import OPEN_BAG_STATUSES, REFUSED_BAG_STATUSES
 
 DELETED = "DELETED"
 """How a cart Violet answers 404 for (released by us) appears in the report."""
 
-#: Bag statuses grouped by what they mean for us; progress within a group is not drift
-#: (an ACCEPTED bag later COMPLETED at Violet is the same outcome).
-_BAG_PHASE = {
-    None: "open",
-    BagStatus.IN_PROGRESS: "open",
-    BagStatus.SUBMITTED: "accepted",
-    BagStatus.ACCEPTED: "accepted",
-    BagStatus.COMPLETED: "accepted",
-    BagStatus.BACKORDERED: "accepted",
-    BagStatus.PARTIALLY_REFUNDED: "accepted",
-    BagStatus.REFUNDED: "accepted",
-    BagStatus.REJECTED: "rejected",
-    BagStatus.CANCELED: "rejected",
-}
+
+def _bag_phase(status: str | None) -> str:
+    """What a bag's status means for our record (the sets in violet/models.py). Progress within
+    a phase is not drift: an ACCEPTED bag later COMPLETED is the same outcome, and so is a bag
+    recorded while SUBMITTED (not settled yet) that Violet then accepts; one it then rejects is
+    drift."""
+    if status in OPEN_BAG_STATUSES:
+        return "open"
+    if status in REFUSED_BAG_STATUSES:
+        return "rejected"
+    return "accepted"  # accepted, or taken and not settled yet (SUBMITTED or a status unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +123,7 @@ def compare(row: CheckoutRow, cart: Cart | None) -> list[Drift]:
         if theirs is None:
             drift(f"bags[{bag.get('bag_id')}]", "present", "missing")
             continue
-        if _BAG_PHASE.get(bag.get("status"), "other") != _BAG_PHASE.get(theirs.status, "other"):
+        if _bag_phase(bag.get("status")) != _bag_phase(theirs.status):
             drift(f"bags[{theirs.id}].status", bag.get("status"), theirs.status)
     for extra in violet_bags.values():
         drift(f"bags[{extra.id}]", "missing", extra.status)

@@ -20,10 +20,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--latency-jitter-ms", type=float, default=0.0, help="+- this much, uniformly, per call"
     )
+    parser.add_argument(
+        "--processing-ms",
+        type=float,
+        default=0.0,
+        help="submitted orders stay PROCESSING this long",
+    )
     parser.add_argument("--token-ttl", type=float, default=86400.0, help="access token seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
     parser.add_argument("--app-id", type=int, default=SandboxConfig.app_id)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--allow-remote-control",
+        action="store_true",
+        help="serve the unauthenticated /_sandbox control surface on a non-loopback --host too",
+    )
     args = parser.parse_args(argv)
     defaults = SandboxConfig()
     secrets: dict[str, Any] = {
@@ -35,10 +46,17 @@ def main(argv: list[str] | None = None) -> None:
         token_ttl_seconds=args.token_ttl,
         latency_ms=args.latency_ms,
         latency_jitter_ms=args.latency_jitter_ms,
+        processing_ms=args.processing_ms,
         seed=args.seed,
         **secrets,
     )
-    serve(args.host, args.port, config, log_level=args.log_level)
+    serve(
+        args.host,
+        args.port,
+        config,
+        log_level=args.log_level,
+        allow_remote_control=args.allow_remote_control,
+    )
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -32,6 +32,7 @@ from orchestrator.sandbox.faults import (
     DROP_AFTER_APPLY,
     DROP_BEFORE_APPLY,
     ERROR,
+    HUGE_ANSWER,
     LATENCY,
     RATE_LIMIT,
     TIMEOUT,
@@ -73,6 +74,36 @@ class DroppedResponse(Response):
         raise DropConnection()
 
 
+_PADDING = b" " * 65536
+
+
+def huge_answer(response: Response, size: int, entry: dict[str, Any]) -> Response:
+    """The real answer followed by whitespace up to `size` bytes (still valid JSON), streamed
+    without a Content-Length: a client that reads whole answers holds all of it. The call log
+    entry counts the bytes handed to the server (`streamed_bytes`, `stream_done` once over)."""
+    body = bytes(response.body)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        entry["streamed_bytes"] = 0
+        try:
+            yield body
+            entry["streamed_bytes"] = sent = len(body)
+            while sent < size:
+                piece = _PADDING[: size - sent]
+                yield piece
+                sent += len(piece)
+                entry["streamed_bytes"] = sent
+                # A server drops sends once the client hung up, without suspending: let the
+                # response notice the disconnect instead of spinning through the rest.
+                await asyncio.sleep(0)
+        finally:
+            entry["stream_done"] = True
+
+    return StreamingResponse(
+        chunks(), status_code=response.status_code, media_type="application/json"
+    )
+
+
 def _login(state: SandboxState, call: Call) -> Result:
     return 200, state.auth.login(call.headers, call.body)
 
@@ -106,7 +137,9 @@ async def _sleep_unless_gone(request: Request, delay_ms: float) -> bool:
 def _fault_response(fault: Fault) -> Response:
     if fault.kind == RATE_LIMIT:
         headers = {}
-        if fault.retry_after is not None:
+        if isinstance(fault.retry_after, str):
+            headers["Retry-After"] = fault.retry_after
+        elif fault.retry_after is not None:
             headers["Retry-After"] = f"{fault.retry_after:g}"
         body = {
             "code": fault.status,
@@ -227,6 +260,8 @@ class _Pipeline:
             if authenticated:
                 state.auth.verify(request.headers)
             call = Call(op, path_id, request.query_params, body, request.headers)
+            if state.processing:
+                orders.settle_due(state)
             status, payload = operation(state, call)
             if op == "create_cart" and isinstance(payload, dict):
                 entry["cart_id"] = payload.get("id")
@@ -243,6 +278,8 @@ class _Pipeline:
                 return DroppedResponse()
             if fault.kind == DELAY_AFTER_APPLY:
                 await asyncio.sleep(fault.latency_ms / 1000)
+            if fault.kind == HUGE_ANSWER:
+                return huge_answer(response, fault.size_bytes, entry)
         return response
 
 
@@ -282,15 +319,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response(status, {"code": status, "error": error, "message": message})
 
 
-def create_app(config: SandboxConfig | None = None) -> Starlette:
-    """A fresh sandbox with its own state; ``app.state.sandbox`` is that state (for tests)."""
+def create_app(config: SandboxConfig | None = None, *, control: bool = True) -> Starlette:
+    """A fresh sandbox with its own state; ``app.state.sandbox`` is that state (for tests).
+
+    ``control=False`` leaves out the unauthenticated /_sandbox surface (404), for a sandbox that
+    other hosts can reach.
+    """
     state = SandboxState(config)
     pipeline = _Pipeline(state)
     routes = [
         Route(path, pipeline.endpoint(op, operation, authenticated=auth), methods=[method])
         for method, path, op, operation, auth in _V1
     ]
-    routes.extend(control_routes(state))
+    if control:
+        routes.extend(control_routes(state))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.sandbox = state
     logger.debug("sandbox app created: %r", state.config)

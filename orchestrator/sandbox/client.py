@@ -61,13 +61,21 @@ class SandboxControl:
         latency_ms: float | None = None,
         latency_jitter_ms: float | None = None,
         token_ttl_seconds: float | None = None,
+        processing_ms: float | None = None,
+        decline_shape: str | None = None,
+        decline_step: str | None = None,
     ) -> dict[str, Any]:
+        """Change runtime knobs; `processing_ms` keeps submitted orders PROCESSING that long,
+        `decline_shape`/`decline_step` say how and where a declined card is refused."""
         body = {
             k: v
             for k, v in (
                 ("latency_ms", latency_ms),
                 ("latency_jitter_ms", latency_jitter_ms),
                 ("token_ttl_seconds", token_ttl_seconds),
+                ("processing_ms", processing_ms),
+                ("decline_shape", decline_shape),
+                ("decline_step", decline_step),
             )
             if v is not None
         }
@@ -83,7 +91,8 @@ class SandboxControl:
         probability: float | None = None,
         status: int | None = None,
         latency_ms: float | None = None,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
+        size_bytes: int | None = None,
         message: str | None = None,
         content_type: str | None = None,
     ) -> int:
@@ -95,6 +104,7 @@ class SandboxControl:
             ("status", status),
             ("latency_ms", latency_ms),
             ("retry_after", retry_after),
+            ("size_bytes", size_bytes),
             ("message", message),
             ("content_type", content_type),
         ):

@@ -32,6 +32,14 @@ class SandboxConfig:
     #: Each call's base latency is drawn from [latency_ms - jitter, latency_ms + jitter] (>= 0).
     latency_jitter_ms: float = 0.0
     seed: int = 0
+    #: How long a submitted order stays PROCESSING (bags SUBMITTED, payment AUTHORIZED) before
+    #: its merchants accept or reject its bags; 0 settles them within the submit call.
+    processing_ms: float = 0.0
+    #: Where a decline sits in Violet's answer: "error" (the error body's type), "errors_entry"
+    #: (decline_code in a 400's errors[]) or "cart_errors" (in a 200 Order's errors[]).
+    decline_shape: str = "error"
+    #: Where a declining card is refused: "submit", or "payment" (when it is applied).
+    decline_step: str = "submit"
     #: The first cart (order) id it hands out. Violet never reuses an id; a fresh sandbox in
     #: front of a database that outlived the last one must start above the ids stored there.
     first_cart_id: int = 80000
@@ -42,5 +50,6 @@ class SandboxConfig:
             f"SandboxConfig(app_id={self.app_id}, username={self.username!r}, "
             f"token_ttl_seconds={self.token_ttl_seconds}, latency_ms={self.latency_ms}, "
             f"latency_jitter_ms={self.latency_jitter_ms}, "
-            f"seed={self.seed})"
+            f"processing_ms={self.processing_ms}, decline_shape={self.decline_shape!r}, "
+            f"decline_step={self.decline_step!r}, seed={self.seed})"
         )

@@ -15,8 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.sandbox.carts import load_cart
+from orchestrator.sandbox.declines import SHAPES, STEPS
 from orchestrator.sandbox.errors import SandboxError
 from orchestrator.sandbox.model import Cart
+from orchestrator.sandbox.orders import settle_due
 from orchestrator.sandbox.payments import confirm_payment
 from orchestrator.sandbox.state import SandboxState
 
@@ -125,20 +127,31 @@ def control_routes(state: SandboxState) -> list[Route]:
             "latency_ms": config.latency_ms,
             "latency_jitter_ms": config.latency_jitter_ms,
             "token_ttl_seconds": config.token_ttl_seconds,
+            "processing_ms": config.processing_ms,
+            "decline_shape": config.decline_shape,
+            "decline_step": config.decline_step,
             "seed": config.seed,
         }
 
     async def set_config(request: Request) -> Any:
         data = await _json_object(request)
-        for key in ("latency_ms", "latency_jitter_ms", "token_ttl_seconds"):
+        for key in ("latency_ms", "latency_jitter_ms", "token_ttl_seconds", "processing_ms"):
             if key not in data:
                 continue
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise SandboxError(400, "invalid_field", f"{key} must be a number")
-            if key in ("latency_ms", "latency_jitter_ms") and value < 0:
+            if key in ("latency_ms", "latency_jitter_ms", "processing_ms") and value < 0:
                 raise SandboxError(400, "invalid_field", f"{key} must be >= 0")
             setattr(state.config, key, float(value))
+        for key, allowed in (("decline_shape", SHAPES), ("decline_step", STEPS)):
+            if key not in data:
+                continue
+            if data[key] not in allowed:
+                raise SandboxError(
+                    400, "invalid_field", f"{key} must be one of {', '.join(allowed)}"
+                )
+            setattr(state.config, key, data[key])
         return await get_config(request)
 
     async def add_fault(request: Request) -> Any:
@@ -152,6 +165,7 @@ def control_routes(state: SandboxState) -> list[Route]:
         return {"cleared": True}
 
     async def confirm(request: Request) -> Any:
+        settle_due(state)
         cart = load_cart(state, _cart_id(request))
         confirm_payment(state, cart)
         return internal_view(state, cart)
@@ -170,9 +184,11 @@ def control_routes(state: SandboxState) -> list[Route]:
         ]
 
     async def stats(request: Request) -> Any:
+        settle_due(state)
         return state.stats()
 
     async def cart(request: Request) -> Any:
+        settle_due(state)
         cart_id = _cart_id(request)
         found = state.carts.get(cart_id)
         if found is None:

@@ -10,16 +10,23 @@ class SandboxError(Exception):
     """A 4xx/5xx answer in Violet's generic Error shape: {code, error, message}."""
 
     def __init__(
-        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        error: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.message = message
         self.headers = headers or {}
+        self.extra = extra or {}
+        """More fields of the body (e.g. an ``errors[]`` list), after the three standard ones."""
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.status, "error": self.error, "message": self.message}
+        return {"code": self.status, "error": self.error, "message": self.message, **self.extra}
 
 
 class AuthError(Exception):

@@ -39,6 +39,7 @@ TIMEOUT = "timeout"
 DROP_BEFORE_APPLY = "drop_before_apply"
 DROP_AFTER_APPLY = "drop_after_apply"
 DELAY_AFTER_APPLY = "delay_after_apply"
+HUGE_ANSWER = "huge_answer"
 CART_ERROR = "cart_error"
 
 KINDS = (
@@ -49,12 +50,15 @@ KINDS = (
     DROP_BEFORE_APPLY,
     DROP_AFTER_APPLY,
     DELAY_AFTER_APPLY,
+    HUGE_ANSWER,
     CART_ERROR,
 )
 #: The longest `message` a fault may carry (what a hostile Violet might echo back).
 MAX_MESSAGE = 10_000
 
 _DEFAULT_LATENCY_MS = {LATENCY: 1000.0, TIMEOUT: 30000.0, DELAY_AFTER_APPLY: 30000.0}
+_DEFAULT_SIZE_BYTES = 64 * 1024 * 1024
+_MAX_SIZE_BYTES = 8 * 1024 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -67,7 +71,11 @@ class Fault:
     probability: float | None
     status: int
     latency_ms: float
-    retry_after: float | None
+    retry_after: float | str | None
+    """A number is sent as delta-seconds; a string is sent verbatim (any header a merchant or
+    proxy might relay: an HTTP date, 1e15, inf)."""
+    size_bytes: int = _DEFAULT_SIZE_BYTES
+    """How long a `huge_answer` is."""
     message: str | None = None
     """Text of the answer: an `error`'s message (its whole body with `content_type`), a
     `cart_error`'s errors[] entry."""
@@ -84,6 +92,7 @@ class Fault:
             "status": self.status,
             "latency_ms": self.latency_ms,
             "retry_after": self.retry_after,
+            "size_bytes": self.size_bytes,
             "message": self.message,
             "content_type": self.content_type,
             "fired": self.fired,
@@ -99,6 +108,17 @@ def _number(spec: dict[str, Any], key: str, minimum: float, maximum: float) -> f
     if not minimum <= value <= maximum:
         raise SandboxError(400, "invalid_field", f"{key} must be between {minimum} and {maximum}")
     return float(value)
+
+
+def _retry_after(spec: dict[str, Any]) -> float | str | None:
+    value = spec.get("retry_after")
+    if isinstance(value, str):
+        if len(value) > 1000 or not value.isprintable() or not value.isascii():
+            raise SandboxError(
+                400, "invalid_field", "retry_after text must be printable ASCII, <= 1000 chars"
+            )
+        return value
+    return _number(spec, "retry_after", 0.0, 86400.0)
 
 
 def _text(spec: dict[str, Any], key: str, longest: int) -> str | None:
@@ -138,6 +158,11 @@ class FaultRegistry:
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise SandboxError(400, "invalid_field", "status must be an integer in 400..599")
         latency = _number(spec, "latency_ms", 0.0, 3_600_000.0)
+        size = spec.get("size_bytes", _DEFAULT_SIZE_BYTES)
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= _MAX_SIZE_BYTES:
+            raise SandboxError(
+                400, "invalid_field", f"size_bytes must be an integer in 1..{_MAX_SIZE_BYTES}"
+            )
         message = _text(spec, "message", MAX_MESSAGE)
         content_type = _text(spec, "content_type", 100)
         if kind == CART_ERROR and message is None:
@@ -150,7 +175,8 @@ class FaultRegistry:
             probability=probability,
             status=status,
             latency_ms=latency if latency is not None else _DEFAULT_LATENCY_MS.get(kind, 0.0),
-            retry_after=_number(spec, "retry_after", 0.0, 86400.0),
+            retry_after=_retry_after(spec),
+            size_bytes=size,
             message=message,
             content_type=content_type,
         )

@@ -2,11 +2,16 @@
 
 Submit is the call the orchestrator must never repeat blindly; the sandbox makes a repeat
 harmless but visible: it answers with the existing order and counts a duplicate submit.
+
+With ``processing_ms`` the submit answers while the order is still PROCESSING (bags SUBMITTED,
+payment AUTHORIZED), as Violet does while the merchant platforms have not answered yet; the
+bags are accepted or rejected on the first call after that delay (``settle_due``).
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from orchestrator.sandbox.carts import (
@@ -19,12 +24,14 @@ from orchestrator.sandbox.carts import (
     set_app_order_id,
 )
 from orchestrator.sandbox.catalog import CardOutcome
+from orchestrator.sandbox.declines import refuse_declined
 from orchestrator.sandbox.errors import bad_request
 from orchestrator.sandbox.intents import new_intent
 from orchestrator.sandbox.model import (
     CANCELED,
     COMPLETED,
     IN_PROGRESS,
+    PROCESSING,
     REQUIRES_ACTION,
     Bag,
     Cart,
@@ -39,11 +46,6 @@ from orchestrator.sandbox.validation import (
     query_bool,
     query_int,
 )
-
-_DECLINES = {
-    CardOutcome.DECLINE: ("card_declined", "Your card was declined."),
-    CardOutcome.INSUFFICIENT_FUNDS: ("insufficient_funds", "Your card has insufficient funds."),
-}
 
 
 def submit(state: SandboxState, call: Call) -> Result:
@@ -93,17 +95,17 @@ def _validate(cart: Cart) -> None:
 
 def submit_cart(state: SandboxState, cart: Cart) -> Result:
     """Validate, charge, and send bags to their merchants; at most one order per cart."""
-    if cart.status in (COMPLETED, CANCELED):
+    if cart.status in (COMPLETED, CANCELED, PROCESSING):
         state.duplicate_submits[cart.id] += 1
         return 200, render_cart(cart)
     if cart.status == IN_PROGRESS:
         _validate(cart)
         if not cart.priced:
             price(cart)  # "submit prices the cart if it was never priced" (S5)
+        declined = refuse_declined(state, cart, "submit")
+        if declined is not None:
+            return declined
         outcome = cart.payment.outcome if cart.payment is not None else CardOutcome.SUCCEED
-        if outcome in _DECLINES:
-            error, message = _DECLINES[outcome]
-            raise bad_request(error, message)
         if outcome is CardOutcome.THREE_D_SECURE and not cart.action_confirmed:
             if cart.intent is None:
                 cart.intent = new_intent(state, cart, three_ds=True)
@@ -116,17 +118,53 @@ def submit_cart(state: SandboxState, cart: Cart) -> Result:
 
 
 def _complete(state: SandboxState, cart: Cart) -> Result:
+    if state.config.processing_ms > 0:
+        return _begin_processing(state, cart)
+    if not _settle(state, cart):
+        bag = cart.bags[0]
+        raise bad_request(
+            "external_submit_failed",
+            f"{bag.merchant.name} ({bag.merchant.platform}) rejected the order for bag {bag.id}",
+        )
+    state.submits[cart.id] += 1
+    return 200, render_cart(cart)
+
+
+def _begin_processing(state: SandboxState, cart: Cart) -> Result:
+    """Take the order and answer at once; its merchants decide after ``processing_ms``."""
+    cart.status = PROCESSING
+    cart.date_submitted = timestamp()  # "after validation, before the bags go out" (S11)
+    for bag in cart.bags:
+        bag.status = "SUBMITTED"
+        bag.financial_status = "AUTHORIZED"
+    cart.touch()
+    state.processing[cart.id] = time.monotonic() + state.config.processing_ms / 1000
+    state.submits[cart.id] += 1
+    return 200, render_cart(cart)
+
+
+def settle_due(state: SandboxState) -> None:
+    """Let the merchants answer for every order whose processing delay has passed."""
+    now = time.monotonic()
+    for cart_id, due in list(state.processing.items()):
+        if due > now:
+            continue
+        del state.processing[cart_id]
+        cart = state.carts.get(cart_id)
+        if cart is not None and cart.status == PROCESSING and not _settle(state, cart):
+            cart.status = IN_PROGRESS  # every bag rejected: as a refused single-bag submit
+
+
+def _settle(state: SandboxState, cart: Cart) -> bool:
+    """Each bag's merchant accepts or rejects it; the order completes (and the payment is
+    captured) if any bag was accepted. False when every bag was rejected."""
     accepted = [b for b in cart.bags if not b.merchant.rejects_submit]
     rejected = [b for b in cart.bags if b.merchant.rejects_submit]
     for bag in rejected:
         _reject(state, cart, bag)
     if not accepted:
         cart.touch()
-        bag = rejected[0]
-        raise bad_request(
-            "external_submit_failed",
-            f"{bag.merchant.name} ({bag.merchant.platform}) rejected the order for bag {bag.id}",
-        )
+        return False
     gateway_id = cart.intent.id if cart.intent is not None else "pi_3" + secrets.token_hex(12)[:23]
     now = timestamp()
     for bag in accepted:
@@ -158,10 +196,9 @@ def _complete(state: SandboxState, cart: Cart) -> Result:
     if cart.intent is not None:
         cart.intent.capture_status = "CAPTURED"
     cart.status = COMPLETED
-    cart.date_submitted = now
+    cart.date_submitted = cart.date_submitted or now
     cart.touch()
-    state.submits[cart.id] += 1
-    return 200, render_cart(cart)
+    return True
 
 
 def _reject(state: SandboxState, cart: Cart, bag: Bag) -> None:

@@ -24,6 +24,7 @@ from orchestrator.sandbox.catalog import (
     card_brand,
     luhn_valid,
 )
+from orchestrator.sandbox.declines import forget_declines, refuse_declined
 from orchestrator.sandbox.errors import bad_request
 from orchestrator.sandbox.intents import new_intent
 from orchestrator.sandbox.model import Cart, Payment, render_cart
@@ -126,6 +127,10 @@ def apply_payment(state: SandboxState, call: Call) -> Result:
             "missing_field",
             "one of intent_based_capture, token (with payment_provider) or card_number is required",
         )
+    forget_declines(cart)
+    declined = refuse_declined(state, cart, "payment")
+    if declined is not None:
+        return declined
     cart.action_confirmed = False
     app_order_id = opt_str(data, "app_order_id")
     if app_order_id:

@@ -6,6 +6,7 @@ never kills Violet, and so that several client processes share one Violet.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import queue
@@ -71,19 +72,63 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback one (only this machine can connect)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(address).split("%", 1)[0]).is_loopback for address in addresses
+    )
+
+
+def control_surface_allowed(host: str, *, allow_remote_control: bool) -> bool:
+    """Whether /_sandbox is served, saying on stderr what a non-loopback bind exposes.
+
+    The control surface has no authentication (reset, faults, confirming payments, call logs):
+    on an address other hosts can reach it is served only when asked for explicitly.
+    """
+    if is_loopback(host):
+        return True
+    if allow_remote_control:
+        print(
+            f"warning: the sandbox listens on {host} with its control surface: anyone who can "
+            "reach this address can reset it, inject faults and confirm payments under /_sandbox",
+            file=sys.stderr,
+            flush=True,
+        )
+        return True
+    print(
+        f"note: the sandbox listens on {host}, which other hosts can reach: the /_sandbox "
+        "control surface (no authentication) is not served; pass --allow-remote-control to "
+        "serve it anyway",
+        file=sys.stderr,
+        flush=True,
+    )
+    return False
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     config: SandboxConfig | None = None,
     *,
     log_level: str = "warning",
+    allow_remote_control: bool = False,
 ) -> None:
-    """Serve a fresh sandbox until SIGINT/SIGTERM; port 0 picks a free port (announced)."""
+    """Serve a fresh sandbox until SIGINT/SIGTERM; port 0 picks a free port (announced).
+
+    On a non-loopback `host` the /_sandbox control surface is left out unless
+    `allow_remote_control` (see `control_surface_allowed`).
+    """
+    control = control_surface_allowed(host, allow_remote_control=allow_remote_control)
     sock = _bind(host, port)
     actual_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     uconfig = uvicorn.Config(
-        create_app(config),
+        create_app(config, control=control),
         log_level=log_level,
         access_log=False,
         lifespan="off",
@@ -116,9 +161,11 @@ class SandboxServer:
         port: int = 0,
         startup_timeout: float = 30.0,
         python: str = sys.executable,
+        allow_remote_control: bool = False,
     ) -> None:
         self.config = config or SandboxConfig()
         self.host = host
+        self.allow_remote_control = allow_remote_control
         self.requested_port = port
         self.startup_timeout = startup_timeout
         self.python = python
@@ -160,8 +207,10 @@ class SandboxServer:
             "--app-id", str(c.app_id),
             "--latency-ms", repr(c.latency_ms),
             "--latency-jitter-ms", repr(c.latency_jitter_ms),
+            "--processing-ms", repr(c.processing_ms),
             "--token-ttl", repr(c.token_ttl_seconds),
             "--seed", str(c.seed),
+            *(["--allow-remote-control"] if self.allow_remote_control else []),
         ]  # fmt: skip
 
     def _environment(self) -> dict[str, str]:

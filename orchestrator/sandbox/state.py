@@ -59,6 +59,8 @@ class SandboxState:
         self.calls_by_op: Counter[str] = Counter()
         self.faults_fired: Counter[str] = Counter()
         self.calls: deque[dict[str, Any]] = deque(maxlen=CALL_LOG_LIMIT)
+        #: Orders still PROCESSING: cart id -> monotonic time at which their bags settle.
+        self.processing: dict[int, float] = {}
 
     def reset(self) -> None:
         """Forget carts, orders, faults, counters and calls; keep config and issued tokens."""

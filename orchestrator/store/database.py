@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+import psycopg_pool
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -132,11 +134,38 @@ def resolve_database_url(settings: Settings) -> str:
 # -- engines --------------------------------------------------------------------------------------
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def session_options(
+    url: str | URL, *, lock_timeout: float | None, statement_timeout: float | None
+) -> dict[str, str]:
+    """libpq `options` setting PostgreSQL's lock and statement timeouts (seconds) at connect.
+
+    Set at connect time, not per statement: no round trip on the hot path. An `options` value
+    already in the URL is kept, ours appended (the connection argument would replace it).
+    """
+    parts = []
+    query = make_url(url).query if isinstance(url, str) else url.query
+    given = query.get("options")
+    if isinstance(given, str) and given:
+        parts.append(given)
+    for name, seconds in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
+        if seconds is not None:
+            parts.append(f"-c {name}={max(1, round(seconds * 1000))}")
+    return {"options": " ".join(parts)} if parts else {}
+
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    lock_timeout: float | None = None,
+    statement_timeout: float | None = None,
+) -> AsyncEngine:
     """An async engine (psycopg 3) sized for one worker process.
 
     No pre-ping: it would cost a round trip on every step, and a dropped connection invalidates
     the whole pool on first use anyway. Connections are recycled so a failover is picked up.
+    `lock_timeout` and `statement_timeout` (seconds) bound every statement's waits on its
+    connections (None: the server's defaults).
     """
     normalized = normalize_url(url)
     connect_args: dict[str, Any] = {}
@@ -145,6 +174,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         connect_args["application_name"] = "orchestrator"
     if "connect_timeout" not in query:
         connect_args["connect_timeout"] = 5
+    connect_args.update(
+        session_options(normalized, lock_timeout=lock_timeout, statement_timeout=statement_timeout)
+    )
     return create_async_engine(
         normalized,
         pool_size=pool_size,
@@ -153,6 +185,32 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_recycle=1800,
         connect_args=connect_args,
     )
+
+
+# The step writes go through psycopg_pool directly, so its errors count as the database's too.
+_DATABASE_ERRORS = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    DatabaseUnavailable,
+    OSError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """True for the database failing us (unreachable, dropped, a lock or statement timeout), as
+    opposed to refusing what we sent: the work is kept and tried again later."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.OperationalError)
+    return isinstance(exc, _DATABASE_ERRORS)
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of the driver's message (statement parameters are never echoed)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- migrations -----------------------------------------------------------------------------------

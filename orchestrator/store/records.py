@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 TOTAL_FIELDS = ("sub_total", "shipping_total", "tax_total", "discount_total", "total")
@@ -45,6 +45,16 @@ class CheckoutRow:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     finished_at: datetime | None = None
+    # Never stored (not columns). The first two are instants on `orchestrator.clock.local_clock`,
+    # taken just before this process's statement that set them, so they never run ahead of the
+    # database's `now()` in it.
+    #: At or before the database's `step_started_at` (set by an insert or a write starting a step).
+    local_step_start: float | None = None
+    #: Until then the lease is surely ours (None: not held, or held since an unknown time).
+    local_lease_until: float | None = None
+    #: How far this host's wall clock is ahead of the database's, measured at the claim (over
+    #: by the claim's round trip, so a step's age comes out shorter: the safe side).
+    local_wall_clock_ahead: timedelta | None = None
 
     @classmethod
     def registered(
@@ -79,7 +89,9 @@ class CheckoutRow:
         return any(bag.get("needs_shipping", True) for bag in self.bags)
 
 
-_ROW_FIELDS = tuple(CheckoutRow.__dataclass_fields__)
+_ROW_FIELDS = tuple(
+    name for name in CheckoutRow.__dataclass_fields__ if not name.startswith("local_")
+)
 ROW_COLUMNS = ", ".join(_ROW_FIELDS)
 
 

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
 from orchestrator.store.group_commit import GroupCommitter
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepRecord
@@ -243,7 +244,8 @@ WITH cur AS (
         updated_at = now()
     FROM cur
     WHERE c.id = cur.id
-    RETURNING {", ".join("c." + name for name in ROW_COLUMNS.split(", "))}, cur.prev_owner
+    RETURNING {", ".join("c." + name for name in ROW_COLUMNS.split(", "))}, cur.prev_owner,
+              now() AS db_now
 ), ev AS (
     INSERT INTO checkout_events (checkout_id, seq, kind, from_state, to_state, step, worker, detail)
     SELECT id, event_seq, 'lease_taken_over', state, state, pending_step, %(worker)s,
@@ -317,6 +319,15 @@ def _events_payload(row: CheckoutRow, events: Sequence[Event]) -> list[dict[str,
         item["seq"] = row.event_seq
         payload.append(item)
     return payload
+
+
+def _claimed(found: dict[str, Any], lease_until: float) -> CheckoutRow:
+    """A claimed row with its local marks: the lease's expiry on the local clock, and how far the
+    host's wall clock is ahead of the database's (read after the answer: never an under-count)."""
+    row = CheckoutRow.from_mapping(found)
+    row.local_lease_until = lease_until
+    row.local_wall_clock_ahead = datetime.now(UTC) - found["db_now"]
+    return row
 
 
 class Repository:
@@ -405,6 +416,7 @@ class Repository:
             "events": _events_payload(row, events),
             "event_seq": row.event_seq,
         }
+        sent_at = local_clock()
         try:
             if self._inserts is not None:
                 found = await self._inserts.submit(row.app_order_id, insert)
@@ -416,7 +428,14 @@ class Repository:
             if finding is None:
                 raise
             raise InvalidRequest([("request", f"refused by the database: {finding}")]) from None
-        return None if found is None else CheckoutRow.from_mapping(found)
+        if found is None:
+            return None
+        inserted = CheckoutRow.from_mapping(found)
+        if row.in_flight:
+            inserted.local_step_start = sent_at
+        if leased:
+            inserted.local_lease_until = sent_at + lease_seconds
+        return inserted
 
     async def _insert_one(self, insert: dict[str, Any]) -> dict[str, Any] | None:
         params = dict(insert, request=_dumps(insert["request"]), events=_dumps(insert["events"]))
@@ -448,6 +467,8 @@ class Repository:
     ) -> Coroutine[Any, Any, None]:
         """Write the leased row back with its new events, fenced by `lease_epoch`; await it.
 
+        The row's local clock marks (records.py) are set from an instant taken just before the
+        statement is handed on, so they never run ahead of the database's `now()` in it.
         `keep_lease` keeps the lease (the worker goes on); otherwise the lease is released and
         `due_in` seconds from now is when recovery should look again (None: never on its own).
         Raises LeaseLost when another worker took the checkout over meanwhile.
@@ -498,6 +519,7 @@ class Repository:
         worker: str,
         keep_lease: bool,
     ) -> None:
+        sent_at = local_clock()
         try:
             if self._group is not None:
                 written = await self._group.submit(row.id, write)
@@ -521,6 +543,9 @@ class Repository:
         row.updated_at = written["updated_at"]
         row.finished_at = written["finished_at"]
         row.lease_owner = worker if keep_lease else None
+        if write["start_step"]:
+            row.local_step_start = sent_at
+        row.local_lease_until = sent_at + write["lease_s"] if keep_lease else None
 
     async def _write_one(self, write: dict[str, Any]) -> dict[str, Any] | None:
         """One step write as its own statement (None: the lease epoch moved on).
@@ -566,6 +591,7 @@ class Repository:
         """Take the lease of one checkout; CheckoutBusy if another live worker holds it."""
         params = {"id": checkout_id, "worker": worker, "lease_s": lease_seconds}
         current: CheckoutRow | None = None
+        sent_at = local_clock()
         try:
             found = await self._row(_CLAIM_ONE_SQL, params)
             if found is None:
@@ -577,7 +603,7 @@ class Repository:
                 ) from None
             raise
         if found is not None:
-            return Claim(CheckoutRow.from_mapping(found), found["prev_owner"])
+            return Claim(_claimed(found, sent_at + lease_seconds), found["prev_owner"])
         if current is None:
             raise CheckoutNotFound(f"no checkout with id {checkout_id}")
         if current.lease_owner is not None:
@@ -590,8 +616,9 @@ class Repository:
     async def claim_due(self, *, worker: str, limit: int, lease_seconds: float) -> list[Claim]:
         """Claim up to `limit` due checkouts (retry due or lease expired), skipping locked ones."""
         params = {"worker": worker, "limit": limit, "lease_s": lease_seconds}
+        sent_at = local_clock()
         rows = await self._rows(_CLAIM_DUE_SQL, params)
-        return [Claim(CheckoutRow.from_mapping(r), r["prev_owner"]) for r in rows]
+        return [Claim(_claimed(r, sent_at + lease_seconds), r["prev_owner"]) for r in rows]
 
     async def due_count(self) -> int:
         """How many checkouts could be claimed right now (what recovery reports as still due)."""
@@ -644,6 +671,13 @@ class Repository:
         params = {"ids": list(ids), "worker": worker, "lease_s": lease_seconds}
         return {r["id"] for r in await self._rows(sql, params)}
 
+    async def states_of(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The state of each checkout among `ids` that exists."""
+        rows = await self._rows(
+            "SELECT id, state FROM checkouts WHERE id = ANY(%(ids)s)", {"ids": list(ids)}
+        )
+        return {r["id"]: r["state"] for r in rows}
+
     async def get(self, ref: uuid.UUID | str) -> CheckoutRow | None:
         """A checkout by id, app_order_id or Violet order id (a string of digits)."""
         if isinstance(ref, uuid.UUID):
@@ -661,6 +695,10 @@ class Repository:
             row = await self._get("violet_order_id = %(ref)s", int(ref))
         return row
 
+    async def get_by_app_order_id(self, app_order_id: str) -> CheckoutRow | None:
+        """The checkout with this app_order_id, whatever it looks like (a UUID, digits)."""
+        return await self._get("app_order_id = %(ref)s", app_order_id)
+
     async def _get(self, where: str, ref: Any) -> CheckoutRow | None:
         found = await self._row(f"SELECT {ROW_COLUMNS} FROM checkouts WHERE {where}", {"ref": ref})
         return None if found is None else CheckoutRow.from_mapping(found)
@@ -672,12 +710,27 @@ class Repository:
             {"id": checkout_id},
         )
 
-    async def throttle_until(self, key: str) -> datetime | None:
-        """When the shared Violet budget for `key` opens again (None: open now)."""
+    async def throttle_until(self, key: str, *, cap: float | None = None) -> datetime | None:
+        """When the shared Violet budget for `key` opens again (None: open now), at most `cap`
+        seconds from now: a block set further out (by hand, or by a version that did not cap
+        Retry-After) is shortened to that in the same statement, so it cannot stop the fleet."""
+        if cap is None:
+            found = await self._row(
+                "SELECT blocked_until FROM violet_throttle "
+                "WHERE key = %(key)s AND blocked_until > now()",
+                {"key": key},
+            )
+            return None if found is None else found["blocked_until"]
         found = await self._row(
-            "SELECT blocked_until FROM violet_throttle "
-            "WHERE key = %(key)s AND blocked_until > now()",
-            {"key": key},
+            "WITH blocked AS (SELECT blocked_until FROM violet_throttle "
+            "  WHERE key = %(key)s AND blocked_until > now()), "
+            "healed AS (UPDATE violet_throttle t SET "
+            "  blocked_until = now() + %(cap)s * interval '1 second', updated_at = now() "
+            "  FROM blocked WHERE t.key = %(key)s "
+            "  AND blocked.blocked_until > now() + %(cap)s * interval '1 second') "
+            "SELECT least(blocked_until, now() + %(cap)s * interval '1 second') AS blocked_until "
+            "FROM blocked",
+            {"key": key, "cap": cap},
         )
         return None if found is None else found["blocked_until"]
 

@@ -17,7 +17,9 @@ from orchestrator.violet.errors import (
     VioletPermanentError,
     VioletRateLimited,
     VioletRetryableError,
+    VioletSendRefused,
 )
+from orchestrator.violet.gate import SendGate, send_gate
 from orchestrator.violet.models import (
     Address,
     Bag,
@@ -64,6 +66,7 @@ __all__ = [
     "PaymentMethod",
     "ProductType",
     "RedactingFilter",
+    "SendGate",
     "ShippingMethod",
     "ShippingSelection",
     "SkuLine",
@@ -79,9 +82,11 @@ __all__ = [
     "VioletPermanentError",
     "VioletRateLimited",
     "VioletRetryableError",
+    "VioletSendRefused",
     "VioletSettings",
     "capture_calls",
     "redact",
     "scrub_text",
+    "send_gate",
     "when_request_sent",
 ]

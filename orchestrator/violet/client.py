@@ -42,9 +42,11 @@ from orchestrator.violet.errors import (
     VioletPermanentError,
     VioletRateLimited,
     VioletRetryableError,
+    VioletSendRefused,
     error_from_response,
     error_from_transport,
 )
+from orchestrator.violet.gate import SendGate, current_gate
 from orchestrator.violet.models import (
     Address,
     BagShippingMethods,
@@ -57,7 +59,7 @@ from orchestrator.violet.models import (
     _OrderPage,
 )
 from orchestrator.violet.redact import RedactingFilter, scrub_text
-from orchestrator.violet.sent import request_leaving, request_sent_hook
+from orchestrator.violet.sent import TraceHook, request_leaving, request_sent_hook
 
 __all__ = ["VioletClient", "VioletSettings"]
 
@@ -68,6 +70,8 @@ _T = TypeVar("_T")
 
 # A Retry-After longer than this is the caller's to honour (durably), not ours to sleep through.
 MAX_INLINE_RETRY_AFTER: Final = 10.0
+#: The largest answer read (VIOLET_MAX_RESPONSE_BYTES): a cart or an order page is a few kB.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 _SHIPPING_ADAPTER: Final = TypeAdapter(list[BagShippingMethods])
 _CART_LIST_ADAPTER: Final = TypeAdapter(list[Cart])
@@ -75,16 +79,21 @@ _CART_LIST_ADAPTER: Final = TypeAdapter(list[Cart])
 
 @dataclass(frozen=True, slots=True)
 class _Op:
-    """One Violet operation: its audit name, HTTP method, and whether it is an idempotent read."""
+    """One Violet operation: its audit name, HTTP method, and whether it is an idempotent read.
+
+    `gated`: repeating it makes a second cart, charge or order, so while the runner sets a send
+    gate (violet/gate.py) it is sent only if the gate allows it.
+    """
 
     name: str
     method: str
     read: bool
+    gated: bool = False
 
 
 _LOGIN = _Op("login", "POST", read=True)  # minting another token is harmless
 _REFRESH = _Op("refresh", "GET", read=True)
-_CREATE_CART = _Op("create_cart", "POST", read=False)
+_CREATE_CART = _Op("create_cart", "POST", read=False, gated=True)
 _GET_CART = _Op("get_cart", "GET", read=True)
 _DELETE_CART = _Op("delete_cart", "DELETE", read=False)
 _CUSTOMER = _Op("customer", "POST", read=False)
@@ -93,9 +102,9 @@ _BILLING_ADDRESS = _Op("billing_address", "POST", read=False)
 _SHIPPING_AVAILABLE = _Op("shipping_available", "GET", read=True)
 _SET_SHIPPING = _Op("set_shipping", "POST", read=False)
 _PRICE = _Op("price", "GET", read=True)
-_PAYMENT = _Op("payment", "POST", read=False)
+_PAYMENT = _Op("payment", "POST", read=False, gated=True)
 _PAYMENT_UPDATE = _Op("payment_update", "POST", read=False)
-_SUBMIT = _Op("submit", "POST", read=False)
+_SUBMIT = _Op("submit", "POST", read=False, gated=True)
 _GET_ORDER = _Op("get_order", "GET", read=True)
 _SEARCH_ORDERS = _Op("search_orders", "POST", read=True)
 _CANCEL_ORDER = _Op("cancel_order", "POST", read=False)
@@ -120,6 +129,8 @@ class VioletSettings(Protocol):
     def read_timeout(self) -> float: ...
     @property
     def total_timeout(self) -> float: ...
+    @property
+    def violet_max_response_bytes(self) -> int: ...
 
 
 def _secret(value: SecretStr | str) -> str:
@@ -150,8 +161,10 @@ class VioletClient:
         read_retries: int = 3,
         max_connections: int = 100,
         http_shards: int | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._max_response_bytes = max_response_bytes
         self._username = username
         self._password = SecretStr(_secret(password))
         self._total_timeout = total_timeout
@@ -229,6 +242,7 @@ class VioletClient:
             read_timeout=settings.read_timeout,
             total_timeout=settings.total_timeout,
             transport=transport,
+            max_response_bytes=settings.violet_max_response_bytes,
         )
 
     def __repr__(self) -> str:
@@ -342,12 +356,11 @@ class VioletClient:
         """Send once under the client's own deadline; transport failures become Violet errors."""
         start = time.perf_counter()
         extensions: dict[str, Any] = {"timeout": self._timeout}
+        gate = current_gate() if op.gated else None
         if self._traced:
-            sent_hook = request_sent_hook()
-            if sent_hook is not None:
-                extensions["trace"] = sent_hook
-        else:
-            request_leaving()
+            trace = _trace_hook(gate, request_sent_hook(), op, path)
+            if trace is not None:
+                extensions["trace"] = trace
         request = httpx.Request(
             op.method,
             self._base_url + path,
@@ -374,27 +387,63 @@ class VioletClient:
                 raise err
         try:
             async with asyncio.timeout_at(deadline):
+                if not self._traced:  # handing it over is as close to "sent" as we can see
+                    if gate is not None:
+                        _check_gate(gate, op, path)
+                    request_leaving()
                 if self._proxied is not None:
-                    response = await self._proxied.send(request)
+                    response = await self._proxied.send(request, stream=True)
                 else:
                     response = await next(self._next_transport).handle_async_request(request)
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
                     response.request = request
+                try:
+                    await _read_at_most(response, self._max_response_bytes)
+                finally:
+                    await response.aclose()
+        except _AnswerTooLarge as too_large:
+            err = self._too_large(op, path, too_large)
+            self._finish_failed(
+                op, path, start, None if secret_body else body, err, status=too_large.status
+            )
+            raise err from None
         except (httpx.RequestError, TimeoutError) as exc:
             err = error_from_transport(exc, op=op.name, method=op.method, path=path, read=op.read)
             self._finish_failed(op, path, start, None if secret_body else body, err)
             raise err from exc
+        except VioletSendRefused as refused:  # by the gate: no byte of it was written
+            self._finish_failed(op, path, start, None if secret_body else body, refused)
+            raise
         except asyncio.CancelledError:
             self._finish_failed(op, path, start, None if secret_body else body, None)
             raise
         response.extensions["orchestrator_latency_ms"] = (time.perf_counter() - start) * 1000.0
         return response
 
+    def _too_large(self, op: _Op, path: str, too_large: _AnswerTooLarge) -> VioletError:
+        """A read's answer cut off is retryable (nothing was applied, and the next answer may be
+        a normal one; a probe of an unknown outcome must not fail the checkout over it); a
+        write's is an outcome unknown (it may have been applied): reconcile."""
+        cls = VioletRetryableError if op.read else VioletOutcomeUnknown
+        return cls(
+            f"Violet's answer is over {self._max_response_bytes} bytes (VIOLET_MAX_RESPONSE_BYTES):"
+            f" cut off after {too_large.size} bytes",
+            status=too_large.status,
+            method=op.method,
+            path=path,
+            op=op.name,
+            request_id=too_large.request_id,
+            error_type="response_too_large",
+        )
+
     def _finish_failed(
-        self, op: _Op, path: str, start: float, body: Any, err: VioletError | None
+        self,
+        op: _Op,
+        path: str,
+        start: float,
+        body: Any,
+        err: VioletError | None,
+        *,
+        status: int | None = None,
     ) -> None:
         latency_ms = (time.perf_counter() - start) * 1000.0
         error = type(err).__name__ if err is not None else "CancelledError"
@@ -409,7 +458,7 @@ class VioletClient:
                     op=op.name,
                     method=op.method,
                     path=path,
-                    status=None,
+                    status=status,
                     latency_ms=latency_ms,
                     request=summarize_request(body),
                     response=None,
@@ -545,8 +594,8 @@ class VioletClient:
 
     def _retry_delay(self, op: _Op, exc: Exception) -> bool | float:
         """stamina hook: False = do not retry; True = default backoff; float = wait that long."""
-        if not isinstance(exc, VioletRetryableError):
-            return False
+        if not isinstance(exc, VioletRetryableError) or isinstance(exc, VioletSendRefused):
+            return False  # a refused send would be refused again: the runner reconciles
         call_deadline = _CALL_DEADLINE.get()
         left = float("inf")
         if call_deadline is not None:
@@ -591,7 +640,13 @@ class VioletClient:
             cart = Cart.model_validate_json(response.content)
         except ValidationError:
             raise self._unreadable(op, path, response, body) from None
-        if check and cart.errors and not (op is _SUBMIT and cart.accepted_bags):
+        # A submit answer is an error only once Violet has refused it: not while a bag is
+        # accepted, nor while the outcome is still pending (PROCESSING, bags SUBMITTED).
+        if (
+            check
+            and cart.errors
+            and not (op is _SUBMIT and (cart.accepted_bags or cart.outcome_pending))
+        ):
             err = _cart_errors(cart, op, path, response)
             self._finish(op, path, response, body, summarize_cart(cart), err)
             raise err
@@ -688,8 +743,9 @@ class VioletClient:
         return await self._cart_call(_PAYMENT_UPDATE, f"/checkout/cart/{cart_id}/payment/update")
 
     async def submit(self, cart_id: int, *, app_order_id: str | None = None) -> Cart:
-        """Submit the cart. Raises VioletCartErrors only if it has errors and no bag was accepted:
-        a partly accepted multi-merchant cart is returned for the caller to record per bag."""
+        """Submit the cart. Raises VioletCartErrors only if it has errors, no bag was accepted and
+        none is pending: a partly accepted multi-merchant cart, or an order still PROCESSING, is
+        returned for the caller to record per bag."""
         body = {"app_order_id": app_order_id} if app_order_id is not None else {}
         return await self._cart_call(_SUBMIT, f"/checkout/cart/{cart_id}/submit", body)
 
@@ -723,6 +779,57 @@ class VioletClient:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class _AnswerTooLarge(Exception):
+    """An answer longer than the client reads; what is known of it."""
+
+    def __init__(self, size: int, status: int, request_id: str | None) -> None:
+        super().__init__(size)
+        self.size = size
+        self.status = status
+        self.request_id = request_id
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> None:
+    """`response.aread()`, but refusing an answer over `limit` bytes (decoded, so a compressed
+    bomb counts at its real size) before holding more than that in memory."""
+    request_id = response.headers.get("x-request-id")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _AnswerTooLarge(int(declared), response.status_code, request_id)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _AnswerTooLarge(size, response.status_code, request_id)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what aread() stores: .content, .json() read it
+
+
+def _check_gate(gate: SendGate, op: _Op, path: str) -> None:
+    refusal = gate.refusal()
+    if refusal is not None:
+        raise VioletSendRefused(refusal, method=op.method, path=path, op=op.name)
+
+
+def _trace_hook(
+    gate: SendGate | None, sent_hook: TraceHook | None, op: _Op, path: str
+) -> TraceHook | None:
+    """The httpcore trace extension for one request: the send gate, checked once the connection
+    is ready and before the first byte of the request is written (raising there aborts the
+    request; httpcore closes the connection), and the "request sent" signal (sent.py)."""
+    if gate is None:
+        return sent_hook
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.started"):
+            _check_gate(gate, op, path)
+        if sent_hook is not None:
+            await sent_hook(name, info)
+
+    return trace
 
 
 def _encode_json(body: Any) -> bytes:

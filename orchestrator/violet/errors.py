@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Sequence
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import httpx
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from orchestrator.violet.models import Cart, OrderError
 
 __all__ = [
+    "CARD_DECLINED",
     "Classification",
     "VioletAuthError",
     "VioletCartErrors",
@@ -33,12 +36,18 @@ __all__ = [
     "VioletPermanentError",
     "VioletRateLimited",
     "VioletRetryableError",
+    "VioletSendRefused",
+    "decline_in",
     "error_from_response",
     "error_from_transport",
 ]
 
 Classification = Literal["retryable", "outcome_unknown", "permanent", "auth"]
 
+CARD_DECLINED: Final = "card_declined"
+"""The one error type every decline is recorded under, wherever Violet's answer carried it."""
+
+#: Error types and codes that are themselves a decline (Stripe's codes, as Violet relays them).
 DECLINE_TYPES: Final = frozenset(
     {
         "card_declined",
@@ -72,6 +81,7 @@ class VioletError(Exception):
         op: str | None = None,
         request_id: str | None = None,
         error_type: str | None = None,
+        decline_code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -81,7 +91,17 @@ class VioletError(Exception):
         self.path = path
         self.op = op
         self.request_id = request_id
+        #: Violet's own type (the body's ``error``/``type``, or the first ``errors[]`` type).
         self.error_type = error_type
+        #: Set when the answer is a decline: the reason (Stripe's ``decline_code``, e.g.
+        #: ``insufficient_funds``), wherever in the body it was.
+        self.decline_code = decline_code
+
+    @property
+    def is_decline(self) -> bool:
+        """The payment was refused by the card's issuer or the provider (recorded as
+        `card_declined`, whatever Violet's own type says)."""
+        return self.decline_code is not None
 
     def __str__(self) -> str:
         where = f"{self.method} {self.path}" if self.method else (self.op or "")
@@ -128,6 +148,14 @@ class VioletRateLimited(VioletRetryableError):
         self.retry_after = retry_after
 
 
+class VioletSendRefused(VioletRetryableError):
+    """Known not sent: the step was too old (or the lease in doubt) when the request was to leave.
+
+    Recovery may already have redone the step (violet/gate.py), so the runner leaves it to be
+    reconciled instead of repeating the call, and the attempt does not count.
+    """
+
+
 class VioletOutcomeUnknown(VioletError):
     """The request may have been applied: reconcile (read Violet's state) before any retry."""
 
@@ -154,6 +182,7 @@ class VioletCartErrors(VioletPermanentError):
     def __init__(
         self, message: str, *, cart: Cart, errors: Sequence[OrderError], **kwargs: Any
     ) -> None:
+        kwargs.setdefault("decline_code", decline_in({"errors": [e.model_dump() for e in errors]}))
         super().__init__(message, **kwargs)
         self.cart = cart
         self.errors = list(errors)
@@ -163,6 +192,12 @@ class VioletAuthError(VioletError):
     """Bad credentials, or a 401/403 that survived a token refresh."""
 
     classification: ClassVar[Classification] = "auth"
+
+    @property
+    def credentials_refused(self) -> bool:
+        """Violet refused the login (or token refresh) itself: the configured credentials are
+        wrong, and the call that needed a token was never applied (not sent, or answered 401)."""
+        return self.op in ("login", "refresh")
 
 
 # ---------------------------------------------------------------- classification
@@ -198,36 +233,55 @@ def _error_type(body: Any) -> str | None:
     return None
 
 
-def _is_declined(body: Any, error_type: str | None) -> bool:
-    if error_type and error_type.lower() in DECLINE_TYPES:
-        return True
-    if isinstance(body, dict):
-        for key in ("decline_code", "code"):
-            value = body.get(key)
-            if isinstance(value, str) and value.lower() in DECLINE_TYPES:
-                return True
-        errors = body.get("errors")
-        if isinstance(errors, list):
-            return any(
-                isinstance(e, dict) and str(e.get("type", "")).lower() in DECLINE_TYPES
-                for e in errors
-            )
-    return False
+def _decline_of(entry: dict[str, Any]) -> str | None:
+    """The decline one error object carries: its ``decline_code`` (any value: only declines
+    have one), or an ``error``/``type``/``code`` that is itself a decline type."""
+    code = entry.get("decline_code")
+    if isinstance(code, str) and code:
+        return code.lower()
+    for key in ("error", "type", "code"):
+        value = entry.get(key)
+        if isinstance(value, str) and value.lower() in DECLINE_TYPES:
+            return value.lower()
+    return None
+
+
+def decline_in(body: Any) -> str | None:
+    """The decline an error body or cart answer carries, top level or in an ``errors[]`` entry
+    (Violet puts the provider's refusal in either); None when it is not a decline."""
+    if not isinstance(body, dict):
+        return None
+    found = _decline_of(body)
+    errors = body.get("errors")
+    if found is None and isinstance(errors, list):
+        found = next((d for e in errors if isinstance(e, dict) and (d := _decline_of(e))), None)
+    return found
+
+
+# Delta-seconds, leniently: a decimal number (fraction, exponent, sign) or an infinity. Not
+# what float() also takes (NaN, "1_000", hex-looking junk).
+_DELTA_SECONDS: Final = re.compile(
+    r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?", re.IGNORECASE
+)
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or garbled.
+
+    Never raises, never NaN, never negative; a wait too long for a float is infinity. It is the
+    caller's to cap (Settings.max_retry_after): Violet relays whatever the merchant sent.
+    """
     if not value:
         return None
     value = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(value):
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, origin unknown
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
 
 
@@ -249,6 +303,7 @@ def error_from_response(
     """
     body = _parse_body(content)
     error_type = _error_type(body)
+    decline = decline_in(body) if 400 <= status < 500 else None
     message: str | None = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         message = body["message"]
@@ -275,7 +330,8 @@ def error_from_response(
         cls = VioletNotFound
     elif status == 408:
         cls = VioletRetryableError if read else VioletOutcomeUnknown
-    elif status == 402 or (400 <= status < 500 and _is_declined(body, error_type)):
+    elif status == 402 or decline is not None:
+        context["decline_code"] = decline or CARD_DECLINED
         cls = VioletPaymentDeclined
     elif 400 <= status < 500:
         cls = VioletPermanentError

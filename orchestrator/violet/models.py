@@ -23,6 +23,9 @@ from pydantic import (
 from orchestrator.sensitive import redact_text
 
 __all__ = [
+    "ACCEPTED_BAG_STATUSES",
+    "OPEN_BAG_STATUSES",
+    "REFUSED_BAG_STATUSES",
     "Address",
     "Bag",
     "BagShippingMethods",
@@ -44,6 +47,7 @@ __all__ = [
     "SkuLine",
     "TokenPayment",
     "Transaction",
+    "unsettled_bag_status",
 ]
 
 
@@ -128,7 +132,12 @@ class ProductType:
 
 
 _NO_SHIPPING_TYPES: Final = frozenset({ProductType.DIGITAL, ProductType.VIRTUAL})
-_ACCEPTED_BAG_STATUSES: Final = frozenset(
+
+# What a bag's status says about a submit (Violet's bag and order states, README §3.5, S12/S13).
+# These three sets are the one place that decides it: the submit step, the client's submit check
+# and `verify` all read them.
+#: The merchant took the bag; later statuses (fulfilment, refunds) are progress of a taken order.
+ACCEPTED_BAG_STATUSES: Final = frozenset(
     {
         BagStatus.ACCEPTED,
         BagStatus.COMPLETED,
@@ -137,6 +146,23 @@ _ACCEPTED_BAG_STATUSES: Final = frozenset(
         BagStatus.REFUNDED,
     }
 )
+#: Settled without the merchant taking it: rejected by its platform, or cancelled.
+REFUSED_BAG_STATUSES: Final = frozenset({BagStatus.REJECTED, BagStatus.CANCELED})
+#: Never sent to a merchant: the cart is still a cart (unless the order is PROCESSING, when its
+#: bags are on their way and their outcome is not known yet).
+OPEN_BAG_STATUSES: Final = frozenset({None, BagStatus.IN_PROGRESS})
+# Anything else is an outcome not known yet: SUBMITTED ("short-lived", S13) and any status Violet
+# adds later. A submit is never judged rejected on a status we cannot read.
+
+
+def unsettled_bag_status(status: str | None) -> bool:
+    """Sent to its merchant with no answer yet: neither accepted, refused nor open."""
+    return not (
+        status in ACCEPTED_BAG_STATUSES
+        or status in REFUSED_BAG_STATUSES
+        or status in OPEN_BAG_STATUSES
+    )
+
 
 _LOOSE = ConfigDict(extra="ignore", populate_by_name=True)
 
@@ -298,6 +324,9 @@ class OrderError(_Loose):
     message: ScrubbedText = None
     date_created: str | None = None
     platform: str | None = None
+    #: A payment refusal relayed from the provider (Stripe's decline_code, e.g. card_declined).
+    decline_code: str | None = None
+    code: int | str | None = None
 
 
 class OrderSku(_Loose):
@@ -356,11 +385,18 @@ class Bag(_Loose):
 
     @property
     def is_accepted(self) -> bool:
-        return self.status in _ACCEPTED_BAG_STATUSES
+        """The merchant took this bag (see ACCEPTED_BAG_STATUSES)."""
+        return self.status in ACCEPTED_BAG_STATUSES
 
     @property
     def is_rejected(self) -> bool:
-        return self.status == BagStatus.REJECTED
+        """Settled without the merchant taking it: REJECTED or CANCELED."""
+        return self.status in REFUSED_BAG_STATUSES
+
+    @property
+    def is_unsettled(self) -> bool:
+        """Sent to its merchant (SUBMITTED, or a status we do not know) with no answer yet."""
+        return unsettled_bag_status(self.status)
 
 
 def _move_intent_secret(data: Any) -> Any:
@@ -439,6 +475,21 @@ class Cart(_Loose):
     @property
     def rejected_bags(self) -> list[Bag]:
         return [bag for bag in self.bags if bag.is_rejected]
+
+    @property
+    def unsettled_bags(self) -> list[Bag]:
+        """Bags whose merchant has not answered yet; while the order is PROCESSING that includes
+        bags still IN_PROGRESS (not yet sent)."""
+        if self.status == OrderStatus.PROCESSING:
+            return [bag for bag in self.bags if not (bag.is_accepted or bag.is_rejected)]
+        return [bag for bag in self.bags if bag.is_unsettled]
+
+    @property
+    def outcome_pending(self) -> bool:
+        """Violet took the submit but has not said yet whether its bags are accepted: the order
+        is PROCESSING, or a bag is SUBMITTED (or in a status we do not know). Read it again;
+        it is neither accepted nor rejected yet."""
+        return self.status == OrderStatus.PROCESSING or bool(self.unsettled_bags)
 
     @property
     def has_payment(self) -> bool:

@@ -51,14 +51,22 @@ class Cli:
         )
         return runner.invoke(app, list(args), env=overrides, catch_exceptions=False)
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        timeout: float = 60,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`orchestrator ARGS` as a process; `input` is its stdin, `env` replaces settings."""
         return subprocess.run(
             [sys.executable, "-m", "orchestrator", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             check=False,
         )
 

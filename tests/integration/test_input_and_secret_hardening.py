@@ -1,6 +1,6 @@
 """Edges of "no card data or secret leaks" and "bad input names its field, changes nothing".
 
-Each test is a defect a review found (session 5), failing before its fix: card data echoed by
+Each test guards a way the promise broke, and failed before its fix: card data echoed by
 `provide_payment`'s error, the database password in `repr(Settings)` and `orchestrator config`,
 NULs and card numbers in free text reaching the database, non-ASCII digits taken as a card,
 expired cards, oversized ids, malformed refs and settings, CLI inputs that exited as "unexpected".

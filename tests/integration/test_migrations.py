@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 OUR_TABLES = {"checkouts", "checkout_events", "checkout_steps", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle"}
 
-HEAD = "0005"  # the newest revision: bump with every migration
+HEAD = "0006"  # the newest revision: bump with every migration
 
 
 def _tables(url: str) -> set[str]:
@@ -203,6 +203,9 @@ def test_offline_sql_has_the_guards() -> None:
     for needle in (
         "CREATE TABLE checkouts",
         "CREATE TRIGGER checkout_events_append_only",
+        "CREATE TRIGGER checkout_steps_append_only",
+        "CREATE TRIGGER checkout_state_transitions_fixed",
+        "CREATE TRIGGER checkouts_keep_finished",
         "INSERT INTO checkout_state_transitions",
         "INSERT INTO orchestrator_alembic_version",
     ):

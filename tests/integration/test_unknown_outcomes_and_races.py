@@ -1,9 +1,10 @@
 """Unknown outcomes and races that could submit twice, drop a checkout or record a wrong state.
 
-Each test is a defect a review found (session 5), failing before its fix; its docstring says the
-interleaving and what it did. Fixes: the settle window counts the client's total timeout; a
-failed probe backs off; a claim re-checks the state it was taken for; poison reads a submit
-first; a refused cancel takes no lease; cancel releases a cart create_cart's lost answer made."""
+Each test guards an interleaving that once broke the promise, and failed before its fix; its
+docstring says the interleaving and what it did. Fixes: the settle window counts the client's
+total timeout; a failed probe backs off; a claim re-checks the state it was taken for; poison
+reads a submit first; a refused cancel takes no lease; cancel releases a cart create_cart's lost
+answer made."""
 
 from __future__ import annotations
 

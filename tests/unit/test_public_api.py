@@ -6,6 +6,7 @@ EXPECTED = {
     "AuditEvent",
     "Checkout",
     "CheckoutBusy",
+    "CheckoutConflict",
     "CheckoutNotFound",
     "CheckoutRequest",
     "ConfigError",

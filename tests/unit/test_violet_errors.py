@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from orchestrator.violet import (
     VioletRetryableError,
 )
 from orchestrator.violet.errors import parse_retry_after
+from orchestrator.violet.models import TokenPayment
 from tests.unit.test_violet_auth import make_jwt
 
 CART = {"id": 80001, "status": "IN_PROGRESS", "bags": [], "errors": []}
@@ -118,6 +120,70 @@ async def test_status_classification(
         assert type(winfo.value) is write_cls
         assert len(seen) == 1, "a write is never retried inside the client"
         await client.aclose()
+
+
+DECLINE_TABLE = [
+    # status, body, Violet's type, decline reason
+    (
+        400,
+        {"code": 400, "error": "card_declined", "message": "no"},
+        "card_declined",
+        "card_declined",
+    ),
+    (402, {"error": "insufficient_funds"}, "insufficient_funds", "insufficient_funds"),
+    (402, None, None, "card_declined"),
+    (
+        400,
+        {
+            "code": 400,
+            "error": "EXTERNAL_SUBMIT_CART",
+            "message": "Your card was declined.",
+            "errors": [{"type": "EXTERNAL_SUBMIT_CART", "decline_code": "card_declined"}],
+        },
+        "EXTERNAL_SUBMIT_CART",
+        "card_declined",
+    ),
+    (
+        422,
+        {"errors": [{"type": "EXTERNAL_SET_PAYMENT_METHOD", "decline_code": "do_not_honor"}]},
+        "EXTERNAL_SET_PAYMENT_METHOD",
+        "do_not_honor",
+    ),
+    (400, {"error": "payment_failed", "code": "expired_card"}, "payment_failed", "expired_card"),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "violet_type", "reason"), DECLINE_TABLE)
+async def test_a_decline_anywhere_in_the_body_is_a_payment_decline(
+    status: int, body: Any, violet_type: str | None, reason: str
+) -> None:
+    client, _ = client_for(answer(status, body))
+    with pytest.raises(VioletPaymentDeclined) as info:
+        await client.apply_payment(80001, TokenPayment(token="tok_visa"))
+    assert info.value.is_decline
+    assert (info.value.error_type, info.value.decline_code) == (violet_type, reason)
+    await client.aclose()
+
+
+async def test_a_decline_inside_a_200_carts_errors_is_a_decline_of_its_cart_error() -> None:
+    cart = {
+        **CART,
+        "errors": [{"type": "EXTERNAL_SET_PAYMENT_METHOD", "decline_code": "insufficient_funds"}],
+    }
+    client, _ = client_for(answer(200, cart))
+    with pytest.raises(VioletCartErrors) as info:
+        await client.apply_payment(80001, TokenPayment(token="tok_visa"))
+    assert info.value.error_type == "EXTERNAL_SET_PAYMENT_METHOD"
+    assert info.value.decline_code == "insufficient_funds"
+    await client.aclose()
+
+
+async def test_an_error_that_is_not_a_decline_has_no_decline_code() -> None:
+    client, _ = client_for(answer(400, {"code": 400, "error": "EXTERNAL_SUBMIT_CART"}))
+    with pytest.raises(VioletPermanentError) as info:
+        await client.submit(80001)
+    assert type(info.value) is VioletPermanentError and not info.value.is_decline
+    await client.aclose()
 
 
 def test_classification_attribute_per_class() -> None:
@@ -214,6 +280,39 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("1000000000", 1e9),
+        ("1e15", 1e15),
+        ("9" * 400, math.inf),  # beyond any float: longer than any cap
+        ("inf", math.inf),
+        ("Infinity", math.inf),
+        ("-5", 0.0),
+        ("-inf", 0.0),
+        ("nan", None),
+        ("NaN", None),
+        ("0x10", None),
+        ("1_000", None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", "far"),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", 0.0),
+        ("Sat, 01 Jan 10000 00:00:00 GMT", None),
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 0.0),
+        ("\x00\x01", None),
+    ],
+)
+def test_parse_retry_after_survives_hostile_values(
+    header: str, expected: float | str | None
+) -> None:
+    """Whatever Violet (or a proxy) sends, the result is None or a number >= 0 (infinity
+    included, for the caller to cap), never an exception and never NaN."""
+    parsed = parse_retry_after(header)
+    if expected == "far":
+        assert parsed is not None and parsed > 100 * 365 * 86400
+    else:
+        assert parsed == expected
 
 
 async def test_client_total_timeout_is_outcome_unknown_for_writes() -> None:
@@ -322,3 +421,37 @@ def test_errors_pickle_and_print_with_context() -> None:
     assert "slow down" in str(err) and "GET /x -> 429" in str(err) and "r-1" in str(err)
     carts = VioletCartErrors("bad", cart=Cart(id=1), errors=[])
     assert pickle.loads(pickle.dumps(carts)).cart.id == 1
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A body that never ends, in 64 KiB chunks; asking for more than `allowed` is the bug."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            assert self.allowed > 0, "read past the cap"
+            self.allowed -= 1
+            yield b" " * 65536
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_an_answer_over_the_cap_is_refused_without_reading_it_all(declared: bool) -> None:
+    """Content-Length over the cap is refused before any byte of the body; without one, reading
+    stops at the cap. A read's answer is retryable, a write's an outcome unknown."""
+    headers = {"content-length": str(10**12)} if declared else {}
+
+    def huge(request: httpx.Request) -> httpx.Response:
+        body = _Endless(allowed=0 if declared else 256 // 64 + 1)  # the one over the cap
+        return httpx.Response(200, headers=headers, stream=body)
+
+    client, _ = client_for(huge, max_response_bytes=256 * 1024, read_retries=0)
+    with pytest.raises(VioletRetryableError) as read_err:
+        await client.get_cart(1)
+    with pytest.raises(VioletOutcomeUnknown) as write_err:
+        await client.submit(1)
+    for err in (read_err.value, write_err.value):
+        assert err.error_type == "response_too_large" and err.status == 200
+        assert "VIOLET_MAX_RESPONSE_BYTES" in str(err)
+    await client.aclose()

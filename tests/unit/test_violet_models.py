@@ -154,6 +154,60 @@ def test_accepted_and_rejected_bags_and_digital_goods() -> None:
     assert not cart.needs_shipping
 
 
+@pytest.mark.parametrize(
+    ("bag_status", "meaning"),
+    [
+        ("ACCEPTED", "accepted"),
+        ("COMPLETED", "accepted"),
+        ("BACKORDERED", "accepted"),
+        ("PARTIALLY_REFUNDED", "accepted"),
+        ("REFUNDED", "accepted"),
+        ("REJECTED", "rejected"),
+        ("CANCELED", "rejected"),
+        ("SUBMITTED", "unsettled"),
+        ("AUTHORIZED", "unsettled"),  # not a bag status Violet documents: never read as refused
+        ("SOMETHING_NEW", "unsettled"),
+        ("IN_PROGRESS", "open"),
+        (None, "open"),
+    ],
+)
+def test_each_bag_status_is_accepted_rejected_unsettled_or_open(
+    bag_status: str | None, meaning: str
+) -> None:
+    bag = Cart.model_validate(_cart(bags=[{"id": 1, "status": bag_status}])).bags[0]
+    found = [
+        name
+        for name, yes in (
+            ("accepted", bag.is_accepted),
+            ("rejected", bag.is_rejected),
+            ("unsettled", bag.is_unsettled),
+        )
+        if yes
+    ]
+    assert found == ([] if meaning == "open" else [meaning])
+
+
+@pytest.mark.parametrize(
+    ("order_status", "bag_statuses", "pending"),
+    [
+        ("PROCESSING", ["SUBMITTED"], True),
+        ("PROCESSING", ["ACCEPTED", "IN_PROGRESS"], True),  # the order itself is not settled
+        ("PROCESSING", [], True),
+        ("COMPLETED", ["ACCEPTED", "SUBMITTED"], True),
+        ("COMPLETED", ["ACCEPTED", "REJECTED"], False),
+        ("IN_PROGRESS", ["REJECTED"], False),
+        ("IN_PROGRESS", ["IN_PROGRESS"], False),
+        ("REQUIRES_ACTION", ["IN_PROGRESS"], False),
+    ],
+)
+def test_a_submit_outcome_is_pending_while_processing_or_a_bag_is_unsettled(
+    order_status: str, bag_statuses: list[str], pending: bool
+) -> None:
+    bags = [{"id": n, "status": status} for n, status in enumerate(bag_statuses, 1)]
+    cart = Cart.model_validate(_cart(status=order_status, bags=bags))
+    assert cart.outcome_pending is pending
+
+
 def test_intent_secret_is_lifted_out_of_payment_transactions() -> None:
     secret = "pi_123_secret_abcdef"
     cart = Cart.model_validate(

@@ -1,0 +1,48 @@
+"""The settle window of an unanswered submit is measured on the database's clock, so a worker
+whose wall clock runs ahead of it does not resubmit a cart Violet may still be working on."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, tzinfo
+
+import pytest
+
+from orchestrator.api import Orchestrator
+from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
+from tests.fixtures.sandbox import HttpSandbox
+
+
+class _HostClockAnHourAhead(datetime):
+    """The worker host's wall clock, an hour ahead of the database's (NTP broken)."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        return datetime.now(tz) + timedelta(hours=1)
+
+
+async def test_a_worker_clock_ahead_of_the_database_does_not_cut_the_settle_window_short(
+    database_url: str, http_sandbox: HttpSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ("orchestrator.steps", "orchestrator.store.repository"):
+        monkeypatch.setattr(f"{module}.datetime", _HostClockAnHourAhead)
+    settings = make_settings(
+        database_url,
+        http_sandbox.base_url,
+        submit_settle_seconds=0.8,
+        read_timeout=1.0,
+        total_timeout=1.5,
+    )
+    control = http_sandbox.control
+    async with Orchestrator(settings) as orch:
+        # Violet applies the submit after 1.4 s; the client gave up after 1.0 s.
+        await control.add_fault("submit", "latency", count=1, latency_ms=1400)
+        first = await orch.start(checkout_request(skus=DIGITAL, payment=TOKEN))
+        assert first.in_flight and first.last_error is not None
+        assert first.last_error["class"] == "outcome_unknown"
+        done = await orch.run(first.id, retry_wait=10)
+        await asyncio.sleep(0.6)  # let the slow first submit finish at the sandbox
+    assert done.state == "submitted"
+    stats = await control.stats()
+    assert stats["calls_by_op"]["submit"] == 1, "submitted again while the first still ran"
+    assert stats["duplicate_submits"] == {}
