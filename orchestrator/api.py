@@ -138,7 +138,7 @@ class Orchestrator:
             statement_timeout=self.settings.db_statement_timeout,
         )
         self._pool = AsyncConnectionPool(
-            self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            database.libpq_conninfo(self._engine.url),
             min_size=1,
             max_size=self.settings.db_pool_size,
             open=False,

@@ -335,15 +335,7 @@ class Runner:
                 released = bool(carts)
             except VioletError as exc:
                 error = error_summary(exc, "cancel")
-                events.append(
-                    Event(
-                        "error",
-                        step="cancel",
-                        error_class=error["class"],
-                        error_type=error["type"],
-                        error_message=error["message"],
-                    )
-                )
+                events.append(_error_event(error, "cancel"))
         before = row.state
         with machine.attached(row.state) as model:
             row.state = machine.fire(model, "cancel")
@@ -521,14 +513,7 @@ class Runner:
         row.waiting_reason = None
         events = [
             *events,
-            Event(
-                "error",
-                step=step,
-                attempt=row.attempt,
-                error_class=error.get("class"),
-                error_type=error.get("type"),
-                error_message=error.get("message"),
-            ),
+            _error_event(error, step, attempt=row.attempt),
             Event("transition", from_state=before, to_state=row.state, step=step),
         ]
         record = StepRecord(row.step_no + 1, step or "-", row.attempt, "failed", None, error)
@@ -612,15 +597,7 @@ class Runner:
             result.throttle_seconds = min(max(delay, retry_after or 0.0), cap)
         row.last_error = error
         events += [
-            Event(
-                "error",
-                step=step,
-                attempt=row.attempt,
-                error_class=error["class"],
-                error_type=error["type"],
-                error_message=error["message"],
-                http_status=exc.status,
-            ),
+            _error_event(error, step, attempt=row.attempt, status=exc.status),
             Event(
                 "retry_scheduled",
                 step=step,
@@ -663,15 +640,7 @@ class Runner:
         row.last_error = error
         events = [
             *_call_events(calls, row),
-            Event(
-                "error",
-                step=step,
-                attempt=tried,
-                error_class=error["class"],
-                error_type=error["type"],
-                error_message=error["message"],
-                http_status=exc.status,
-            ),
+            _error_event(error, step, attempt=tried, status=exc.status),
             Event(
                 "retry_scheduled",
                 step=step,
@@ -822,6 +791,25 @@ def _cart_summary(cart: Cart | None) -> dict[str, Any] | None:
     if cart is None:
         return None
     return {"cart_id": cart.id, "status": cart.status, "priced": cart.priced, "total": cart.total}
+
+
+def _error_event(
+    error: dict[str, Any],
+    step: str | None,
+    *,
+    attempt: int | None = None,
+    status: int | None = None,
+) -> Event:
+    """The audit event of an error summary (steps.error_summary)."""
+    return Event(
+        "error",
+        step=step,
+        attempt=attempt,
+        error_class=error.get("class"),
+        error_type=error.get("type"),
+        error_message=error.get("message"),
+        http_status=status,
+    )
 
 
 def _call_events(calls: list[CallRecord], row: CheckoutRow) -> list[Event]:

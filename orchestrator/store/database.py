@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import psycopg_pool
 import sqlalchemy as sa
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -48,6 +49,29 @@ def normalize_url(url: str | URL) -> str:
     if not text.startswith("postgresql+psycopg://"):
         raise ConfigError("database URL must be a postgresql+psycopg:// (or postgresql://) URL")
     return text
+
+
+def libpq_conninfo(url: str | URL) -> str:
+    """A SQLAlchemy URL as a libpq connection string (key=value, every value quoted).
+
+    Not the URL rendered back: SQLAlchemy escapes only ``:@/`` in a user name or password, and
+    libpq refuses a URL holding a space, which a quoted role name may well contain.
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    params: dict[str, Any] = {
+        key: ",".join(value) if isinstance(value, tuple) else value
+        for key, value in parsed.query.items()
+    }
+    for key, value in (
+        ("host", parsed.host),
+        ("port", parsed.port),
+        ("user", parsed.username),
+        ("password", parsed.password),
+        ("dbname", parsed.database),
+    ):
+        if value is not None:
+            params[key] = value
+    return make_conninfo(**params)
 
 
 def describe_url(url: str | URL) -> str:

@@ -62,7 +62,7 @@ def grants_script(role: str) -> str:
 
 @pytest.fixture
 def app_role(database_url: str) -> Iterator[AppRole]:
-    name = f'orch_t_app_{uuid.uuid4().hex[:10]}_"quoted"_it\'s'
+    name = f'orch_t_app {uuid.uuid4().hex[:10]} "quoted" it\'s'
     password = secrets.token_hex(16)
     role = sql.Identifier(name)
     with psycopg.connect(libpq_url(database_url), autocommit=True) as owner:
