@@ -7,12 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from orchestrator.cli import ExitCode
 from tests.cli.conftest import Cli
-from tests.fixtures.db import libpq_url
+from tests.fixtures.db import dump_rows
 from tests.fixtures.orchestrator import VISA, checkout_request
 
 CARD_NUMBER = "5555555555554444"  # a Mastercard test number the sandbox accepts
@@ -22,23 +19,6 @@ CRASH_BEFORE_PAYMENT = {
     "ORCHESTRATOR_CRASH_AT": "after_intent_commit:apply_payment",
     "ORCHESTRATOR_LEASE_SECONDS": "1",
 }
-
-
-def _database_dump(database_url: str) -> str:
-    """Every row of every table of the database, as text."""
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        tables = [
-            name
-            for (name,) in conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-            )
-        ]
-        chunks = []
-        for table in tables:
-            query = sql.SQL("SELECT t::text FROM {} AS t").format(sql.Identifier(table))
-            chunks.extend(row[0] for row in conn.execute(query))
-    return "\n".join(chunks)
 
 
 def _parked_card_checkout(cli: Cli) -> dict[str, Any]:
@@ -69,7 +49,7 @@ def test_a_card_given_again_on_stdin_finishes_a_parked_checkout_and_is_never_kep
     assert document["state"] == "submitted"
     assert cli.submits(document["violet_order_id"]) == 1
     assert CARD_NUMBER not in paid.stdout + paid.stderr
-    dump = _database_dump(database_url)
+    dump = dump_rows(database_url)
     assert parked["id"] in dump  # the dump holds the checkout...
     assert CARD_NUMBER not in dump and "card_cvc" not in dump  # ...and never the card
 

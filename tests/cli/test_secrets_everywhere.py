@@ -5,7 +5,6 @@ what it should not."""
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from orchestrator.cli import ExitCode
 from orchestrator.sandbox import SANDBOX_CREDENTIALS
 from tests.cli.conftest import Cli
-from tests.fixtures.db import libpq_url
+from tests.fixtures.db import dump_rows
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request
 
 APP_SECRET = str(SANDBOX_CREDENTIALS["app_secret"])
@@ -26,19 +25,6 @@ def _arm(cli: Cli, op: str, kind: str, **spec: Any) -> None:
         f"{cli.sandbox.control_url}/faults", json={"op": op, "kind": kind, **spec}, timeout=10
     )
     response.raise_for_status()
-
-
-def _database_dump(cli: Cli) -> str:
-    """Every row of every table, as pg_dump writes it."""
-    url = libpq_url(cli.env["ORCHESTRATOR_DATABASE_URL"])
-    dump = subprocess.run(
-        ["pg_dump", "--data-only", "--dbname", url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return dump.stdout
 
 
 def _start(cli: Cli, request: dict[str, Any], *args: str) -> Any:
@@ -67,7 +53,7 @@ def test_a_submit_answer_with_secret_text_still_records_the_order(cli: Cli, mess
     document = json.loads(result.stdout)
     assert document["state"] == "submitted" and document["violet_order_id"]
     assert cli.submits(document["violet_order_id"]) == 1
-    dump = _database_dump(cli)
+    dump = dump_rows(cli.env["ORCHESTRATOR_DATABASE_URL"])
     for secret in ("src_client_secret_3Mtw2eZvKYlo2C1f", "X-Violet-Token: abc", "4242 4242"):
         assert secret not in dump and secret not in result.output
 
@@ -103,7 +89,13 @@ def test_credentials_echoed_by_violet_reach_neither_the_database_nor_the_logs(
     assert audit.returncode == 0, audit.stderr
     assert "violet_call" in audit.stdout and "[REDACTED]" in audit.stdout
     everything = "\n".join(
-        [_database_dump(cli), started.stdout, started.stderr, audit.stdout, audit.stderr]
+        [
+            dump_rows(cli.env["ORCHESTRATOR_DATABASE_URL"]),
+            started.stdout,
+            started.stderr,
+            audit.stdout,
+            audit.stderr,
+        ]
     )
     assert "DEBUG" in started.stderr  # the logs were on, and were searched
     for secret in (APP_SECRET, PASSWORD):
