@@ -261,6 +261,7 @@ class Orchestrator:
                 worker=self.worker_id,
                 lease_seconds=self.settings.lease_seconds,
                 leased=run,
+                send_seconds=self.runner.send_window,
             )
         except Exception as exc:
             if not database.is_database_error(exc):
@@ -393,8 +394,7 @@ class Orchestrator:
         if row.in_flight and row.pending_step == CREATE_CART and row.step_started_at is not None:
             # Violet may still be making the cart: a search now would miss it, and it would be
             # left behind. Once the window has passed, cancel finds and releases it.
-            age = (datetime.now(UTC) - row.step_started_at).total_seconds()
-            remaining = self.runner.settle_window - age
+            remaining = self.runner.settle_window_of(row) - row.step_age()
             if remaining > 0:
                 raise IllegalTransition(
                     "create_cart may still be running at Violet; cancel again in "

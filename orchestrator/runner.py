@@ -28,7 +28,6 @@ import random
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from orchestrator import machine
@@ -154,6 +153,7 @@ class Runner:
         # request leaves within two total timeouts of the step's start (the send gate holds it
         # to that), and may then still be running at Violet for the settle time.
         self.send_window = 2 * client.total_timeout
+        self.settle_seconds = settle_seconds
         self.settle_window = self.send_window + settle_seconds
         self.retry = retry
         self.max_recoveries = max_recoveries
@@ -165,6 +165,17 @@ class Runner:
         # Writes running behind a call, per checkout: the task, the step whose outcome it
         # commits, and the gate it waits behind until the call's request has been sent.
         self._behind: dict[uuid.UUID, _BehindWrite] = {}
+
+    def settle_window_of(self, row: CheckoutRow) -> float:
+        """From the step's start, how long its unanswered request may still be running at
+        Violet: this process's settle window, or longer when the process that started the step
+        may send until a later instant (`step_send_by`, by its own timeouts) plus the settle
+        time. Reconcilers and senders may run with different Violet timeouts."""
+        started, send_by = row.step_started_at, row.step_send_by
+        if started is None or send_by is None:
+            return self.settle_window
+        senders = (send_by - started).total_seconds() + self.settle_seconds
+        return max(self.settle_window, senders)
 
     async def drive(
         self, row: CheckoutRow, *, card: CardPayment | None = None, intent_committed: bool = False
@@ -204,8 +215,8 @@ class Runner:
                     request=row.request,
                     app_order_id=row.app_order_id,
                     violet_order_id=row.violet_order_id,
-                    step_started_at=_on_wall_clock(row),
-                    settle_window=self.settle_window,
+                    step_age=row.step_age,
+                    settle_window=self.settle_window_of(row),
                     card=card,
                     last_cart=last_cart,
                     handout=result.handout,
@@ -697,6 +708,7 @@ class Runner:
             lease_seconds=self.lease_seconds,
             keep_lease=keep_lease,
             start_step=start_step,
+            send_seconds=self.send_window if start_step else None,
             due_in=due_in,
             terminal=terminal,
         )
@@ -738,13 +750,6 @@ async def _after(gate: asyncio.Future[None], write: Coroutine[Any, Any, None]) -
 def _retrieve(task: asyncio.Task[None]) -> None:
     with contextlib.suppress(BaseException):
         task.result()
-
-
-def _on_wall_clock(row: CheckoutRow) -> datetime | None:
-    """The step's start (the database's clock) on this host's wall clock, which the reconcile
-    rules compare it with: the settle window then holds however far the clocks disagree."""
-    started, ahead = row.step_started_at, row.local_wall_clock_ahead
-    return started if started is None or ahead is None else started + ahead
 
 
 def _probe_failures(row: CheckoutRow, step: str) -> int:

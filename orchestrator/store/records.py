@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+
+from orchestrator.clock import local_clock
 
 TOTAL_FIELDS = ("sub_total", "shipping_total", "tax_total", "discount_total", "total")
 
@@ -28,6 +30,9 @@ class CheckoutRow:
     attempt: int = 0
     next_attempt_at: datetime | None = None
     step_started_at: datetime | None = None
+    #: The last instant the step's request may leave, by its sender's send window (NULL: not
+    #: stored); set with `step_started_at`, on the database's clock.
+    step_send_by: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     lease_epoch: int = 0
@@ -52,9 +57,10 @@ class CheckoutRow:
     local_step_start: float | None = None
     #: Until then the lease is surely ours (None: not held, or held since an unknown time).
     local_lease_until: float | None = None
-    #: How far this host's wall clock is ahead of the database's, measured at the claim (over
-    #: by the claim's round trip, so a step's age comes out shorter: the safe side).
-    local_wall_clock_ahead: timedelta | None = None
+    #: The database's `now()` as read with this row (a claim, an insert or a plain read) and the
+    #: local clock's reading once that answer had arrived: the database's time now is at least
+    #: the first plus the local time elapsed since the second (a step's age is never over-counted).
+    local_db_now: tuple[datetime, float] | None = None
 
     @classmethod
     def registered(
@@ -83,6 +89,22 @@ class CheckoutRow:
     @classmethod
     def from_mapping(cls, row: Any) -> CheckoutRow:
         return cls(**{name: row[name] for name in _ROW_FIELDS})
+
+    def step_age(self) -> float:
+        """Seconds since `step_started_at` on the database's clock (inf: no start stored).
+
+        Counted from the database's `now()` read with the row plus the time elapsed since on
+        the local clock, so neither a host wall clock that disagrees with the database's nor
+        one that steps while a drive runs changes it. A row read without the database's time
+        (never the case for a row from the repository) falls back to the host's wall clock.
+        """
+        started = self.step_started_at
+        if started is None:
+            return float("inf")
+        if self.local_db_now is None:
+            return (datetime.now(UTC) - started).total_seconds()
+        db_now, read_at = self.local_db_now
+        return (db_now - started).total_seconds() + (local_clock() - read_at)
 
     @property
     def needs_shipping(self) -> bool:

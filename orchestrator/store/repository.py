@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -50,24 +50,28 @@ _INSERT_EVENTS = f"""
 
 _LEASE_UNTIL = "now() + %(lease_s)s * interval '1 second'"
 _BATCH_LEASE_UNTIL = "now() + d.lease_s * interval '1 second'"
+# When a step's request must have left by: the sender's send window from the step's start.
+_SEND_BY = "now() + %(send_s)s * interval '1 second'"
+_BATCH_SEND_BY = "now() + d.send_s * interval '1 second'"
 
 _INSERT_SQL = f"""
 WITH upd AS (
     INSERT INTO checkouts (
         id, app_order_id, state, request, payment_kind, currency, pending_step, in_flight,
-        attempt, step_started_at, lease_owner, lease_expires_at, lease_epoch, next_attempt_at,
-        event_seq
+        attempt, step_started_at, step_send_by, lease_owner, lease_expires_at, lease_epoch,
+        next_attempt_at, event_seq
     ) VALUES (
         %(id)s, %(app_order_id)s, 'new', %(request)s::jsonb, %(payment_kind)s, %(currency)s,
         %(pending_step)s, %(in_flight)s, %(attempt)s,
         CASE WHEN %(in_flight)s THEN now() END,
+        CASE WHEN %(in_flight)s THEN {_SEND_BY} END,
         %(lease_owner)s, CASE WHEN %(lease_owner)s::text IS NOT NULL THEN {_LEASE_UNTIL} END,
         CASE WHEN %(lease_owner)s::text IS NOT NULL THEN 1 ELSE 0 END,
         CASE WHEN %(lease_owner)s::text IS NOT NULL THEN {_LEASE_UNTIL} ELSE now() END,
         %(event_seq)s
     )
     ON CONFLICT (app_order_id) DO NOTHING
-    RETURNING {ROW_COLUMNS}
+    RETURNING {ROW_COLUMNS}, now() AS db_now
 ), ev AS ({_INSERT_EVENTS})
 SELECT * FROM upd
 """
@@ -78,23 +82,24 @@ WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d(
         id uuid, app_order_id text, request jsonb, payment_kind text, currency text,
         pending_step text, in_flight bool, attempt int, lease_owner text, lease_s float8,
-        event_seq int)
+        send_s float8, event_seq int)
 ), upd AS (
     INSERT INTO checkouts (
         id, app_order_id, state, request, payment_kind, currency, pending_step, in_flight,
-        attempt, step_started_at, lease_owner, lease_expires_at, lease_epoch, next_attempt_at,
-        event_seq
+        attempt, step_started_at, step_send_by, lease_owner, lease_expires_at, lease_epoch,
+        next_attempt_at, event_seq
     )
     SELECT
         d.id, d.app_order_id, 'new', d.request, d.payment_kind, d.currency, d.pending_step,
-        d.in_flight, d.attempt, CASE WHEN d.in_flight THEN now() END, d.lease_owner,
+        d.in_flight, d.attempt, CASE WHEN d.in_flight THEN now() END,
+        CASE WHEN d.in_flight THEN {_BATCH_SEND_BY} END, d.lease_owner,
         CASE WHEN d.lease_owner IS NOT NULL THEN {_BATCH_LEASE_UNTIL} END,
         CASE WHEN d.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
         CASE WHEN d.lease_owner IS NOT NULL THEN {_BATCH_LEASE_UNTIL} ELSE now() END,
         d.event_seq
     FROM d ORDER BY d.app_order_id
     ON CONFLICT (app_order_id) DO NOTHING
-    RETURNING {ROW_COLUMNS}
+    RETURNING {ROW_COLUMNS}, now() AS db_now
 ), ev AS (
     INSERT INTO checkout_events (checkout_id, worker, {_EVENT_NAMES})
     SELECT e.checkout_id, e.worker, {_E_EVENT_NAMES}
@@ -114,6 +119,7 @@ WITH upd AS (
         step_no = %(step_no)s,
         attempt = %(attempt)s,
         step_started_at = CASE WHEN %(start_step)s THEN now() ELSE step_started_at END,
+        step_send_by = CASE WHEN %(start_step)s THEN {_SEND_BY} ELSE step_send_by END,
         lease_owner = %(lease_owner)s,
         lease_expires_at = CASE
             WHEN %(lease_owner)s::text IS NULL THEN NULL ELSE {_LEASE_UNTIL} END,
@@ -136,7 +142,8 @@ WITH upd AS (
         updated_at = now(),
         finished_at = CASE WHEN %(terminal)s THEN now() END
     WHERE id = %(id)s AND lease_epoch = %(lease_epoch)s
-    RETURNING version, next_attempt_at, lease_expires_at, step_started_at, updated_at, finished_at
+    RETURNING version, next_attempt_at, lease_expires_at, step_started_at, step_send_by,
+              updated_at, finished_at
 ), ev AS ({_INSERT_EVENTS}),
 -- The row as it was before this write (every CTE reads the same snapshot): a checkpoint given
 -- no start time gets the start of the step that was in flight, committed by an earlier write
@@ -154,7 +161,8 @@ SELECT * FROM upd
 
 _BATCH_ROW_COLUMNS = (
     "id uuid, lease_epoch bigint, state text, pending_step text, in_flight bool, step_no int, "
-    "attempt int, start_step bool, lease_owner text, lease_s float8, due_in float8, "
+    "attempt int, start_step bool, lease_owner text, lease_s float8, send_s float8, "
+    "due_in float8, "
     "recoveries int, event_seq int, violet_order_id bigint, sub_total bigint, "
     "shipping_total bigint, tax_total bigint, discount_total bigint, total bigint, bags jsonb, "
     "violet_status text, waiting_reason text, last_error jsonb, terminal bool"
@@ -179,6 +187,7 @@ WITH d AS (
         step_no = d.step_no,
         attempt = d.attempt,
         step_started_at = CASE WHEN d.start_step THEN now() ELSE c.step_started_at END,
+        step_send_by = CASE WHEN d.start_step THEN {_BATCH_SEND_BY} ELSE c.step_send_by END,
         lease_owner = d.lease_owner,
         lease_expires_at = CASE WHEN d.lease_owner IS NULL THEN NULL ELSE {_BATCH_LEASE_UNTIL} END,
         next_attempt_at = CASE
@@ -202,7 +211,7 @@ WITH d AS (
     FROM d JOIN locked USING (id)
     WHERE c.id = d.id
     RETURNING c.id, c.version, c.next_attempt_at, c.lease_expires_at, c.step_started_at,
-              c.updated_at, c.finished_at
+              c.step_send_by, c.updated_at, c.finished_at
 ), ev AS (
     INSERT INTO checkout_events (checkout_id, worker, {_EVENT_NAMES})
     SELECT e.checkout_id, e.worker, {_E_EVENT_NAMES}
@@ -322,11 +331,11 @@ def _events_payload(row: CheckoutRow, events: Sequence[Event]) -> list[dict[str,
 
 
 def _claimed(found: dict[str, Any], lease_until: float) -> CheckoutRow:
-    """A claimed row with its local marks: the lease's expiry on the local clock, and how far the
-    host's wall clock is ahead of the database's (read after the answer: never an under-count)."""
+    """A claimed row with its local marks: the lease's expiry on the local clock, and the
+    database's time of the claim with the local clock read after its answer (records.py)."""
     row = CheckoutRow.from_mapping(found)
     row.local_lease_until = lease_until
-    row.local_wall_clock_ahead = datetime.now(UTC) - found["db_now"]
+    row.local_db_now = (found["db_now"], local_clock())
     return row
 
 
@@ -399,8 +408,12 @@ class Repository:
         worker: str,
         lease_seconds: float,
         leased: bool,
+        send_seconds: float | None = None,
     ) -> CheckoutRow | None:
-        """Insert a new checkout (and its first events); None if its app_order_id already exists."""
+        """Insert a new checkout (and its first events); None if its app_order_id already exists.
+
+        A row inserted with its first step in flight stores `send_seconds` from now as the last
+        instant that step's request may leave (`step_send_by`; None: not stored)."""
         insert = {
             "id": row.id,
             "app_order_id": row.app_order_id,
@@ -412,6 +425,7 @@ class Repository:
             "attempt": row.attempt,
             "lease_owner": worker if leased else None,
             "lease_s": lease_seconds,
+            "send_s": send_seconds,
             "worker": worker,
             "events": _events_payload(row, events),
             "event_seq": row.event_seq,
@@ -431,6 +445,7 @@ class Repository:
         if found is None:
             return None
         inserted = CheckoutRow.from_mapping(found)
+        inserted.local_db_now = (found["db_now"], local_clock())
         if row.in_flight:
             inserted.local_step_start = sent_at
         if leased:
@@ -462,6 +477,7 @@ class Repository:
         lease_seconds: float,
         keep_lease: bool,
         start_step: bool = False,
+        send_seconds: float | None = None,
         due_in: float | None = None,
         terminal: bool = False,
     ) -> Coroutine[Any, Any, None]:
@@ -469,6 +485,8 @@ class Repository:
 
         The row's local clock marks (records.py) are set from an instant taken just before the
         statement is handed on, so they never run ahead of the database's `now()` in it.
+        With `start_step` the step starts now, and must have sent its request within
+        `send_seconds` (stored as `step_send_by`; None: not stored).
         `keep_lease` keeps the lease (the worker goes on); otherwise the lease is released and
         `due_in` seconds from now is when recovery should look again (None: never on its own).
         Raises LeaseLost when another worker took the checkout over meanwhile.
@@ -488,6 +506,7 @@ class Repository:
             "start_step": start_step,
             "lease_owner": worker if keep_lease else None,
             "lease_s": lease_seconds,
+            "send_s": send_seconds,
             "due_in": due_in,
             "recoveries": row.recoveries,
             "violet_order_id": row.violet_order_id,
@@ -540,6 +559,7 @@ class Repository:
         row.next_attempt_at = written["next_attempt_at"]
         row.lease_expires_at = written["lease_expires_at"]
         row.step_started_at = written["step_started_at"]
+        row.step_send_by = written["step_send_by"]
         row.updated_at = written["updated_at"]
         row.finished_at = written["finished_at"]
         row.lease_owner = worker if keep_lease else None
@@ -700,8 +720,13 @@ class Repository:
         return await self._get("app_order_id = %(ref)s", app_order_id)
 
     async def _get(self, where: str, ref: Any) -> CheckoutRow | None:
-        found = await self._row(f"SELECT {ROW_COLUMNS} FROM checkouts WHERE {where}", {"ref": ref})
-        return None if found is None else CheckoutRow.from_mapping(found)
+        sql = f"SELECT {ROW_COLUMNS}, now() AS db_now FROM checkouts WHERE {where}"
+        found = await self._row(sql, {"ref": ref})
+        if found is None:
+            return None
+        row = CheckoutRow.from_mapping(found)
+        row.local_db_now = (found["db_now"], local_clock())
+        return row
 
     async def events(self, checkout_id: uuid.UUID) -> list[dict[str, Any]]:
         """One checkout's audit trail, in order."""

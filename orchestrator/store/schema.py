@@ -93,6 +93,8 @@ checkouts: Final = Table(
     Column("attempt", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     Column("step_started_at", DateTime(timezone=True), nullable=True),
+    # The last instant the step's request may leave, by its sender's timeouts (migration 0007).
+    Column("step_send_by", DateTime(timezone=True), nullable=True),
     Column("lease_owner", Text, nullable=True),
     Column("lease_expires_at", DateTime(timezone=True), nullable=True),
     Column("lease_epoch", BigInteger, nullable=False, server_default=text("0")),

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 OUR_TABLES = {"checkouts", "checkout_events", "checkout_steps", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle"}
 
-HEAD = "0006"  # the newest revision: bump with every migration
+HEAD = "0007"  # the newest revision: bump with every migration
 
 
 def _tables(url: str) -> set[str]:

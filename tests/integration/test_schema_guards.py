@@ -275,6 +275,7 @@ CHANGED_VALUE = {
     "attempt": "attempt + 1",
     "next_attempt_at": "now() + interval '1 hour'",
     "step_started_at": "now() - interval '1 hour'",
+    "step_send_by": "coalesce(step_send_by, now()) + interval '1 hour'",
     "lease_owner": "'someone'",
     "lease_expires_at": "now() + interval '1 hour'",
     "lease_epoch": "lease_epoch + 1",

@@ -1,5 +1,6 @@
-"""The settle window of an unanswered submit is measured on the database's clock, so a worker
-whose wall clock runs ahead of it does not resubmit a cart Violet may still be working on."""
+"""The settle window of an unanswered step is measured on the database's clock, so a worker
+whose wall clock runs ahead of it neither resubmits a cart Violet may still be working on nor
+cancels a checkout whose cart Violet may still be making."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta, tzinfo
 import pytest
 
 from orchestrator.api import Orchestrator
+from orchestrator.errors import IllegalTransition
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
 from tests.fixtures.sandbox import HttpSandbox
 
@@ -21,10 +23,14 @@ class _HostClockAnHourAhead(datetime):
         return datetime.now(tz) + timedelta(hours=1)
 
 
+#: The modules that read the host's wall clock near a step's age.
+_WALL_CLOCK_READERS = ("orchestrator.api", "orchestrator.store.records")
+
+
 async def test_a_worker_clock_ahead_of_the_database_does_not_cut_the_settle_window_short(
     database_url: str, http_sandbox: HttpSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for module in ("orchestrator.steps", "orchestrator.store.repository"):
+    for module in _WALL_CLOCK_READERS:
         monkeypatch.setattr(f"{module}.datetime", _HostClockAnHourAhead)
     settings = make_settings(
         database_url,
@@ -46,3 +52,31 @@ async def test_a_worker_clock_ahead_of_the_database_does_not_cut_the_settle_wind
     stats = await control.stats()
     assert stats["calls_by_op"]["submit"] == 1, "submitted again while the first still ran"
     assert stats["duplicate_submits"] == {}
+
+
+async def test_a_host_clock_ahead_of_the_database_does_not_let_cancel_miss_a_running_create(
+    database_url: str, http_sandbox: HttpSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout just started (inserted, never claimed) with its create_cart still running at
+    Violet: cancel measures the step's age on the database's clock, so it refuses for now."""
+    for module in _WALL_CLOCK_READERS:
+        monkeypatch.setattr(f"{module}.datetime", _HostClockAnHourAhead)
+    settings = make_settings(
+        database_url,
+        http_sandbox.base_url,
+        submit_settle_seconds=0.3,
+        read_timeout=1.0,
+        total_timeout=1.0,
+    )
+    control = http_sandbox.control
+    request = checkout_request(skus=DIGITAL, payment=TOKEN)
+    async with Orchestrator(settings) as orch:
+        # Violet makes the cart after 1.5 s; the client gave up after 1.0 s.
+        await control.add_fault("create_cart", "latency", count=1, latency_ms=1500)
+        first = await orch.start(request)
+        assert (first.pending_step, first.in_flight) == ("create_cart", True)
+        with pytest.raises(IllegalTransition, match="create_cart may still be running"):
+            await orch.cancel(first.id)
+        await asyncio.sleep(0.8)  # the slow create finishes at the sandbox
+    stats = await control.stats()
+    assert stats["carts_by_app_order_id"].get(request["app_order_id"])
