@@ -9,9 +9,8 @@ database and never change state themselves: they return a decision the runner ap
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.violet import (
@@ -50,9 +49,10 @@ class StepContext:
     request: Mapping[str, Any]
     app_order_id: str
     violet_order_id: int | None
-    step_started_at: datetime | None
+    #: Seconds since the step's start on the database's clock (records.py `step_age`).
+    step_age: Callable[[], float]
     #: From the step's start, how long an unanswered attempt may still be running at Violet:
-    #: two calls' total timeouts (it may be sent until then) plus the submit settle time.
+    #: until its sender's send bound (two calls' total timeouts) plus the submit settle time.
     settle_window: float
     card: CardPayment | None = None
     #: The cart as Violet last returned it during this drive (None after a resume).
@@ -186,16 +186,10 @@ def error_summary(exc: BaseException, step: str | None = None) -> dict[str, Any]
     }
 
 
-def _age_seconds(started: datetime | None) -> float:
-    if started is None:
-        return float("inf")
-    return (datetime.now(UTC) - started).total_seconds()
-
-
 def _settle_or_redo(ctx: StepContext, detail: dict[str, Any]) -> Redo | Defer:
     """An attempt that started less than the settle window ago may still be running at Violet
     (it may have been sent until the client gave up, and be applied a settle time later): wait."""
-    remaining = ctx.settle_window - _age_seconds(ctx.step_started_at)
+    remaining = ctx.settle_window - ctx.step_age()
     if remaining > 0:
         return Defer(remaining, {**detail, "settle_remaining_s": round(remaining, 3)})
     return Redo(detail)
@@ -450,9 +444,28 @@ class Submit(Step):
             return Redo({"rule": "Violet awaits 3-D Secure; submitting again after confirmation"})
         if cart.is_submitted:
             return self.judge(ctx, cart)
+        if ctx.reading_outcome:
+            return self.unsubmitted_after_answer(ctx, cart)
         return _settle_or_redo(
             ctx, {"rule": "Violet shows the cart unsubmitted", "violet_status": cart.status}
         )
+
+    def unsubmitted_after_answer(self, ctx: StepContext, cart: Cart) -> Answer:
+        """Violet answered this drive's submit, yet the cart now reads unsubmitted: never
+        submitted again (Violet took it, and may charge for it). Every bag refused in the
+        cart's errors: failed with them. Otherwise read again, and once the reads are used up
+        record it as submitted, as last seen, as `judge` does for an unsettled order."""
+        refused = {error.bag_id for error in cart.errors}
+        if cart.bags and all(bag.is_rejected or bag.id in refused for bag in cart.bags):
+            return Fail(_cart_errors(cart, self.name, "every bag was rejected"), cart)
+        detail = {
+            "rule": "Violet answered the submit but shows the cart unsubmitted: read again, "
+            "never submitted again",
+            "violet_status": cart.status,
+        }
+        if not ctx.last_read:
+            return Pending(cart, detail)
+        return Advance("submit", cart, {**detail, "outcome_pending": True})
 
 
 def _cart_errors(cart: Cart, step: str, message: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ not yet known: it is read again, never judged as rejected, and recorded as Viole
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -140,5 +141,91 @@ async def test_a_read_failing_while_the_order_is_processing_keeps_the_submit_in_
     done = await orch.run(first.id, retry_wait=5)
     assert done.state == "submitted", done.last_error
     assert [b["status"] for b in done.bags] == ["ACCEPTED", "ACCEPTED"]
+    stats = await sandbox_control.stats()
+    assert stats["calls_by_op"]["submit"] == 1 and stats["duplicate_submits"] == {}
+
+
+class _StaleCartReads(httpx.AsyncBaseTransport):
+    """Violet in front of the sandbox, whose next `reads` cart reads after the submit show the
+    cart unsubmitted (status and bags IN_PROGRESS), with an error on every bag if `refused`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, reads: int, refused: bool) -> None:
+        self.inner = inner
+        self.reads = reads
+        self.refused = refused
+        self.submitted = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/submit"):
+            self.submitted = True
+        if not (request.method == "GET" and "/checkout/cart/" in path and self.submitted):
+            return response
+        if self.reads <= 0:
+            return response
+        self.reads -= 1
+        await response.aread()
+        cart = json.loads(response.content)
+        cart["status"] = "IN_PROGRESS"
+        for bag in cart["bags"]:
+            bag["status"] = "IN_PROGRESS"
+        if self.refused:
+            cart["errors"] = [
+                {
+                    "order_id": cart["id"],
+                    "bag_id": bag["id"],
+                    "type": "EXTERNAL_SUBMIT_CART",
+                    "message": "the merchant platform rejected the order",
+                    "entity_type": "BAG",
+                }
+                for bag in cart["bags"]
+            ]
+        return httpx.Response(
+            response.status_code,
+            headers={"content-type": "application/json"},
+            content=json.dumps(cart).encode(),
+        )
+
+
+def _short_windows(database_url: str) -> Settings:
+    """A settle window of 2 x 0.5 + 0.3 s, and reads of an unsettled submit for 5 s."""
+    return make_settings(
+        database_url,
+        "http://sandbox/v1",
+        read_timeout=0.5,
+        total_timeout=0.5,
+        submit_settle_seconds=0.3,
+        submit_outcome_wait=5.0,
+    )
+
+
+async def test_a_submit_violet_answered_is_never_redone_when_a_later_read_looks_unsubmitted(
+    database_url: str,
+    sandbox_transport: httpx.AsyncBaseTransport,
+    sandbox_control: SandboxControl,
+) -> None:
+    await sandbox_control.configure(processing_ms=200)
+    violet = _StaleCartReads(sandbox_transport, reads=3, refused=False)
+    async with Orchestrator(_short_windows(database_url), violet_transport=violet) as orch:
+        first = await orch.start(checkout_request(skus=TWO_MERCHANTS, payment=TOKEN))
+        done = await orch.run(first.id, retry_wait=10)
+    assert done.state == "submitted", done.last_error
+    stats = await sandbox_control.stats()
+    assert stats["calls_by_op"]["submit"] == 1 and stats["duplicate_submits"] == {}
+
+
+async def test_a_submit_violet_answered_then_shown_refused_on_every_bag_fails(
+    database_url: str,
+    sandbox_transport: httpx.AsyncBaseTransport,
+    sandbox_control: SandboxControl,
+) -> None:
+    await sandbox_control.configure(processing_ms=200)
+    violet = _StaleCartReads(sandbox_transport, reads=100, refused=True)
+    async with Orchestrator(_short_windows(database_url), violet_transport=violet) as orch:
+        first = await orch.start(checkout_request(skus=TWO_MERCHANTS, payment=TOKEN))
+        done = await orch.run(first.id, retry_wait=10)
+    assert done.state == "failed"
+    assert done.last_error is not None and done.last_error["type"] == "EXTERNAL_SUBMIT_CART"
     stats = await sandbox_control.stats()
     assert stats["calls_by_op"]["submit"] == 1 and stats["duplicate_submits"] == {}
