@@ -12,10 +12,12 @@ submit's intent and a card payment's intent are always committed before their ca
 write starts once the next call's request has been sent (violet/sent.py), so it fills the wait
 for Violet's answer instead of delaying the request.
 
-Create-cart, a card payment and the submit are never repeated blindly: after a lost answer the
-next worker reads Violet, and redoes the step only once it is older than the settle window. So
-their request is sent only while the step is younger than the part of that window it may leave
-in (`send_window`), measured on the local clock from just before the intent write, and while the
+Create-cart and the submit are never repeated blindly: after a lost answer the next worker reads
+Violet, and redoes the step only once it is older than the settle window (from the sender's
+stored bound, `step_send_by`). So their request, and a card payment's (which the card's holder
+re-applies at once, but which must not land after another process moved the checkout on), is
+sent only while the step is younger than the part of that window it may leave in
+(`send_window`), measured on the local clock from just before the intent write, and while the
 lease is surely ours (violet/gate.py); a refused request leaves the step to that reconcile.
 """
 

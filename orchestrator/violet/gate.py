@@ -1,11 +1,14 @@
 """Refuse to send a request that the reconciler may already count as never sent.
 
-A step whose create_cart, card payment or submit went unanswered is read from Violet by the next
-worker and, once the step is older than its settle window (twice the client's total timeout plus
-the settle time, from the step's start on the database's clock), done again (steps.py
-`_settle_or_redo`). That is safe only if the first attempt's request left before twice the total
-timeout: a worker held up past it (SIGSTOP, a stalled VM, a long pause, a row lock delaying its
-intent write) must not send it afterwards. The runner sets a gate around such a call: the last
+A step whose create_cart or submit went unanswered is read from Violet by the next worker and,
+once the step is older than its settle window (until the sender's stored bound `step_send_by`,
+twice its client's total timeout from the step's start, plus the settle time, on the database's
+clock), done again (steps.py `_settle_or_redo`). That is safe only if the first attempt's request
+left before that bound: a worker held up past it (SIGSTOP, a stalled VM, a long pause, a row lock
+delaying its intent write) must not send it afterwards. A card payment is redone at once by the
+process holding the card (steps.py `ApplyPayment.reconcile`: a payment overwrites at Violet); it
+is gated all the same, so a paused worker does not apply its card after another process moved
+the checkout on. The runner sets a gate around such a call: the last
 local instant its request may leave, and until when the lease is surely ours. The client checks
 it at the transport, right before the first byte of the request is written (an httpcore trace
 event), or right before handing the request to a transport that reports no such event.
