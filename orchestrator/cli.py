@@ -247,7 +247,7 @@ def _checkout_exit(checkout: Checkout) -> None:
     if checkout.state == machine.FAILED:
         raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
     error = checkout.last_error or {}
-    if not checkout.is_terminal and error.get("class") == "config":
+    if checkout.credentials_refused:
         typer.echo(
             f"error: Violet refused the credentials ({error.get('message')}); the checkout is "
             f"kept, not failed, and is due again at {render.when(checkout.next_attempt_at)}: fix "

@@ -262,7 +262,7 @@ class RecoveryJob:
             before = row.state
             reconciling = row.in_flight
             try:
-                await self.orch.drive_claimed(row, intent_committed=False)
+                driven = await self.orch.drive_claimed(row, intent_committed=False)
             except (LeaseLost, CheckoutBusy) as exc:
                 summary.errors += 1
                 log.warning("checkout %s: %s", row.id, exc)
@@ -279,7 +279,7 @@ class RecoveryJob:
                 else:
                     log.exception("checkout %s: drive failed; left for later", row.id)
                 return
-            if (row.last_error or {}).get("class") == "config":
+            if driven.credentials_refused:
                 summary.credentials_refused += 1
                 if not stop.is_set():
                     log.info("Violet refused the credentials; no more checkouts are claimed")

@@ -125,6 +125,8 @@ class DriveResult:
     row: CheckoutRow
     handout: dict[str, str] = field(default_factory=dict)
     throttle_seconds: float | None = None
+    #: Violet refused our credentials during this drive (the row's stored error may be older).
+    credentials_refused: bool = False
 
 
 class Runner:
@@ -224,6 +226,7 @@ class Runner:
                                 row, step.name, exc, calls, result, probing=True
                             )
                             return result
+                    _drop_refused_credentials(row)
                     reconciled = Event(
                         "reconciled",
                         step=step.name,
@@ -555,6 +558,7 @@ class Runner:
         When a reconcile probe failed (`probing`), the step's outcome is still unknown.
         """
         if isinstance(exc, VioletAuthError) and exc.credentials_refused:
+            result.credentials_refused = True
             await self._wait_for_credentials(row, step, exc, calls, probing=probing)
             return
         error = error_summary(exc, step)
@@ -745,6 +749,13 @@ def _on_wall_clock(row: CheckoutRow) -> datetime | None:
     rules compare it with: the settle window then holds however far the clocks disagree."""
     started, ahead = row.step_started_at, row.local_wall_clock_ahead
     return started if started is None or ahead is None else started + ahead
+
+
+def _drop_refused_credentials(row: CheckoutRow) -> None:
+    """A probe Violet answered: a stored credentials refusal is no longer true, so it goes (its
+    audit event stays); any other stored error still says why the step is in flight."""
+    if (row.last_error or {}).get("class") == "config":
+        row.last_error = None
 
 
 def _probe_failures(row: CheckoutRow, step: str) -> int:
