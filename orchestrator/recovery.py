@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -56,9 +57,14 @@ class RecoverySummary:
     waiting: int = 0
     reconciled: int = 0
     retry_scheduled: int = 0
+    #: Drives that raised (each time, a lease conflict with another worker included).
     errors: int = 0
-    #: Drives that raised something other than a lease conflict (a subset of `errors`).
+    #: Checkouts whose last drive in this run raised a bug (not a lease conflict, not a database
+    #: error): left for the next run. One the same run later drove without error is not counted.
     drive_errors: int = 0
+    #: Checkouts whose last drive in this run a database error interrupted (kept, never failed,
+    #: left for the next run); counted like `drive_errors`.
+    database_errors: int = 0
     #: Checkouts kept waiting because Violet refused our credentials (the run stopped claiming).
     credentials_refused: int = 0
     still_due: int = 0
@@ -135,9 +141,11 @@ class RecoveryJob:
         db_down_since: float | None = None
         db_delay = 0.5
 
+        unfinished = _Unfinished(summary)
+
         def launch(claim: Claim) -> None:
             task = asyncio.get_running_loop().create_task(
-                self._drive_one(claim, summary, slots, stop, progress)
+                self._drive_one(claim, summary, unfinished, slots, stop, progress)
             )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -248,6 +256,7 @@ class RecoveryJob:
         self,
         claim: Claim,
         summary: RecoverySummary,
+        unfinished: _Unfinished,
         slots: asyncio.Semaphore,
         stop: asyncio.Event,
         progress: Callable[[RecoverySummary], None] | None,
@@ -265,12 +274,14 @@ class RecoveryJob:
                 driven = await self.orch.drive_claimed(row, intent_committed=False)
             except (LeaseLost, CheckoutBusy) as exc:
                 summary.errors += 1
+                unfinished.settled(row)  # another worker holds it now
                 log.warning("checkout %s: %s", row.id, exc)
                 return
             except Exception as exc:  # one checkout's failure must not stop the others
                 summary.errors += 1
-                summary.drive_errors += 1
-                if database.is_database_error(exc):
+                database_error = database.is_database_error(exc)
+                unfinished.raised(row, database_error=database_error)
+                if database_error:
                     log.warning(
                         "checkout %s: database error (%s); left for later",
                         row.id,
@@ -279,6 +290,7 @@ class RecoveryJob:
                 else:
                     log.exception("checkout %s: drive failed; left for later", row.id)
                 return
+            unfinished.settled(row)
             if driven.credentials_refused:
                 summary.credentials_refused += 1
                 if not stop.is_set():
@@ -318,6 +330,28 @@ class RecoveryJob:
             log.warning(
                 "checkout %s: could not release its lease (%s)", row.id, database.error_reason(exc)
             )
+
+
+class _Unfinished:
+    """The checkouts whose last drive in this run raised, kept in the summary's counters: a
+    checkout the same run drives again without error is no longer counted."""
+
+    def __init__(self, summary: RecoverySummary) -> None:
+        self.summary = summary
+        self._raised: dict[uuid.UUID, bool] = {}  # checkout -> it was a database error
+
+    def raised(self, row: CheckoutRow, *, database_error: bool) -> None:
+        self._raised[row.id] = database_error
+        self._count()
+
+    def settled(self, row: CheckoutRow) -> None:
+        if self._raised.pop(row.id, None) is not None:
+            self._count()
+
+    def _count(self) -> None:
+        database_errors = sum(self._raised.values())
+        self.summary.database_errors = database_errors
+        self.summary.drive_errors = len(self._raised) - database_errors
 
 
 def _poisoned(row: CheckoutRow) -> bool:
