@@ -110,6 +110,7 @@ class RecoveryJob:
         self.idle_horizon = idle_horizon
         self.idle_poll_cap = idle_poll_cap
         self.db_retry_timeout = db_retry_timeout
+        self._unfinished = _Unfinished()  # of the current run
 
     async def run(
         self,
@@ -141,11 +142,11 @@ class RecoveryJob:
         db_down_since: float | None = None
         db_delay = 0.5
 
-        unfinished = _Unfinished(summary)
+        self._unfinished = _Unfinished()
 
         def launch(claim: Claim) -> None:
             task = asyncio.get_running_loop().create_task(
-                self._drive_one(claim, summary, unfinished, slots, stop, progress)
+                self._drive_one(claim, summary, slots, stop, progress)
             )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -256,7 +257,6 @@ class RecoveryJob:
         self,
         claim: Claim,
         summary: RecoverySummary,
-        unfinished: _Unfinished,
         slots: asyncio.Semaphore,
         stop: asyncio.Event,
         progress: Callable[[RecoverySummary], None] | None,
@@ -274,13 +274,13 @@ class RecoveryJob:
                 driven = await self.orch.drive_claimed(row, intent_committed=False)
             except (LeaseLost, CheckoutBusy) as exc:
                 summary.errors += 1
-                unfinished.settled(row)  # another worker holds it now
+                self._unfinished.settled(row, summary)  # another worker holds it now
                 log.warning("checkout %s: %s", row.id, exc)
                 return
             except Exception as exc:  # one checkout's failure must not stop the others
                 summary.errors += 1
                 database_error = database.is_database_error(exc)
-                unfinished.raised(row, database_error=database_error)
+                self._unfinished.raised(row, summary, database_error=database_error)
                 if database_error:
                     log.warning(
                         "checkout %s: database error (%s); left for later",
@@ -290,7 +290,7 @@ class RecoveryJob:
                 else:
                     log.exception("checkout %s: drive failed; left for later", row.id)
                 return
-            unfinished.settled(row)
+            self._unfinished.settled(row, summary)
             if driven.credentials_refused:
                 summary.credentials_refused += 1
                 if not stop.is_set():
@@ -333,25 +333,23 @@ class RecoveryJob:
 
 
 class _Unfinished:
-    """The checkouts whose last drive in this run raised, kept in the summary's counters: a
+    """The checkouts whose last drive in a run raised, kept in the run's summary counters: a
     checkout the same run drives again without error is no longer counted."""
 
-    def __init__(self, summary: RecoverySummary) -> None:
-        self.summary = summary
+    def __init__(self) -> None:
         self._raised: dict[uuid.UUID, bool] = {}  # checkout -> it was a database error
 
-    def raised(self, row: CheckoutRow, *, database_error: bool) -> None:
+    def raised(self, row: CheckoutRow, summary: RecoverySummary, *, database_error: bool) -> None:
         self._raised[row.id] = database_error
-        self._count()
+        self._count(summary)
 
-    def settled(self, row: CheckoutRow) -> None:
+    def settled(self, row: CheckoutRow, summary: RecoverySummary) -> None:
         if self._raised.pop(row.id, None) is not None:
-            self._count()
+            self._count(summary)
 
-    def _count(self) -> None:
-        database_errors = sum(self._raised.values())
-        self.summary.database_errors = database_errors
-        self.summary.drive_errors = len(self._raised) - database_errors
+    def _count(self, summary: RecoverySummary) -> None:
+        summary.database_errors = sum(self._raised.values())
+        summary.drive_errors = len(self._raised) - summary.database_errors
 
 
 def _poisoned(row: CheckoutRow) -> bool:
