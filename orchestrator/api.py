@@ -336,7 +336,9 @@ class Orchestrator:
         if result.throttle_seconds:
             await self.repo.throttle("global", result.throttle_seconds)
         self._forget_card_if_past_payment(row)
-        return Checkout.from_row(row, result.handout)
+        return Checkout.from_row(
+            row, result.handout, credentials_refused=result.credentials_refused
+        )
 
     async def cancel(self, ref: uuid.UUID | str) -> Checkout:
         """Cancel a non-terminal checkout, releasing its Violet cart if it was never submitted."""

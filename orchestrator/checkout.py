@@ -48,9 +48,18 @@ class Checkout:
     updated_at: datetime | None
     finished_at: datetime | None
     handout: dict[str, str] = field(default_factory=dict, repr=False)
+    #: The drive that returned this refused our credentials at Violet (never stored: a stored
+    #: `last_error` of class config may predate credentials fixed since).
+    credentials_refused: bool = False
 
     @classmethod
-    def from_row(cls, row: CheckoutRow, handout: dict[str, str] | None = None) -> Checkout:
+    def from_row(
+        cls,
+        row: CheckoutRow,
+        handout: dict[str, str] | None = None,
+        *,
+        credentials_refused: bool = False,
+    ) -> Checkout:
         return cls(
             id=row.id,
             app_order_id=row.app_order_id,
@@ -76,6 +85,7 @@ class Checkout:
             updated_at=row.updated_at,
             finished_at=row.finished_at,
             handout=dict(handout or {}),
+            credentials_refused=credentials_refused,
         )
 
     @property

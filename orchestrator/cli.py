@@ -46,7 +46,7 @@ from orchestrator.errors import (
 from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.sensitive import redact_text
 from orchestrator.store import database, grants
-from orchestrator.violet import VioletError
+from orchestrator.violet import VioletError, VioletSendRefused
 
 logger = logging.getLogger(__name__)
 
@@ -242,12 +242,13 @@ def _print_checkout(checkout: Checkout, as_json: bool, *, show_secret: bool = Fa
 
 
 def _checkout_exit(checkout: Checkout) -> None:
-    """Exit 1 for a failed checkout, 5 when Violet could not be reached or refused our
-    credentials (the row stays due)."""
+    """Exit 1 for a failed checkout, 3 when the send gate held a request back (the worker, not
+    Violet, was in doubt), 5 when Violet could not be reached or refused our credentials (the
+    row stays due)."""
     if checkout.state == machine.FAILED:
         raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
     error = checkout.last_error or {}
-    if not checkout.is_terminal and error.get("class") == "config":
+    if checkout.credentials_refused:
         typer.echo(
             f"error: Violet refused the credentials ({error.get('message')}); the checkout is "
             f"kept, not failed, and is due again at {render.when(checkout.next_attempt_at)}: fix "
@@ -256,6 +257,14 @@ def _checkout_exit(checkout: Checkout) -> None:
             err=True,
         )
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
+    if not checkout.is_terminal and error.get("type") == VioletSendRefused.__name__:
+        typer.echo(
+            f"error: the {error.get('step')} request was not sent (this worker was too late for "
+            "it or unsure of its lease; Violet was not asked); the checkout is kept and left to "
+            f"`orchestrator recover` to reconcile, due at {render.when(checkout.next_attempt_at)}",
+            err=True,
+        )
+        raise typer.Exit(int(ExitCode.BUSY))
     unreachable = error.get("class") in ("retryable", "outcome_unknown") and not error.get("status")
     if not checkout.is_terminal and not checkout.is_waiting and unreachable:
         typer.echo(

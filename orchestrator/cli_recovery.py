@@ -2,8 +2,9 @@
 
 Kept apart from cli.py so the recovery job can be run, and killed, as its own process by the
 crash tests: ``python -m orchestrator.cli_recovery recover --until-idle``.
-Exit codes: 0 ok; 1 drift found (verify), or a drive raised (recover --once / --until-idle);
-2 bad input; 5 cannot reach the database or Violet, or Violet refused the credentials.
+Exit codes: 0 ok; 1 drift found (verify), or a drive raised a bug (recover --once /
+--until-idle); 2 bad input; 5 cannot reach the database or Violet, Violet refused the
+credentials, or a database error interrupted a drive (recover --once / --until-idle).
 """
 
 from __future__ import annotations
@@ -159,11 +160,19 @@ def recover_command(
             "not failed, and no more claimed: fix VIOLET_APP_ID, VIOLET_APP_SECRET, "
             "VIOLET_USERNAME or VIOLET_PASSWORD, then run `orchestrator recover` again",
         )
-    if summary.drive_errors and mode != "forever":
+    if mode == "forever":
+        return
+    if summary.drive_errors:
         _fail(
             EXIT_DRIVE_ERRORS,
             f"{summary.drive_errors} drive(s) failed (logged above with their checkout ids); "
             "those checkouts are left for the next run",
+        )
+    if summary.database_errors:
+        _fail(
+            EXIT_UNREACHABLE,
+            f"a database error interrupted {summary.database_errors} drive(s) (logged above with "
+            "their checkout ids); those checkouts are kept, not failed, and left for the next run",
         )
 
 

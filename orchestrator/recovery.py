@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -56,9 +57,14 @@ class RecoverySummary:
     waiting: int = 0
     reconciled: int = 0
     retry_scheduled: int = 0
+    #: Drives that raised (each time, a lease conflict with another worker included).
     errors: int = 0
-    #: Drives that raised something other than a lease conflict (a subset of `errors`).
+    #: Checkouts whose last drive in this run raised a bug (not a lease conflict, not a database
+    #: error): left for the next run. One the same run later drove without error is not counted.
     drive_errors: int = 0
+    #: Checkouts whose last drive in this run a database error interrupted (kept, never failed,
+    #: left for the next run); counted like `drive_errors`.
+    database_errors: int = 0
     #: Checkouts kept waiting because Violet refused our credentials (the run stopped claiming).
     credentials_refused: int = 0
     still_due: int = 0
@@ -104,6 +110,7 @@ class RecoveryJob:
         self.idle_horizon = idle_horizon
         self.idle_poll_cap = idle_poll_cap
         self.db_retry_timeout = db_retry_timeout
+        self._unfinished = _Unfinished()  # of the current run
 
     async def run(
         self,
@@ -134,6 +141,8 @@ class RecoveryJob:
         idle_wait = poll
         db_down_since: float | None = None
         db_delay = 0.5
+
+        self._unfinished = _Unfinished()
 
         def launch(claim: Claim) -> None:
             task = asyncio.get_running_loop().create_task(
@@ -262,15 +271,17 @@ class RecoveryJob:
             before = row.state
             reconciling = row.in_flight
             try:
-                await self.orch.drive_claimed(row, intent_committed=False)
+                driven = await self.orch.drive_claimed(row, intent_committed=False)
             except (LeaseLost, CheckoutBusy) as exc:
                 summary.errors += 1
+                self._unfinished.settled(row, summary)  # another worker holds it now
                 log.warning("checkout %s: %s", row.id, exc)
                 return
             except Exception as exc:  # one checkout's failure must not stop the others
                 summary.errors += 1
-                summary.drive_errors += 1
-                if database.is_database_error(exc):
+                database_error = database.is_database_error(exc)
+                self._unfinished.raised(row, summary, database_error=database_error)
+                if database_error:
                     log.warning(
                         "checkout %s: database error (%s); left for later",
                         row.id,
@@ -279,7 +290,8 @@ class RecoveryJob:
                 else:
                     log.exception("checkout %s: drive failed; left for later", row.id)
                 return
-            if (row.last_error or {}).get("class") == "config":
+            self._unfinished.settled(row, summary)
+            if driven.credentials_refused:
                 summary.credentials_refused += 1
                 if not stop.is_set():
                     log.info("Violet refused the credentials; no more checkouts are claimed")
@@ -318,6 +330,26 @@ class RecoveryJob:
             log.warning(
                 "checkout %s: could not release its lease (%s)", row.id, database.error_reason(exc)
             )
+
+
+class _Unfinished:
+    """The checkouts whose last drive in a run raised, kept in the run's summary counters: a
+    checkout the same run drives again without error is no longer counted."""
+
+    def __init__(self) -> None:
+        self._raised: dict[uuid.UUID, bool] = {}  # checkout -> it was a database error
+
+    def raised(self, row: CheckoutRow, summary: RecoverySummary, *, database_error: bool) -> None:
+        self._raised[row.id] = database_error
+        self._count(summary)
+
+    def settled(self, row: CheckoutRow, summary: RecoverySummary) -> None:
+        if self._raised.pop(row.id, None) is not None:
+            self._count(summary)
+
+    def _count(self, summary: RecoverySummary) -> None:
+        summary.database_errors = sum(self._raised.values())
+        summary.drive_errors = len(self._raised) - summary.database_errors
 
 
 def _poisoned(row: CheckoutRow) -> bool:

@@ -102,7 +102,8 @@ class CardPaymentRequest(_Strict):
     @classmethod
     def _luhn(cls, value: SecretStr) -> SecretStr:
         digits = re.sub(r"[ -]", "", value.get_secret_value())
-        if not re.fullmatch(r"[0-9]{12,19}", digits) or not luhn_valid(digits):  # ASCII only
+        ascii_digits = re.fullmatch(r"[0-9]{12,19}", digits) is not None  # ASCII only
+        if not ascii_digits or not sensitive.is_luhn_valid(digits):
             raise ValueError("not a valid card number")
         return SecretStr(digits)
 
@@ -241,8 +242,3 @@ def contains_card_number(text: str) -> bool:
     """Whether `text` holds a card number by the one specification (orchestrator.sensitive)."""
     finding = sensitive.find_in_text(text, credentials=False)
     return finding is not None and finding.rule is sensitive.CARD_NUMBER
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum every real card number satisfies."""
-    return sensitive.is_luhn_valid(digits)

@@ -126,6 +126,8 @@ class DriveResult:
     row: CheckoutRow
     handout: dict[str, str] = field(default_factory=dict)
     throttle_seconds: float | None = None
+    #: Violet refused our credentials during this drive (the row's stored error may be older).
+    credentials_refused: bool = False
 
 
 class Runner:
@@ -237,6 +239,7 @@ class Runner:
                                 row, step.name, exc, calls, result, probing=True
                             )
                             return result
+                    _drop_refused_credentials(row)
                     reconciled = Event(
                         "reconciled",
                         step=step.name,
@@ -568,6 +571,7 @@ class Runner:
         When a reconcile probe failed (`probing`), the step's outcome is still unknown.
         """
         if isinstance(exc, VioletAuthError) and exc.credentials_refused:
+            result.credentials_refused = True
             await self._wait_for_credentials(row, step, exc, calls, probing=probing)
             return
         error = error_summary(exc, step)
@@ -752,6 +756,13 @@ async def _after(gate: asyncio.Future[None], write: Coroutine[Any, Any, None]) -
 def _retrieve(task: asyncio.Task[None]) -> None:
     with contextlib.suppress(BaseException):
         task.result()
+
+
+def _drop_refused_credentials(row: CheckoutRow) -> None:
+    """A probe Violet answered: a stored credentials refusal is no longer true, so it goes (its
+    audit event stays); any other stored error still says why the step is in flight."""
+    if (row.last_error or {}).get("class") == "config":
+        row.last_error = None
 
 
 def _probe_failures(row: CheckoutRow, step: str) -> int:

@@ -735,17 +735,10 @@ class Repository:
             {"id": checkout_id},
         )
 
-    async def throttle_until(self, key: str, *, cap: float | None = None) -> datetime | None:
+    async def throttle_until(self, key: str, *, cap: float) -> datetime | None:
         """When the shared Violet budget for `key` opens again (None: open now), at most `cap`
-        seconds from now: a block set further out (by hand, or by a version that did not cap
-        Retry-After) is shortened to that in the same statement, so it cannot stop the fleet."""
-        if cap is None:
-            found = await self._row(
-                "SELECT blocked_until FROM violet_throttle "
-                "WHERE key = %(key)s AND blocked_until > now()",
-                {"key": key},
-            )
-            return None if found is None else found["blocked_until"]
+        seconds from now: a block that reaches further (one set by hand, say) is shortened to
+        that in the same statement, so no stored block can stop the fleet for longer."""
         found = await self._row(
             "WITH blocked AS (SELECT blocked_until FROM violet_throttle "
             "  WHERE key = %(key)s AND blocked_until > now()), "

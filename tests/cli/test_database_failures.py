@@ -9,6 +9,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -143,13 +144,53 @@ def test_a_step_write_blocked_by_a_held_row_lock_times_out_and_recovery_resumes_
         _, stderr = recovering.communicate(timeout=60)
     finally:
         recovering.kill()
-    assert recovering.returncode == 1, stderr
-    assert "1 drive(s) failed" in stderr
+    assert recovering.returncode == 5, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "database" in errors[0] and "kept" in errors[0], stderr
     row = _row(database_url, request["app_order_id"])
     assert row is not None and row["state"] == "new" and row["in_flight"], row
 
     recovered = cli.run("recover", "--until-idle", "--json", env=env)
     assert recovered.returncode == 0, recovered.stderr
+    status = json.loads(cli.run("status", request["app_order_id"], "--json").stdout)
+    assert status["state"] == "submitted"
+    assert cli.submits(status["violet_order_id"]) == 1
+
+
+def test_a_drive_a_database_error_interrupts_and_the_same_run_finishes_is_not_reported(
+    cli: Cli, database_url: str
+) -> None:
+    request = checkout_request(payment=TOKEN)
+    registered = cli.invoke("checkout", "start", str(cli.write_request(request)), "--no-run")
+    assert registered.exit_code == 0, registered.output
+    _slow(cli, "create_cart", 1500)
+    env = {"ORCHESTRATOR_DB_LOCK_TIMEOUT": "0.5", "ORCHESTRATOR_LEASE_SECONDS": LEASE_SECONDS}
+    recovering = _popen(cli, "recover", "--until-idle", "--json", env=env)
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(recovering.stderr or []), daemon=True)
+    reader.start()
+
+    def creating_cart() -> bool:
+        row = _row(database_url, request["app_order_id"])
+        return row is not None and row["in_flight"] and row["lease_owner"] is not None
+
+    try:
+        _wait_for(creating_cart, "the create_cart call")
+        # Another actor holds the row until the worker's write gave up on it; the run goes on,
+        # claims the checkout again once its lease expired, and finishes it.
+        with psycopg.connect(libpq_url(database_url)) as holder:
+            holder.execute(
+                "SELECT 1 FROM checkouts WHERE app_order_id = %s FOR UPDATE",
+                (request["app_order_id"],),
+            )
+            _wait_for(lambda: any("database error" in line for line in stderr), "the drive error")
+            holder.rollback()
+        stdout, _ = recovering.communicate(timeout=120)
+    finally:
+        recovering.kill()
+    reader.join(timeout=10)
+    assert recovering.returncode == 0, "".join(stderr)
+    assert json.loads(stdout)["submitted"] == 1
     status = json.loads(cli.run("status", request["app_order_id"], "--json").stdout)
     assert status["state"] == "submitted"
     assert cli.submits(status["violet_order_id"]) == 1

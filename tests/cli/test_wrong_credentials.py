@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
+import pytest
+
 from tests.cli.conftest import Cli
 from tests.fixtures.orchestrator import TOKEN, checkout_request
 
@@ -72,3 +75,37 @@ def test_recover_with_a_wrong_app_secret_fails_nothing_and_exits_5(cli: Cli) -> 
     fixed = cli.run("recover", "--until-idle", "--json")
     assert fixed.returncode == 0, fixed.stderr
     assert [_status(cli, i)["state"] for i in ids] == ["submitted"] * 3
+
+
+@pytest.mark.parametrize("command", ["recover", "run"])
+def test_fixed_credentials_inside_the_settle_window_are_not_reported_as_refused(
+    cli: Cli, command: str
+) -> None:
+    request = checkout_request(payment=TOKEN)
+    app_order_id = request["app_order_id"]
+    registered = cli.invoke("checkout", "start", str(cli.write_request(request)), "--no-run")
+    assert registered.exit_code == 0, registered.output
+    fault = {"op": "create_cart", "kind": "drop_before_apply", "count": 1}
+    httpx.post(f"{cli.sandbox.control_url}/faults", json=fault, timeout=10).raise_for_status()
+    lost = cli.run("recover", "--once", "--json")  # create_cart's answer is lost: in flight
+    assert lost.returncode == 0, lost.stderr
+    assert _status(cli, app_order_id)["in_flight"] is True
+
+    refused = cli.run("recover", "--once", "--json", env=WRONG)  # the probe is refused
+    assert refused.returncode == 5, refused.stderr
+    checkout = _status(cli, app_order_id)
+    assert checkout["in_flight"] is True and checkout["last_error"]["class"] == "config"
+
+    # Fixed: the probe reads Violet (no cart yet) and defers inside the settle window.
+    if command == "recover":
+        fixed = cli.run("recover", "--once", "--json")
+    else:
+        fixed = cli.run("checkout", "run", app_order_id, "--json")
+    assert fixed.returncode == 0, fixed.stderr
+    assert _error_lines(fixed.stderr) == [], fixed.stderr
+    checkout = _status(cli, app_order_id)
+    assert checkout["in_flight"] is True and checkout["state"] == "new", checkout
+    assert (checkout["last_error"] or {}).get("class") != "config", checkout["last_error"]
+    audit = cli.invoke("audit", app_order_id, "--json")
+    assert audit.exit_code == 0, audit.output
+    assert '"settle_remaining_s"' in audit.stdout  # the probe went through and deferred

@@ -157,7 +157,7 @@ async def test_checkouts_and_recovery_run_end_to_end_as_the_application_role(
 
         await orch.repo.throttle("global", 0.001)
         await orch.repo.throttle("global", 0.001)  # the ON CONFLICT DO UPDATE path
-        await orch.repo.throttle_until("global")
+        await orch.repo.throttle_until("global", cap=orch.settings.max_retry_after)
 
         report = await verify(orch, check_duplicates=True)
         assert report.drift == 0 and report.checked == 7

@@ -188,7 +188,7 @@ async def test_a_short_throttle_delays_claims_then_everything_finishes(
     await orch.repo.throttle("global", 0.3)
     summary = await RecoveryJob(orch).run("until-idle")
     assert summary.submitted == 2
-    assert await orch.repo.throttle_until("global") is None
+    assert await orch.repo.throttle_until("global", cap=orch.settings.max_retry_after) is None
 
 
 async def test_a_429_from_violet_throttles_every_worker(
@@ -198,7 +198,7 @@ async def test_a_429_from_violet_throttles_every_worker(
     await _register(orch, 1)
     summary = await RecoveryJob(orch).run("once")
     assert summary.retry_scheduled == 1
-    assert await orch.repo.throttle_until("global") is not None
+    assert await orch.repo.throttle_until("global", cap=orch.settings.max_retry_after) is not None
     stop = asyncio.Event()
     stop.set()
     assert (await RecoveryJob(orch).run("until-idle", stop=stop)).claimed == 0
