@@ -20,7 +20,7 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import machine
+from orchestrator import states
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.crashpoints import CrashPoints
@@ -34,23 +34,11 @@ from orchestrator.errors import (
 from orchestrator.leases import LeaseKeeper
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.runner import DriveResult, RetryPolicy, Runner
-from orchestrator.steps import APPLY_PAYMENT, CREATE_CART, PRICE, SUBMIT
+from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, Cart, VioletClient, VioletError
-
-#: States in which a card given to this process may still be sent to Violet; past them (paid or
-#: later, terminal) the card is dropped from memory.
-_CARD_STATES = frozenset(
-    {
-        machine.NEW,
-        machine.CREATED,
-        machine.CUSTOMER_APPLIED,
-        machine.SHIPPING_APPLIED,
-        machine.AWAITING_PAYMENT,
-    }
-)
 
 #: Stripe PaymentIntent statuses that mean the shopper has not (yet) confirmed the payment.
 _UNCONFIRMED = frozenset({"REQUIRES_PAYMENT_METHOD", "REQUIRES_CONFIRMATION", "REQUIRES_ACTION"})
@@ -246,7 +234,7 @@ class Orchestrator:
         events = [
             Event(
                 "created",
-                to_state=machine.NEW,
+                to_state=states.INITIAL,
                 detail={"app_order_id": req.app_order_id, "payment_kind": req.payment.type},
             )
         ]
@@ -373,16 +361,16 @@ class Orchestrator:
     def _forget_card_if_past_payment(self, row: CheckoutRow) -> None:
         """Drop a held card once its checkout, as just read, can no longer send it to Violet
         (another process may have paid, submitted, failed or canceled it)."""
-        if row.state not in _CARD_STATES:
+        if row.state not in states.CARD_STATES:
             self._cards.pop(row.id, None)
 
     async def _forget_cards_past_payment(self) -> None:
         """Drop every held card whose checkout has moved past payment or gone (one query): a card
         whose checkout another process finished is otherwise kept until this one looks at it."""
         held = list(self._cards)
-        states = await self.repo.states_of(held)
+        current = await self.repo.states_of(held)
         for checkout_id in held:
-            if states.get(checkout_id) not in _CARD_STATES:
+            if current.get(checkout_id) not in states.CARD_STATES:
                 self._cards.pop(checkout_id, None)
 
     async def _give_back(self, claimed: CheckoutRow) -> None:
@@ -411,7 +399,7 @@ class Orchestrator:
         """
         row = await self._row(ref)
         _check_confirmable(row)
-        if row.state == machine.AWAITING_CONFIRMATION and row.violet_order_id is not None:
+        if row.state == states.AWAITING_CONFIRMATION and row.violet_order_id is not None:
             # Submitting an unconfirmed intent would fail the checkout for good: ask Violet first.
             cart = await self.client.get_cart(row.violet_order_id)
             pending = unconfirmed_intent_status(cart)
@@ -421,7 +409,7 @@ class Orchestrator:
                     f"as {pending}); nothing was changed"
                 )
         row = await self._claim_while(row, _check_confirmable)
-        resume_step = PRICE if row.state == machine.AWAITING_CONFIRMATION else SUBMIT
+        resume_step = states.step_after_confirm(row.state)
         with self.leases.holding(row.id):
             await self.runner.confirm(row, resume_step)
         return await self.drive_claimed(row, intent_committed=False)
@@ -477,7 +465,7 @@ __all__ = ["Orchestrator", "VioletError", "default_worker_id"]
 
 
 def _check_cancelable(row: CheckoutRow) -> None:
-    if row.state in machine.TERMINAL_STATES:
+    if not states.is_cancelable(row.state):
         raise IllegalTransition(f"cannot cancel a checkout in state {row.state!r}")
     if row.in_flight and row.pending_step == SUBMIT:
         raise IllegalTransition(
@@ -486,14 +474,14 @@ def _check_cancelable(row: CheckoutRow) -> None:
 
 
 def _check_confirmable(row: CheckoutRow) -> None:
-    if row.state not in (machine.AWAITING_CONFIRMATION, machine.REQUIRES_ACTION):
+    if not states.is_confirmable(row.state):
         raise IllegalTransition(f"cannot confirm payment of a checkout in state {row.state!r}")
 
 
 def _check_awaiting_payment(row: CheckoutRow) -> None:
-    if row.state != machine.AWAITING_PAYMENT:
+    if not states.is_awaiting_payment(row.state):
         raise IllegalTransition(f"cannot provide payment in state {row.state!r}")
 
 
 def _nothing_to_drive(row: CheckoutRow) -> bool:
-    return row.state in machine.TERMINAL_STATES or (row.pending_step is None and not row.in_flight)
+    return row.state in states.TERMINAL_STATES or (row.pending_step is None and not row.in_flight)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import machine
+from orchestrator import states
 from orchestrator.checkout import AuditEvent, Checkout, iso
 from orchestrator.errors import CheckoutNotFound, InvalidRequest
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow
@@ -67,11 +67,11 @@ async def list_checkouts(
     """
     problems: list[tuple[str, str]] = []
     if failed:
-        if state not in (None, machine.FAILED):
+        if state not in (None, states.FAILED):
             problems.append(("state", f"{state!r} contradicts failed=True"))
-        state = machine.FAILED
-    if state is not None and state not in machine.STATES:
-        problems.append(("state", f"unknown state {state!r}; one of {', '.join(machine.STATES)}"))
+        state = states.FAILED
+    if state is not None and state not in states.STATES:
+        problems.append(("state", f"unknown state {state!r}; one of {', '.join(states.STATES)}"))
     if not 1 <= limit <= MAX_LIMIT:
         problems.append(("limit", f"must be between 1 and {MAX_LIMIT}"))
     for name, value in (("since", since), ("until", until)):
@@ -142,7 +142,7 @@ class Stats:
 
     @property
     def non_terminal(self) -> int:
-        return sum(n for s, n in self.by_state.items() if s not in machine.TERMINAL_STATES)
+        return sum(n for s, n in self.by_state.items() if s not in states.TERMINAL_STATES)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -189,10 +189,10 @@ SELECT
     now() AS at
 FROM checkouts
 WHERE next_attempt_at IS NOT NULL
-  AND state NOT IN ('{machine.SUBMITTED}', '{machine.FAILED}', '{machine.CANCELED}')
+  AND state NOT IN {states.TERMINAL_SQL}
 """
 
-_OPEN = f"state NOT IN ('{machine.SUBMITTED}', '{machine.FAILED}', '{machine.CANCELED}')"
+_OPEN = f"state NOT IN {states.TERMINAL_SQL}"
 
 # Served by the partial index ix_checkouts_open_created_at (open rows only, whatever the history).
 _OLDEST_SQL = f"""
@@ -210,7 +210,7 @@ async def stats(
     "Due now" is what the recovery job would claim right now (retry due or lease expired);
     "leased" is what some worker is driving at this moment.
     """
-    terminal = [s for s in machine.STATES if s in machine.TERMINAL_STATES]
+    terminal = [s for s in states.STATES if s in states.TERMINAL_STATES]
     estimated: dict[str, int] = {}
     async with engine.connect() as conn:
         if not exact:
@@ -219,16 +219,16 @@ async def stats(
                 # Frequent terminal states are estimated; rare ones are cheap to count exactly.
                 frequent = {str(r["state"]): int(r["n"]) for r in rows if r["state"] is not None}
                 estimated = {s: frequent[s] for s in terminal if s in frequent}
-        to_count = [s for s in machine.STATES if s not in estimated]
+        to_count = [s for s in states.STATES if s not in estimated]
         counts = await conn.exec_driver_sql(_COUNTS_SQL, {"states": to_count})
         by_state = {str(r["state"]): int(r["n"]) for r in counts.mappings().all()}
-        by_state = {s: estimated.get(s, by_state.get(s, 0)) for s in machine.STATES}
+        by_state = {s: estimated.get(s, by_state.get(s, 0)) for s in states.STATES}
         due = (await conn.exec_driver_sql(_DUE_SQL)).mappings().one()
         oldest = (await conn.exec_driver_sql(_OLDEST_SQL)).mappings().first()
     return Stats(
         by_state=by_state,
         due_now=int(due["due_now"]),
-        waiting_for_input=sum(by_state[s] for s in machine.WAITING_STATES),
+        waiting_for_input=sum(by_state[s] for s in states.WAITING_STATES),
         leased=int(due["leased"]),
         oldest_non_terminal=None
         if oldest is None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator import machine
+from orchestrator import states
 from orchestrator.store.records import CheckoutRow
 from orchestrator.violet.models import unsettled_bag_status
 
@@ -90,21 +90,21 @@ class Checkout:
 
     @property
     def is_terminal(self) -> bool:
-        return self.state in machine.TERMINAL_STATES
+        return self.state in states.TERMINAL_STATES
 
     @property
     def is_waiting(self) -> bool:
-        return self.state in machine.WAITING_STATES
+        return self.state in states.WAITING_STATES
 
     @property
     def partially_accepted(self) -> bool:
         statuses = {bag.get("status") for bag in self.bags}
-        return self.state == machine.SUBMITTED and "REJECTED" in statuses
+        return self.state == states.SUBMITTED and "REJECTED" in statuses
 
     @property
     def unsettled_bags(self) -> list[Any]:
         """Bags recorded before their merchant answered (SUBMITTED when the reads ran out)."""
-        if self.state != machine.SUBMITTED:
+        if self.state != states.SUBMITTED:
             return []
         return [bag.get("bag_id") for bag in self.bags if unsettled_bag_status(bag.get("status"))]
 

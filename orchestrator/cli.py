@@ -245,7 +245,9 @@ def _checkout_exit(checkout: Checkout) -> None:
     """Exit 1 for a failed checkout, 3 when the send gate held a request back (the worker, not
     Violet, was in doubt), 5 when Violet could not be reached or refused our credentials (the
     row stays due)."""
-    if checkout.state == machine.FAILED:
+    from orchestrator import states  # tiny; no `transitions` import on this path
+
+    if checkout.state == states.FAILED:
         raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
     error = checkout.last_error or {}
     if checkout.credentials_refused:
@@ -644,27 +646,14 @@ def diagram(
         if importlib.util.find_spec("pygraphviz") is None:
             # transitions would quietly fall back to mermaid text in an .svg file
             raise ImportError("pygraphviz is not installed")
-        from transitions.extensions import GraphMachine
-
-        graph = GraphMachine(
-            model=None,
-            states=list(machine.STATES),
-            transitions=machine.TRANSITIONS,
-            initial=machine.NEW,
-            auto_transitions=False,
-            graph_engine="pygraphviz",
-            title="checkout",
-        )
-        model = machine.CheckoutModel()
-        graph.add_model(model, initial=machine.NEW)
-        svg = model.get_graph().draw(None, format="svg", prog="dot")  # type: ignore[attr-defined]
+        svg = machine.svg()
     except (ImportError, OSError) as exc:
         raise _fail(
             ExitCode.BAD_INPUT,
             f"svg needs graphviz and pygraphviz ({exc}); use --format mermaid, "
             "or `pip install pygraphviz` with the graphviz system library",
         ) from None
-    sys.stdout.write(svg.decode() if isinstance(svg, bytes) else str(svg))
+    sys.stdout.write(svg)
 
 
 @app.command()

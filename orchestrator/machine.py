@@ -1,70 +1,24 @@
-"""The checkout state graph, declared once with `transitions`: the single source of truth.
+"""The checkout state machine: `transitions` built from the declaration in `orchestrator.states`.
 
-The runner asks it which moves are legal (an illegal trigger raises), the database's guard table
-is checked against it by a test, and the diagram is drawn from it. It is kept pure: no callbacks,
-no I/O — `transitions` does not roll a state back when a callback raises, so all I/O lives in
-the runner, around the machine.
+The runner fires triggers on it (an illegal one raises), and the diagram is drawn from it. It is
+kept pure: no callbacks, no I/O — `transitions` does not roll a state back when a callback
+raises, so all I/O lives in the runner, around the machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from transitions import Machine, MachineError
 
+from orchestrator import states
 from orchestrator.errors import IllegalTransition
 
-NEW: Final = "new"
-CREATED: Final = "created"
-CUSTOMER_APPLIED: Final = "customer_applied"
-SHIPPING_APPLIED: Final = "shipping_applied"
-PAID: Final = "paid"
-AWAITING_PAYMENT: Final = "awaiting_payment"
-AWAITING_CONFIRMATION: Final = "awaiting_confirmation"
-PRICED: Final = "priced"
-REQUIRES_ACTION: Final = "requires_action"
-SUBMITTED: Final = "submitted"
-FAILED: Final = "failed"
-CANCELED: Final = "canceled"
-
-STATES: Final[tuple[str, ...]] = (
-    NEW,
-    CREATED,
-    CUSTOMER_APPLIED,
-    SHIPPING_APPLIED,
-    PAID,
-    AWAITING_PAYMENT,
-    AWAITING_CONFIRMATION,
-    PRICED,
-    REQUIRES_ACTION,
-    SUBMITTED,
-    FAILED,
-    CANCELED,
-)
-TERMINAL_STATES: Final = frozenset({SUBMITTED, FAILED, CANCELED})
-#: States that wait for outside input (shopper or backend); recovery does not spin on them.
-WAITING_STATES: Final = frozenset({AWAITING_PAYMENT, AWAITING_CONFIRMATION, REQUIRES_ACTION})
-NON_TERMINAL_STATES: Final = tuple(s for s in STATES if s not in TERMINAL_STATES)
-
-_BEFORE_PAYMENT = [CUSTOMER_APPLIED, SHIPPING_APPLIED]
-
+#: The declaration in the form `transitions` takes.
 TRANSITIONS: Final[list[dict[str, Any]]] = [
-    {"trigger": "create_cart", "source": NEW, "dest": CREATED},
-    {"trigger": "apply_customer", "source": CREATED, "dest": CUSTOMER_APPLIED},
-    {"trigger": "apply_shipping", "source": CUSTOMER_APPLIED, "dest": SHIPPING_APPLIED},
-    {"trigger": "apply_payment", "source": _BEFORE_PAYMENT, "dest": PAID},
-    {"trigger": "request_confirmation", "source": _BEFORE_PAYMENT, "dest": AWAITING_CONFIRMATION},
-    {"trigger": "need_payment", "source": _BEFORE_PAYMENT, "dest": AWAITING_PAYMENT},
-    {"trigger": "provide_payment", "source": AWAITING_PAYMENT, "dest": PAID},
-    {"trigger": "confirm", "source": AWAITING_CONFIRMATION, "dest": PAID},
-    {"trigger": "price", "source": PAID, "dest": PRICED},
-    {"trigger": "submit", "source": PRICED, "dest": SUBMITTED},
-    {"trigger": "require_action", "source": PRICED, "dest": REQUIRES_ACTION},
-    {"trigger": "confirm", "source": REQUIRES_ACTION, "dest": PRICED},
-    {"trigger": "fail", "source": list(NON_TERMINAL_STATES), "dest": FAILED},
-    {"trigger": "cancel", "source": list(NON_TERMINAL_STATES), "dest": CANCELED},
+    {"trigger": e.trigger, "source": list(e.sources), "dest": e.dest} for e in states.EDGES
 ]
 
 
@@ -74,14 +28,14 @@ class CheckoutModel:
     state: str
 
     def __init__(self) -> None:
-        self.state = NEW
+        self.state = states.INITIAL
 
 
 MACHINE: Final = Machine(
     model=None,
-    states=list(STATES),
+    states=list(states.STATES),
     transitions=TRANSITIONS,
-    initial=NEW,
+    initial=states.INITIAL,
     auto_transitions=False,
     send_event=False,
 )
@@ -136,21 +90,33 @@ def next_state(state: str, trigger: str) -> str:
         return fire(model, trigger)
 
 
-def mermaid() -> str:
-    """The state diagram as mermaid source, drawn by transitions' GraphMachine from this graph."""
+def _draw(engine: Literal["mermaid", "pygraphviz"], **draw: Any) -> Any:
+    """The diagram, drawn by a `GraphMachine` over the same declaration as `MACHINE`."""
     from transitions.extensions import GraphMachine
 
     graph = GraphMachine(
         model=None,
-        states=list(STATES),
+        states=list(states.STATES),
         transitions=TRANSITIONS,
-        initial=NEW,
+        initial=states.INITIAL,
         auto_transitions=False,
-        graph_engine="mermaid",
+        graph_engine=engine,
         title="checkout",
     )
     model = CheckoutModel()
-    graph.add_model(model, initial=NEW)
-    source: str = model.get_graph().draw(None)  # type: ignore[attr-defined]
-    graph.remove_model(model)
-    return source
+    graph.add_model(model, initial=states.INITIAL)
+    try:
+        return model.get_graph().draw(None, **draw)  # type: ignore[attr-defined]
+    finally:
+        graph.remove_model(model)
+
+
+def mermaid() -> str:
+    """The state diagram as mermaid source (no dependencies beyond `transitions`)."""
+    return str(_draw("mermaid"))
+
+
+def svg() -> str:
+    """The state diagram as SVG; needs graphviz and pygraphviz (ImportError or OSError without)."""
+    drawn = _draw("pygraphviz", format="svg", prog="dot")
+    return drawn.decode() if isinstance(drawn, bytes) else str(drawn)

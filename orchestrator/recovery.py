@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from orchestrator import machine
+from orchestrator import states
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, LeaseLost
@@ -300,11 +300,11 @@ class RecoveryJob:
                 summary.reconciled += 1
             if row.state != before:
                 summary.advanced += 1
-            if row.state == machine.SUBMITTED:
+            if row.state == states.SUBMITTED:
                 summary.submitted += 1
-            elif row.state == machine.FAILED:
+            elif row.state == states.FAILED:
                 summary.failed += 1
-            elif row.state == machine.CANCELED:
+            elif row.state == states.CANCELED:
                 summary.canceled += 1
             elif row.pending_step is None:
                 summary.waiting += 1
@@ -353,7 +353,7 @@ class _Unfinished:
 
 
 def _poisoned(row: CheckoutRow) -> bool:
-    return row.state == machine.FAILED and (row.last_error or {}).get("type") == "poison"
+    return row.state == states.FAILED and (row.last_error or {}).get("type") == "poison"
 
 
 async def recover(orch: Orchestrator, **kwargs: Any) -> RecoverySummary:

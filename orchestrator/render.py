@@ -19,16 +19,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import machine
+from orchestrator import states
 from orchestrator.checkout import AuditEvent, Checkout, iso
 from orchestrator.logs import printable
 
 _ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD", "UGX"})
 _STATE_STYLE = {
-    machine.SUBMITTED: "bold green",
-    machine.FAILED: "bold red",
-    machine.CANCELED: "yellow",
-    **{state: "cyan" for state in machine.WAITING_STATES},
+    states.SUBMITTED: "bold green",
+    states.FAILED: "bold red",
+    states.CANCELED: "yellow",
+    **{state: "cyan" for state in states.WAITING_STATES},
 }
 _KIND_STYLE = {
     "error": "red",

@@ -32,18 +32,23 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator import machine
+from orchestrator import machine, states
 from orchestrator.crashpoints import CrashPoints
 from orchestrator.errors import LeaseLost
 from orchestrator.leases import LeaseKeeper
-from orchestrator.steps import (
+from orchestrator.states import (
     APPLY_CUSTOMER,
     APPLY_PAYMENT,
     APPLY_SHIPPING,
+    CANCEL,
+    CONFIRM,
     CREATE_CART,
+    FAIL,
     PRICE,
-    STEPS,
     SUBMIT,
+)
+from orchestrator.steps import (
+    STEPS,
     Advance,
     Answer,
     Decision,
@@ -78,13 +83,6 @@ from orchestrator.violet.gate import SendGate
 
 log = logging.getLogger(__name__)
 
-_STEP_AFTER_STATE = {
-    machine.NEW: CREATE_CART,
-    machine.CREATED: APPLY_CUSTOMER,
-    machine.SHIPPING_APPLIED: APPLY_PAYMENT,
-    machine.PAID: PRICE,
-    machine.PRICED: SUBMIT,
-}
 #: Steps whose outcome may be committed while the next overwrite step's call runs: their own
 #: reconcile rule redoes (or, for a card, re-reads) them, so losing the write loses nothing.
 _REDO_SAFE = frozenset({APPLY_CUSTOMER, APPLY_SHIPPING, APPLY_PAYMENT})
@@ -97,9 +95,7 @@ _MAYBE_APPLIED_STATUSES = frozenset({500, 502, 504})
 
 def step_after(row: CheckoutRow) -> str | None:
     """The Violet step a checkout in `row.state` needs next (None: terminal or waiting)."""
-    if row.state == machine.CUSTOMER_APPLIED:
-        return APPLY_SHIPPING if row.needs_shipping else APPLY_PAYMENT
-    return _STEP_AFTER_STATE.get(row.state)
+    return states.step_after(row.state, row.needs_shipping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,13 +320,13 @@ class Runner:
         """
         before = row.state
         with machine.attached(row.state) as model:
-            row.state = machine.fire(model, "confirm")
+            row.state = machine.fire(model, CONFIRM)
         row.pending_step = resume_step
         row.waiting_reason = None
         row.in_flight = resume_step == SUBMIT
         events = [
             Event("confirmed", from_state=before, to_state=row.state, step=resume_step),
-            Event("transition", from_state=before, to_state=row.state, step="confirm"),
+            Event("transition", from_state=before, to_state=row.state, step=CONFIRM),
         ]
         await self._write(row, events, [], keep_lease=True)
 
@@ -350,11 +346,11 @@ class Runner:
                         row.violet_status = "DELETED"  # what Violet answers for it now
                 released = bool(carts)
             except VioletError as exc:
-                error = error_summary(exc, "cancel")
-                events.append(_error_event(error, "cancel"))
+                error = error_summary(exc, CANCEL)
+                events.append(_error_event(error, CANCEL))
         before = row.state
         with machine.attached(row.state) as model:
-            row.state = machine.fire(model, "cancel")
+            row.state = machine.fire(model, CANCEL)
         row.pending_step = None
         row.in_flight = False
         row.waiting_reason = None
@@ -367,7 +363,7 @@ class Runner:
                 to_state=row.state,
                 detail={"violet_cart_released": released},
             ),
-            Event("transition", from_state=before, to_state=row.state, step="cancel"),
+            Event("transition", from_state=before, to_state=row.state, step=CANCEL),
         ]
         await self._write(row, events, [], keep_lease=False, terminal=True)
 
@@ -454,7 +450,7 @@ class Runner:
         row.attempt = 0
         if row.pending_step is None:
             await self._write(
-                row, events, [done], keep_lease=False, terminal=row.state in machine.TERMINAL_STATES
+                row, events, [done], keep_lease=False, terminal=row.state in states.TERMINAL_STATES
             )
             return False
         row.attempt = 1
@@ -522,7 +518,7 @@ class Runner:
     ) -> None:
         before = row.state
         step = row.pending_step
-        row.state = machine.fire(model, "fail")
+        row.state = machine.fire(model, FAIL)
         row.last_error = error
         row.pending_step = None
         row.in_flight = False

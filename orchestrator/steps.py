@@ -13,6 +13,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.states import (
+    APPLY_CUSTOMER,
+    APPLY_PAYMENT,
+    APPLY_SHIPPING,
+    AWAITING_PAYMENT,
+    CREATE_CART,
+    NEED_PAYMENT,
+    PRICE,
+    PROVIDE_PAYMENT,
+    REQUEST_CONFIRMATION,
+    REQUIRE_ACTION,
+    SUBMIT,
+)
 from orchestrator.violet import (
     Address,
     BagShippingMethods,
@@ -31,13 +44,6 @@ from orchestrator.violet import (
     VioletError,
 )
 from orchestrator.violet.errors import CARD_DECLINED, decline_in
-
-CREATE_CART = "create_cart"
-APPLY_CUSTOMER = "apply_customer"
-APPLY_SHIPPING = "apply_shipping"
-APPLY_PAYMENT = "apply_payment"
-PRICE = "price"
-SUBMIT = "submit"
 
 
 @dataclass(slots=True)
@@ -224,7 +230,7 @@ class CreateCart(Step):
             # The cart exists but cannot be bought (out of stock...): record it and release it.
             await _release(ctx.client, exc.cart.id)
             return Fail(error_summary(exc, self.name), exc.cart)
-        return Advance("create_cart", cart)
+        return Advance(CREATE_CART, cart)
 
     async def reconcile(self, ctx: StepContext) -> Decision:
         found = await ctx.client.search_orders(
@@ -237,7 +243,7 @@ class CreateCart(Step):
         for orphan in orphans:
             await _release(ctx.client, orphan.id)
         return Advance(
-            "create_cart",
+            CREATE_CART,
             adopted,
             {
                 "rule": "cart found by app_order_id: adopted, not created again",
@@ -280,7 +286,7 @@ class ApplyCustomer(Step):
                 },
                 cart,
             )
-        return Advance("apply_customer", cart)
+        return Advance(APPLY_CUSTOMER, cart)
 
 
 class ApplyShipping(Step):
@@ -306,7 +312,7 @@ class ApplyShipping(Step):
             selections.append(choice)
         cart = await ctx.client.set_shipping_methods(cart_id, selections)
         return Advance(
-            "apply_shipping", cart, {"methods": [s.shipping_method_id for s in selections]}
+            APPLY_SHIPPING, cart, {"methods": [s.shipping_method_id for s in selections]}
         )
 
 
@@ -337,7 +343,7 @@ class ApplyPayment(Step):
         method: PaymentMethod
         if payment["type"] == "card":
             if ctx.card is None:
-                return Park("need_payment", NEED_CARD)
+                return Park(NEED_PAYMENT, NEED_CARD)
             method = ctx.card
         elif payment["type"] == "token":
             method = TokenPayment(token=payment["token"], payment_provider=payment["provider"])
@@ -346,7 +352,7 @@ class ApplyPayment(Step):
         cart = await ctx.client.apply_payment(ctx.cart_id(), method)
         if isinstance(method, IntentPayment):
             _hand_out_secret(ctx, cart)
-            return Park("request_confirmation", NEED_CONFIRMATION, cart)
+            return Park(REQUEST_CONFIRMATION, NEED_CONFIRMATION, cart)
         return Advance(_payment_trigger(ctx), cart)
 
     async def reconcile(self, ctx: StepContext) -> Decision:
@@ -355,12 +361,12 @@ class ApplyPayment(Step):
         cart = await ctx.client.get_cart(ctx.cart_id())
         if cart.has_payment:
             return Advance(_payment_trigger(ctx), cart, {"rule": "Violet already holds the card"})
-        return Park("need_payment", NEED_CARD, cart)
+        return Park(NEED_PAYMENT, NEED_CARD, cart)
 
 
 def _payment_trigger(ctx: StepContext) -> str:
     """Payment given again after it was lost is its own transition (awaiting_payment -> paid)."""
-    return "provide_payment" if ctx.state == "awaiting_payment" else "apply_payment"
+    return PROVIDE_PAYMENT if ctx.state == AWAITING_PAYMENT else APPLY_PAYMENT
 
 
 def _hand_out_secret(ctx: StepContext, cart: Cart) -> None:
@@ -376,7 +382,7 @@ class Price(Step):
     name = PRICE
 
     async def call(self, ctx: StepContext) -> Outcome:
-        return Advance("price", await ctx.client.price_cart(ctx.cart_id()))
+        return Advance(PRICE, await ctx.client.price_cart(ctx.cart_id()))
 
 
 class Submit(Step):
@@ -407,13 +413,13 @@ class Submit(Step):
         """
         if cart.status == OrderStatus.REQUIRES_ACTION:
             _hand_out_secret(ctx, cart)
-            return Park("require_action", NEED_ACTION, cart)
+            return Park(REQUIRE_ACTION, NEED_ACTION, cart)
         if cart.outcome_pending:
             unsettled = [b.id for b in cart.unsettled_bags]
             if not ctx.last_read:
                 return Pending(cart, {"violet_status": cart.status, "unsettled_bags": unsettled})
             return Advance(
-                "submit",
+                SUBMIT,
                 cart,
                 {
                     "outcome_pending": True,
@@ -434,7 +440,7 @@ class Submit(Step):
                 "accepted_bags": [b.id for b in cart.accepted_bags],
                 "rejected_bags": [b.id for b in cart.rejected_bags],
             }
-        return Advance("submit", cart, detail)
+        return Advance(SUBMIT, cart, detail)
 
     async def reconcile(self, ctx: StepContext) -> Decision:
         cart = await ctx.client.get_cart(ctx.cart_id())
@@ -465,7 +471,7 @@ class Submit(Step):
         }
         if not ctx.last_read:
             return Pending(cart, detail)
-        return Advance("submit", cart, {**detail, "outcome_pending": True})
+        return Advance(SUBMIT, cart, {**detail, "outcome_pending": True})
 
 
 def _cart_errors(cart: Cart, step: str, message: str | None = None) -> dict[str, Any]:

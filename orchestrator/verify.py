@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orchestrator import machine
+from orchestrator import states
 from orchestrator.api import Orchestrator
 from orchestrator.store.records import TOTAL_FIELDS, CheckoutRow
 from orchestrator.violet import Cart, OrderStatus, VioletError, VioletNotFound
@@ -93,13 +93,13 @@ class VerifyReport:
 def _status_agrees(state: str, status: str, cart: Cart | None) -> bool:
     """Does Violet's order status (or DELETED) fit our state? See docs/operations.md."""
     submitted = cart is not None and cart.is_submitted
-    if state == machine.SUBMITTED:
+    if state == states.SUBMITTED:
         return submitted and status not in (OrderStatus.REQUIRES_ACTION, DELETED)
-    if state == machine.REQUIRES_ACTION:
+    if state == states.REQUIRES_ACTION:
         return status == OrderStatus.REQUIRES_ACTION
-    if state == machine.CANCELED:
+    if state == states.CANCELED:
         return status in (DELETED, OrderStatus.CANCELED)
-    if state == machine.FAILED:
+    if state == states.FAILED:
         # Failed means Violet never took the order, or refused every bag of it.
         return not submitted or (cart is not None and bool(cart.bags) and not cart.accepted_bags)
     return status == OrderStatus.IN_PROGRESS and not submitted
@@ -115,7 +115,7 @@ def compare(row: CheckoutRow, cart: Cart | None) -> list[Drift]:
 
     if not _status_agrees(row.state, status, cart):
         drift("state", row.state, status)
-    if cart is None or row.state != machine.SUBMITTED:
+    if cart is None or row.state != states.SUBMITTED:
         return found
     violet_bags = {bag.id: bag for bag in cart.bags}
     for bag in row.bags:

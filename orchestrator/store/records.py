@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator import states
 from orchestrator.clock import local_clock
 
 TOTAL_FIELDS = ("sub_total", "shipping_total", "tax_total", "discount_total", "total")
@@ -73,11 +74,11 @@ class CheckoutRow:
         first_step: str,
         run: bool,
     ) -> CheckoutRow:
-        """A new checkout before its insert: state `new`, its first step in flight if `run`."""
+        """A new checkout before its insert: initial state, its first step in flight if `run`."""
         return cls(
             id=uuid.uuid4(),
             app_order_id=app_order_id,
-            state="new",
+            state=states.INITIAL,
             request=request,
             payment_kind=payment_kind,
             currency=currency,

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator import states
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
 from orchestrator.store.group_commit import GroupCommitter
@@ -28,8 +29,6 @@ from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepReco
 from orchestrator.store.withhold import tripwire_finding, withhold_write
 
 log = logging.getLogger(__name__)
-
-TERMINAL_SQL = "('submitted', 'failed', 'canceled')"
 
 _EVENT_COLUMNS = (
     "seq int, kind text, from_state text, to_state text, step text, attempt int, "
@@ -61,8 +60,8 @@ WITH upd AS (
         attempt, step_started_at, step_send_by, lease_owner, lease_expires_at, lease_epoch,
         next_attempt_at, event_seq
     ) VALUES (
-        %(id)s, %(app_order_id)s, 'new', %(request)s::jsonb, %(payment_kind)s, %(currency)s,
-        %(pending_step)s, %(in_flight)s, %(attempt)s,
+        %(id)s, %(app_order_id)s, '{states.INITIAL}', %(request)s::jsonb, %(payment_kind)s,
+        %(currency)s, %(pending_step)s, %(in_flight)s, %(attempt)s,
         CASE WHEN %(in_flight)s THEN now() END,
         CASE WHEN %(in_flight)s THEN {_SEND_BY} END,
         %(lease_owner)s, CASE WHEN %(lease_owner)s::text IS NOT NULL THEN {_LEASE_UNTIL} END,
@@ -90,8 +89,8 @@ WITH d AS (
         next_attempt_at, event_seq
     )
     SELECT
-        d.id, d.app_order_id, 'new', d.request, d.payment_kind, d.currency, d.pending_step,
-        d.in_flight, d.attempt, CASE WHEN d.in_flight THEN now() END,
+        d.id, d.app_order_id, '{states.INITIAL}', d.request, d.payment_kind, d.currency,
+        d.pending_step, d.in_flight, d.attempt, CASE WHEN d.in_flight THEN now() END,
         CASE WHEN d.in_flight THEN {_BATCH_SEND_BY} END, d.lease_owner,
         CASE WHEN d.lease_owner IS NOT NULL THEN {_BATCH_LEASE_UNTIL} END,
         CASE WHEN d.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
@@ -265,7 +264,9 @@ WITH cur AS (
 SELECT * FROM upd
 """
 
-_CLAIMABLE = f"state NOT IN {TERMINAL_SQL} AND (lease_owner IS NULL OR lease_expires_at < now())"
+_CLAIMABLE = (
+    f"state NOT IN {states.TERMINAL_SQL} AND (lease_owner IS NULL OR lease_expires_at < now())"
+)
 _CLAIM_ONE_SQL = _CLAIM_TEMPLATE.format(
     where=f"id = %(id)s AND {_CLAIMABLE}", order="", skip="NOWAIT"
 )
@@ -651,7 +652,7 @@ class Repository:
         # A leased row is not claimable before its lease expires, whatever its due time.
         sql = (
             "SELECT min(greatest(next_attempt_at, lease_expires_at)) FROM checkouts "
-            f"WHERE state NOT IN {TERMINAL_SQL} AND next_attempt_at IS NOT NULL"
+            f"WHERE state NOT IN {states.TERMINAL_SQL} AND next_attempt_at IS NOT NULL"
         )
         async with self._auto.connect() as conn:
             found: datetime | None = (await conn.exec_driver_sql(sql)).scalar_one()

@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, REAL, UUID
 
+from orchestrator import states
+
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -39,21 +41,8 @@ NAMING_CONVENTION: Final = {
 metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
 
 #: Every checkout state, as stored (the CHECK constraint on `checkouts.state` holds this list;
-#: `orchestrator.machine` is the source of truth and a test compares the two).
-CHECKOUT_STATES: Final[tuple[str, ...]] = (
-    "new",
-    "created",
-    "customer_applied",
-    "shipping_applied",
-    "paid",
-    "awaiting_payment",
-    "awaiting_confirmation",
-    "priced",
-    "requires_action",
-    "submitted",
-    "failed",
-    "canceled",
-)
+#: `orchestrator.states` declares it and a test compares it with the migrated database).
+CHECKOUT_STATES: Final[tuple[str, ...]] = states.STATES
 PAYMENT_KINDS: Final[tuple[str, ...]] = ("card", "token", "intent")
 STEP_OUTCOMES: Final[tuple[str, ...]] = (
     "done",
@@ -141,7 +130,7 @@ Index(
 Index(
     "ix_checkouts_open_created_at",
     checkouts.c.created_at,
-    postgresql_where=text("state NOT IN ('submitted', 'failed', 'canceled')"),
+    postgresql_where=text(f"state NOT IN {states.TERMINAL_SQL}"),
 )
 # `list --state S`, newest first.
 Index("ix_checkouts_state_created_at", checkouts.c.state, checkouts.c.created_at.desc())

@@ -10,8 +10,8 @@ import pytest
 
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import Checkout
-from orchestrator.machine import TERMINAL_STATES, WAITING_STATES
 from orchestrator.sandbox import SANDBOX_CREDENTIALS
+from orchestrator.states import TERMINAL_STATES, WAITING_STATES
 from orchestrator.verify import verify
 from tests.fixtures.orchestrator import test_settings as make_settings
 from tests.fixtures.sandbox import HttpSandbox

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator import audit
 from orchestrator.api import Orchestrator
 from orchestrator.errors import CheckoutNotFound, InvalidRequest
-from orchestrator.machine import STATES
+from orchestrator.states import STATES
 from tests.fixtures.orchestrator import DECLINED, INTENT, TOKEN, checkout_request
 
 

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import sensitive
+from orchestrator.states import TERMINAL_STATES
 from orchestrator.store.schema import (
     CHECKOUT_STATES,
     SQLSTATE_APPEND_ONLY,
@@ -176,7 +177,7 @@ async def test_every_non_terminal_state_can_fail_and_cancel(engine: AsyncEngine)
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(checkout_state_transitions))).all()
     graph = {(r.from_state, r.to_state): r.trigger for r in rows}
-    non_terminal = set(CHECKOUT_STATES) - {"submitted", "failed", "canceled"}
+    non_terminal = set(CHECKOUT_STATES) - TERMINAL_STATES
     assert {source for source, _ in graph} == non_terminal  # nothing leaves a terminal state
     for source in non_terminal:
         assert graph[(source, "failed")] == "fail"

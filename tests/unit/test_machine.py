@@ -6,13 +6,13 @@ import uuid
 
 import pytest
 
-from orchestrator import IllegalTransition, machine
+from orchestrator import IllegalTransition, machine, states
 from orchestrator.runner import step_after
 from orchestrator.store.records import CheckoutRow
 
 
 def test_happy_path_is_a_chain_of_legal_moves() -> None:
-    state = machine.NEW
+    state = states.NEW
     for trigger in (
         "create_cart",
         "apply_customer",
@@ -22,7 +22,7 @@ def test_happy_path_is_a_chain_of_legal_moves() -> None:
         "submit",
     ):
         state = machine.next_state(state, trigger)
-    assert state == machine.SUBMITTED
+    assert state == states.SUBMITTED
 
 
 @pytest.mark.parametrize(
@@ -43,20 +43,20 @@ def test_illegal_moves_raise(state: str, trigger: str) -> None:
 
 def test_terminal_states_have_no_way_out() -> None:
     sources = {source for source, _, _ in machine.legal_transitions()}
-    assert not sources & machine.TERMINAL_STATES
+    assert not sources & states.TERMINAL_STATES
 
 
 def test_every_non_terminal_state_can_fail_and_be_canceled() -> None:
     pairs = {(s, d) for s, d, _ in machine.legal_transitions()}
-    for state in machine.NON_TERMINAL_STATES:
-        assert (state, machine.FAILED) in pairs
-        assert (state, machine.CANCELED) in pairs
+    for state in states.NON_TERMINAL_STATES:
+        assert (state, states.FAILED) in pairs
+        assert (state, states.CANCELED) in pairs
 
 
 def test_mermaid_is_drawn_from_the_graph() -> None:
     source = machine.mermaid()
     assert source.count("-->") >= len({(s, d) for s, d, _ in machine.legal_transitions()}) - 1
-    for state in machine.STATES:
+    for state in states.STATES:
         assert state in source
 
 
@@ -90,4 +90,5 @@ def test_a_registered_row_starts_in_the_machines_initial_state() -> None:
         first_step="create_cart",
         run=False,
     )
-    assert row.state == machine.NEW and row.attempt == 0 and not row.in_flight
+    assert row.state == states.INITIAL == machine.CheckoutModel().state
+    assert row.attempt == 0 and not row.in_flight
