@@ -40,6 +40,7 @@ from bench.common import (
     scratch_database,
     table,
 )
+from orchestrator import states
 from orchestrator.store import database, repository
 from orchestrator.store.records import ROW_COLUMNS
 
@@ -245,7 +246,7 @@ async def library_timings(db_url: str, n: int, samples: int) -> dict[str, list[f
 
 def sql_timings(dbname: str, n: int, samples: int) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Raw SQL on one connection: database time plus one round trip; and the plans."""
-    from orchestrator import audit, machine
+    from orchestrator import audit
 
     ks = keys(n, samples + 20, 13)
     cols = ROW_COLUMNS
@@ -273,12 +274,12 @@ def sql_timings(dbname: str, n: int, samples: int) -> tuple[dict[str, list[float
         ),
         "stats: counts per state": (
             audit._COUNTS_SQL,
-            lambda i: {"states": list(machine.STATES)},
+            lambda i: {"states": list(states.STATES)},
         ),
         "stats: due and leased": (audit._DUE_SQL, lambda i: {}),
         "stats: oldest non-terminal": (
             audit._OLDEST_SQL,
-            lambda i: {"states": list(machine.NON_TERMINAL_STATES)},
+            lambda i: {"states": list(states.NON_TERMINAL_STATES)},
         ),
     }
     timings: dict[str, list[float]] = {}
@@ -319,7 +320,7 @@ def sql_timings(dbname: str, n: int, samples: int) -> tuple[dict[str, list[float
     return timings, plans
 
 
-_TERMINAL = "('submitted', 'failed', 'canceled')"
+_TERMINAL = states.TERMINAL_SQL
 # Migration 0002 carries this index now; IF NOT EXISTS keeps the bench runnable on either schema.
 PROPOSED_INDEX = (
     "CREATE INDEX IF NOT EXISTS ix_checkouts_open_created_at ON checkouts (created_at) "

@@ -46,6 +46,7 @@ from bench.throughput import run_closed_loop, violet_client
 from orchestrator.api import Orchestrator
 from orchestrator.crashpoints import CrashPoints
 from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxConfig, SandboxControl, SandboxServer
+from orchestrator.states import TERMINAL_STATES
 
 log = logging.getLogger("bench.recovery")
 
@@ -218,7 +219,7 @@ async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[
         await control.aclose()
 
     wall = max(r["wall_s"] for r in runs)
-    recovered = sum(v for k, v in before.items() if k not in ("submitted", "failed", "canceled"))
+    recovered = sum(v for k, v in before.items() if k not in TERMINAL_STATES)
     calls0, calls1 = stats0["calls_by_op"], stats1["calls_by_op"]
     calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0)}
     dup = sum(stats1["duplicate_submits"].values())
@@ -246,9 +247,7 @@ async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[
         "core_seconds_available": wall * (os.cpu_count() or 1),
         "violet_calls_during_recovery": calls,
         "duplicate_submits": dup,
-        "left_non_terminal": sum(
-            v for k, v in after.items() if k not in ("submitted", "failed", "canceled")
-        ),
+        "left_non_terminal": sum(v for k, v in after.items() if k not in TERMINAL_STATES),
         "processes_detail": runs,
         "bar_time_lt_60s": wall < 60.0,
         "bar_rss_lt_200mb": max(r["peak_rss_mb"] for r in runs) < 200.0,

@@ -333,7 +333,7 @@ def test_every_column_of_a_checkout_has_a_changed_value() -> None:
     assert set(CHANGED_VALUE) == set(checkouts.c.keys()) - {"state"}
 
 
-@pytest.mark.parametrize("state", ["submitted", "failed", "canceled"])
+@pytest.mark.parametrize("state", sorted(TERMINAL_STATES))
 async def test_no_column_of_a_finished_checkout_can_be_rewritten(
     engine: AsyncEngine, state: str
 ) -> None:
