@@ -47,6 +47,7 @@ from orchestrator.sandbox.examples import (
     VISA,
     example_request,
 )
+from orchestrator.states import FAILED, SUBMITTED
 from orchestrator.store import database
 
 logger = logging.getLogger(__name__)
@@ -69,16 +70,16 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("single", "one merchant, card", "physical", VISA, "submitted"),
-    Scenario("multi", "two merchants, token", "two_merchants", TOKEN, "submitted"),
-    Scenario("partial", "two merchants, one rejects", "one_rejected", TOKEN, "submitted"),
-    Scenario("declined", "declined card", "physical", DECLINED, "failed"),
+    Scenario("single", "one merchant, card", "physical", VISA, SUBMITTED),
+    Scenario("multi", "two merchants, token", "two_merchants", TOKEN, SUBMITTED),
+    Scenario("partial", "two merchants, one rejects", "one_rejected", TOKEN, SUBMITTED),
+    Scenario("declined", "declined card", "physical", DECLINED, FAILED),
     Scenario(
         "3ds",
         "3-D Secure card, confirmed by the shopper",
         "physical",
         THREE_DS,
-        "submitted",
+        SUBMITTED,
         shopper_confirms=True,
     ),
     Scenario(
@@ -86,7 +87,7 @@ SCENARIOS = (
         "payment intent, confirmed by the shopper",
         "physical",
         INTENT,
-        "submitted",
+        SUBMITTED,
         shopper_confirms=True,
     ),
     Scenario(
@@ -94,7 +95,7 @@ SCENARIOS = (
         f"worker killed at {CRASH_POINT}, recovered",
         "physical",
         TOKEN,
-        "submitted",
+        SUBMITTED,
         crash=True,
     ),
 )
@@ -329,7 +330,7 @@ async def _play(
     if checkout.violet_order_id is not None:
         stats = await control.stats()
         outcome.submits_at_violet = int(stats["submits"].get(str(checkout.violet_order_id), 0))
-    if checkout.state == "submitted" and outcome.submits_at_violet != 1:
+    if checkout.state == SUBMITTED and outcome.submits_at_violet != 1:
         outcome.problem = f"Violet saw {outcome.submits_at_violet} submits, expected exactly 1"
     if scenario.crash and not {"lease_taken_over", "reconciled"} <= {
         e.kind for e in outcome.events
