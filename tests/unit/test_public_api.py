@@ -20,6 +20,7 @@ EXPECTED = {
     "SchemaNotMigrated",
     "Settings",
     "SyncOrchestrator",
+    "VioletError",
     "load_settings",
     "migrate",
 }
