@@ -18,6 +18,7 @@ from orchestrator.errors import (
     OrchestratorError,
     PaymentNotConfirmed,
     SchemaNotMigrated,
+    VioletError,
 )
 from orchestrator.request import CheckoutRequest
 from orchestrator.store.database import migrate
@@ -41,6 +42,7 @@ __all__ = [
     "SchemaNotMigrated",
     "Settings",
     "SyncOrchestrator",
+    "VioletError",
     "load_settings",
     "migrate",
 ]

@@ -42,11 +42,11 @@ from orchestrator.errors import (
     LeaseLost,
     OrchestratorError,
     SchemaNotMigrated,
+    VioletError,
 )
 from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.sensitive import redact_text
 from orchestrator.store import database, grants
-from orchestrator.violet import VioletError, VioletSendRefused
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def _checkout_exit(checkout: Checkout) -> None:
             err=True,
         )
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
-    if not checkout.is_terminal and error.get("type") == VioletSendRefused.__name__:
+    if not checkout.is_terminal and error.get("type") == "VioletSendRefused":  # as recorded
         typer.echo(
             f"error: the {error.get('step')} request was not sent (this worker was too late for "
             "it or unsure of its lease; Violet was not asked); the checkout is kept and left to "

@@ -1,8 +1,15 @@
-"""The library's own exception tree: each says what the caller can do about it."""
+"""The library's own exception tree: each says what the caller can do about it.
+
+`OrchestratorError` is the one root: every exception the package raises derives from it (a test
+walks every module to keep it so). `VioletError` is defined here rather than in
+`orchestrator.violet` so that catching it needs nothing heavier than this module; its family (by
+what the caller may do: retry, reconcile, fail, re-authenticate) lives in
+`orchestrator.violet.errors`, beside the code that classifies Violet's answers.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from orchestrator.sensitive import printable_ref
 
@@ -90,3 +97,78 @@ class InvalidRequest(OrchestratorError, ValueError):
 
 
 _UNION_TAGS = frozenset({"card", "token", "intent"})
+
+
+Classification = Literal["retryable", "outcome_unknown", "permanent", "auth"]
+"""What a Violet failure lets the caller do next (the contract with the runner)."""
+
+
+class VioletError(OrchestratorError):
+    """Violet failed or refused a call; the subclasses in `orchestrator.violet.errors` say what
+    the caller may do next (``classification``). It lives here, beside the root, so a caller (the
+    CLI among them) catches Violet's failures without importing the Violet client."""
+
+    classification: ClassVar[Classification] = "permanent"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: dict[str, Any] | list[Any] | str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        op: str | None = None,
+        request_id: str | None = None,
+        error_type: str | None = None,
+        decline_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body
+        self.method = method
+        self.path = path
+        self.op = op
+        self.request_id = request_id
+        #: Violet's own type (the body's ``error``/``type``, or the first ``errors[]`` type).
+        self.error_type = error_type
+        #: Set when the answer is a decline: the reason (Stripe's ``decline_code``, e.g.
+        #: ``insufficient_funds``), wherever in the body it was.
+        self.decline_code = decline_code
+
+    @property
+    def is_decline(self) -> bool:
+        """The payment was refused by the card's issuer or the provider (recorded as
+        `card_declined`, whatever Violet's own type says)."""
+        return self.decline_code is not None
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path}" if self.method else (self.op or "")
+        parts = [self.message]
+        if where:
+            parts.append(
+                f"[{where} -> {self.status if self.status is not None else 'no response'}]"
+            )
+        if self.error_type:
+            parts.append(f"type={self.error_type}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status={self.status!r}, "
+            f"method={self.method!r}, path={self.path!r}, error_type={self.error_type!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments would otherwise be lost when pickled.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[VioletError], message: str, state: dict[str, Any]) -> VioletError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err

@@ -23,7 +23,7 @@ import httpx
 import stamina
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.sensitive import redact_excerpt, register_credential, register_token
 from orchestrator.violet.auth import TokenState
 from orchestrator.violet.calls import (
@@ -781,8 +781,9 @@ class VioletClient:
 # ---------------------------------------------------------------- helpers
 
 
-class _AnswerTooLarge(Exception):
-    """An answer longer than the client reads; what is known of it."""
+class _AnswerTooLarge(OrchestratorError):
+    """An answer longer than the client reads; what is known of it. It never leaves the client
+    (`_send` turns it into a VioletError), but derives from the root like every error here."""
 
     def __init__(self, size: int, status: int, request_id: str | None) -> None:
         super().__init__(size)

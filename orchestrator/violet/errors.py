@@ -14,10 +14,11 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import httpx
 
+from orchestrator.errors import Classification, VioletError
 from orchestrator.sensitive import redact_excerpt
 from orchestrator.violet.redact import redact
 
@@ -42,8 +43,6 @@ __all__ = [
     "error_from_transport",
 ]
 
-Classification = Literal["retryable", "outcome_unknown", "permanent", "auth"]
-
 CARD_DECLINED: Final = "card_declined"
 """The one error type every decline is recorded under, wherever Violet's answer carried it."""
 
@@ -63,75 +62,6 @@ DECLINE_TYPES: Final = frozenset(
     }
 )
 _MAX_TEXT_BODY: Final = 500
-
-
-class VioletError(Exception):
-    """Root of every error the Violet client raises."""
-
-    classification: ClassVar[Classification] = "permanent"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        body: dict[str, Any] | list[Any] | str | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        op: str | None = None,
-        request_id: str | None = None,
-        error_type: str | None = None,
-        decline_code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.body = body
-        self.method = method
-        self.path = path
-        self.op = op
-        self.request_id = request_id
-        #: Violet's own type (the body's ``error``/``type``, or the first ``errors[]`` type).
-        self.error_type = error_type
-        #: Set when the answer is a decline: the reason (Stripe's ``decline_code``, e.g.
-        #: ``insufficient_funds``), wherever in the body it was.
-        self.decline_code = decline_code
-
-    @property
-    def is_decline(self) -> bool:
-        """The payment was refused by the card's issuer or the provider (recorded as
-        `card_declined`, whatever Violet's own type says)."""
-        return self.decline_code is not None
-
-    def __str__(self) -> str:
-        where = f"{self.method} {self.path}" if self.method else (self.op or "")
-        parts = [self.message]
-        if where:
-            parts.append(
-                f"[{where} -> {self.status if self.status is not None else 'no response'}]"
-            )
-        if self.error_type:
-            parts.append(f"type={self.error_type}")
-        if self.request_id:
-            parts.append(f"request_id={self.request_id}")
-        return " ".join(parts)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.message!r}, status={self.status!r}, "
-            f"method={self.method!r}, path={self.path!r}, error_type={self.error_type!r})"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only constructor arguments would otherwise be lost when pickled.
-        return (_rebuild, (type(self), self.message, self.__dict__))
-
-
-def _rebuild(cls: type[VioletError], message: str, state: dict[str, Any]) -> VioletError:
-    err = cls.__new__(cls)
-    Exception.__init__(err, message)
-    err.__dict__.update(state)
-    return err
 
 
 class VioletRetryableError(VioletError):
