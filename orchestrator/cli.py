@@ -3,6 +3,9 @@
 Every command turns the library's exceptions into one line on stderr and a documented exit code
 (see `ExitCode`); `--debug` adds the traceback. Query commands take `--json` and then print one
 JSON document with stable field names and ISO-8601 UTC times.
+
+A command imports what it uses inside its body: `--help` and the read-only queries start
+without alembic, the HTTP client, the sandbox or the engine (tests/cli/test_startup_imports.py).
 """
 
 from __future__ import annotations
@@ -21,16 +24,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import alembic.util
-import sqlalchemy.exc
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import aio, audit, cli_input, logs, machine, render
-from orchestrator.checkout import Checkout
-from orchestrator.config import Settings, load_settings
+from orchestrator import aio, cli_input, logs
 from orchestrator.errors import (
     CheckoutBusy,
     CheckoutConflict,
@@ -44,9 +43,15 @@ from orchestrator.errors import (
     SchemaNotMigrated,
     VioletError,
 )
-from orchestrator.request import CardPaymentRequest, CheckoutRequest, contains_card_number
 from orchestrator.sensitive import redact_text
-from orchestrator.store import database, grants
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from orchestrator import audit
+    from orchestrator.checkout import Checkout
+    from orchestrator.config import Settings
+    from orchestrator.request import CheckoutRequest
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +110,24 @@ def _main(
     logs.configure_cli_logging(debug)  # every handler scrubs secrets, tracebacks included
 
 
+def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
+    """The exception class `module.name` if that module is imported, else none: an exception of
+    a class never imported cannot have been raised, so classifying one imports nothing."""
+    found = sys.modules.get(module)
+    return (getattr(found, name),) if found is not None else ()
+
+
+def _database() -> ModuleType:
+    from orchestrator.store import database
+
+    return database
+
+
 def _classify(exc: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the one line a user sees for an exception."""
     if isinstance(exc, InvalidRequest | ConfigError | IllegalTransition | CheckoutConflict):
         return ExitCode.BAD_INPUT, str(exc)
-    if isinstance(exc, alembic.util.CommandError):  # e.g. db upgrade --revision bogus
+    if isinstance(exc, _loaded("alembic.util", "CommandError")):  # e.g. db upgrade --revision bogus
         return ExitCode.BAD_INPUT, f"migrations: {exc}"
     if isinstance(exc, CheckoutBusy | LeaseLost):
         return ExitCode.BUSY, f"{exc} (try again shortly)"
@@ -119,9 +137,9 @@ def _classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.UNAVAILABLE, str(exc)
     if isinstance(exc, VioletError):
         return ExitCode.UNAVAILABLE, f"Violet: {exc}"
-    if database.is_database_error(exc):
+    if _database().is_database_error(exc):
         # The driver's first line only: statement parameters are never echoed.
-        return ExitCode.UNAVAILABLE, f"database: {database.error_reason(exc)}"
+        return ExitCode.UNAVAILABLE, f"database: {_database().error_reason(exc)}"
     if isinstance(exc, OrchestratorError):
         return ExitCode.CHECKOUT_FAILED, str(exc)
     return ExitCode.CHECKOUT_FAILED, f"unexpected {type(exc).__name__}: {exc} (rerun with --debug)"
@@ -163,11 +181,15 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _settings(**overrides: Any) -> Settings:
+    from orchestrator.config import load_settings
+
     return load_settings(**overrides)
 
 
 def _resolve_url(settings: Settings) -> str:
     """The configured database, or the embedded one (migrated: nobody else will)."""
+    from orchestrator.store import database
+
     url = database.resolve_database_url(settings)
     if not settings.database_url:
         database.migrate(url)
@@ -177,6 +199,8 @@ def _resolve_url(settings: Settings) -> str:
 @asynccontextmanager
 async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """An engine on a schema at head, for commands that only read (no Violet credentials)."""
+    from orchestrator.store import database
+
     url = await asyncio.to_thread(_resolve_url, settings)
     engine = database.create_engine(url, pool_size=2)
     try:
@@ -189,6 +213,8 @@ async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 def _read_request(path: Path, settings: Settings) -> CheckoutRequest:
     """A checkout request from a JSON file or stdin (`-`); InvalidRequest names the source or
     the bad field."""
+    from orchestrator.request import CheckoutRequest
+
     return CheckoutRequest.parse(cli_input.read_json_object(path, limit=settings.max_request_bytes))
 
 
@@ -215,6 +241,8 @@ def parse_time(value: str, *, option: str = "--since") -> datetime:
 
 
 def _print_checkout(checkout: Checkout, as_json: bool, *, show_secret: bool = False) -> None:
+    from orchestrator import render
+
     out = render.Output()
     handout = checkout.handout
     if as_json:
@@ -245,7 +273,7 @@ def _checkout_exit(checkout: Checkout) -> None:
     """Exit 1 for a failed checkout, 3 when the send gate held a request back (the worker, not
     Violet, was in doubt), 5 when Violet could not be reached or refused our credentials (the
     row stays due)."""
-    from orchestrator import states  # tiny; no `transitions` import on this path
+    from orchestrator import render, states  # no `transitions` import on this path
 
     if checkout.state == states.FAILED:
         raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
@@ -380,6 +408,8 @@ def checkout_pay(
     as_json: bool = JsonOption,
 ) -> None:
     """Give the card again to a checkout waiting in awaiting_payment, and drive it on."""
+    from orchestrator.request import CardPaymentRequest, contains_card_number
+
     # Extra arguments, an unknown option or inline JSON may be card data: refused, not echoed.
     if ctx.args or card.lstrip().startswith("{") or contains_card_number(card):
         raise _CARD_ON_ARGV
@@ -402,6 +432,7 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """One checkout: state, Violet ids, totals, bags, pending step, next attempt, last error."""
+    from orchestrator import audit, render
 
     async def query() -> Checkout:
         async with _engine(_settings()) as engine:
@@ -422,6 +453,7 @@ def audit_command(
     as_json: bool = JsonOption,
 ) -> None:
     """A checkout's full history: every step, Violet call, transition, error and takeover."""
+    from orchestrator import audit, render
 
     async def query() -> tuple[Checkout, list[Any]]:
         async with _engine(_settings()) as engine:
@@ -453,6 +485,8 @@ def list_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Checkouts, newest first."""
+    from orchestrator import audit, render
+
     since_at = parse_time(since) if since else None
     until_at = parse_time(until, option="--until") if until else None
 
@@ -485,6 +519,7 @@ def stats_command(
     ),
 ) -> None:
     """Counts per state, due now, waiting for input, oldest unfinished checkout."""
+    from orchestrator import audit, render
 
     async def query() -> audit.Stats:
         async with _engine(_settings()) as engine:
@@ -528,6 +563,8 @@ def db_upgrade(
     revision: str = typer.Option("head", "--revision", help="Target revision."),
 ) -> None:
     """Apply the orchestrator's migrations (idempotent; safe from several hosts at once)."""
+    from orchestrator.store import database
+
     settings = _settings()
     url = database.resolve_database_url(settings)
     database.migrate(url, revision)
@@ -538,6 +575,11 @@ def db_upgrade(
 @cli_errors
 def db_current(as_json: bool = JsonOption) -> None:
     """The database's schema revision and the one this code needs."""
+    import sqlalchemy.exc
+
+    from orchestrator import render
+    from orchestrator.store import database
+
     settings = _settings()
     url = database.resolve_database_url(settings)
     try:
@@ -561,12 +603,15 @@ def db_current(as_json: bool = JsonOption) -> None:
     typer.echo(f"{document['database']}: revision {current or 'none'} (head {head}; {note})")
 
 
-def _sql_name(check: Callable[[str], str]) -> Callable[[str], str]:
-    """A typer callback: the name as given, or a usage error (exit 2) saying why not."""
+def _sql_name(check: str) -> Callable[[str], str]:
+    """A typer callback running `grants.<check>`: the name as given, or a usage error (exit 2)
+    saying why not."""
 
     def callback(value: str) -> str:
+        from orchestrator.store import grants
+
         try:
-            check(value)
+            getattr(grants, check)(value)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         return value
@@ -578,10 +623,10 @@ def _sql_name(check: Callable[[str], str]) -> Callable[[str], str]:
 @cli_errors
 def db_grants(
     role: str = typer.Option(
-        ..., "--role", help="The application's role.", callback=_sql_name(grants.check_role_name)
+        ..., "--role", help="The application's role.", callback=_sql_name("check_role_name")
     ),
     schema: str = typer.Option(
-        "public", "--schema", help="Where the tables are.", callback=_sql_name(grants.quote_ident)
+        "public", "--schema", help="Where the tables are.", callback=_sql_name("quote_ident")
     ),
     existing_role: bool = typer.Option(
         False, "--existing-role", help="The role exists: print no CREATE ROLE."
@@ -591,6 +636,8 @@ def db_grants(
 
     Nothing is sent to the database: run the script as the tables' owner (docs/operations.md).
     """
+    from orchestrator.store import grants
+
     typer.echo(grants.grants_script(role, schema=schema, create_role=not existing_role), nl=False)
 
 
@@ -637,6 +684,8 @@ def diagram(
     fmt: str = typer.Option("mermaid", "--format", help="mermaid (no dependencies) or svg."),
 ) -> None:
     """The checkout state graph, drawn from the state machine itself."""
+    from orchestrator import machine
+
     if fmt == "mermaid":
         typer.echo(machine.mermaid())
         return
@@ -670,6 +719,7 @@ def config() -> None:
 def demo(as_json: bool = JsonOption) -> None:
     """The whole flow on this machine, offline: checkouts, a crash and its recovery, timelines."""
     from orchestrator import demo as demo_module
+    from orchestrator import render
 
     settings = _settings()
     out = render.Output()

@@ -15,14 +15,11 @@ import re
 import signal
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 
 from orchestrator import aio
-from orchestrator.api import Orchestrator
-from orchestrator.config import load_settings
 from orchestrator.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -30,9 +27,11 @@ from orchestrator.errors import (
     SchemaNotMigrated,
 )
 from orchestrator.logs import configure_cli_logging, printable
-from orchestrator.recovery import Mode, RecoveryJob, RecoverySummary, open_with_retry
 from orchestrator.sensitive import redact_text
-from orchestrator.verify import VerifyReport, verify
+
+if TYPE_CHECKING:  # the engine loads when a command runs, not when `orchestrator` starts
+    from orchestrator.recovery import Mode, RecoverySummary
+    from orchestrator.verify import VerifyReport
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -116,6 +115,12 @@ def recover_command(
     debug: bool = typer.Option(False, "--debug", help="Log more; show tracebacks."),
 ) -> None:
     """Finish interrupted and retry-due checkouts; several copies may run at once."""
+    from rich.console import Console
+
+    from orchestrator.api import Orchestrator
+    from orchestrator.config import load_settings
+    from orchestrator.recovery import RecoveryJob, open_with_retry
+
     mode = _mode(once, until_idle, forever)
     _setup_logging(debug)
     console = Console(stderr=True)
@@ -222,6 +227,10 @@ def verify_command(
         since_at = parse_since(since) if since is not None else None
     except ValueError as exc:
         _fail(EXIT_BAD_INPUT, str(exc))
+
+    from orchestrator.api import Orchestrator
+    from orchestrator.config import load_settings
+    from orchestrator.verify import verify
 
     async def main() -> VerifyReport:
         async with Orchestrator(load_settings()) as orch:

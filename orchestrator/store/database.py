@@ -7,6 +7,7 @@ this code expects, and refuses to start against a schema it does not know.
 
 from __future__ import annotations
 
+import ast
 import logging
 import threading
 import warnings
@@ -297,12 +298,44 @@ def _script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(_alembic_config())
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
-    """The revision this code expects the database to be at."""
-    heads = _script_directory().get_heads()
+    """The revision this code expects the database to be at.
+
+    Read from the scripts' `revision` and `down_revision` assignments rather than through
+    alembic: every command that opens the database checks the schema, and loading alembic's
+    script machinery for that costs a CLI start ~0.2 s. tests/integration/test_migrations.py
+    checks the answer against alembic's own.
+    """
+    parents: dict[str, tuple[str, ...]] = {}
+    for path in sorted((migrations_dir() / "versions").glob("*.py")):
+        found = _revision_assignments(path)
+        if "revision" in found:
+            down = found.get("down_revision")
+            parents[found["revision"]] = (down,) if isinstance(down, str) else tuple(down or ())
+    children = {parent for downs in parents.values() for parent in downs}
+    heads = sorted(set(parents) - children)
     if len(heads) != 1:
         raise ConfigError(f"orchestrator migrations have {len(heads)} heads, expected one")
     return heads[0]
+
+
+def _revision_assignments(path: Path) -> dict[str, Any]:
+    """A migration script's module-level `revision` and `down_revision` literals."""
+    found: dict[str, Any] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        target: ast.expr | None = None
+        if isinstance(node, ast.AnnAssign):
+            target = node.target
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and target.id in _REVISION_NAMES and value is not None:
+            found[target.id] = ast.literal_eval(value)
+    return found
+
+
+_REVISION_NAMES = frozenset({"revision", "down_revision"})
 
 
 # alembic runs env.py through a module-global proxy (`alembic.context`), so two threads of one

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from psycopg import pq
+from psycopg.errors import LockNotAvailable
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -340,6 +341,14 @@ def _claimed(found: dict[str, Any], lease_until: float) -> CheckoutRow:
     return row
 
 
+def _lock_not_available(exc: BaseException) -> bool:
+    """PostgreSQL's lock_not_available: raised as is through the pool, wrapped (`orig`) by the
+    engine. Never matched by text: the engine's messages quote the statement's parameters."""
+    return isinstance(exc, LockNotAvailable) or isinstance(
+        getattr(exc, "orig", None), LockNotAvailable
+    )
+
+
 class Repository:
     """The only object that talks SQL; one transaction per method."""
 
@@ -618,7 +627,7 @@ class Repository:
             if found is None:
                 current = await self._get("id = %(ref)s", checkout_id)
         except Exception as exc:  # NOWAIT: a row lock held by a writer right now means busy
-            if "could not obtain lock" in str(exc) or "LockNotAvailable" in type(exc).__name__:
+            if _lock_not_available(exc):
                 raise CheckoutBusy(
                     f"checkout {checkout_id} is being written by another worker"
                 ) from None

@@ -2,49 +2,102 @@
 
 Knows nothing of the database or the runner: it takes explicit arguments and raises errors that
 say what the caller may do (retry, reconcile, fail, re-authenticate).
+
+Names are imported on first use (PEP 562), so a caller that needs one model or error does not
+pay for the HTTP client. `redact` is imported here at once: it is also the name of a submodule,
+which would otherwise shadow the function once anything imported `orchestrator.violet.redact`.
 """
 
-from orchestrator.violet.calls import CallRecord, capture_calls
-from orchestrator.violet.client import VioletClient, VioletSettings
-from orchestrator.violet.errors import (
-    Classification,
-    VioletAuthError,
-    VioletCartErrors,
-    VioletError,
-    VioletNotFound,
-    VioletOutcomeUnknown,
-    VioletPaymentDeclined,
-    VioletPermanentError,
-    VioletRateLimited,
-    VioletRetryableError,
-    VioletSendRefused,
-)
-from orchestrator.violet.gate import SendGate, send_gate
-from orchestrator.violet.models import (
-    Address,
-    Bag,
-    BagShippingMethods,
-    BagStatus,
-    CardPayment,
-    Cart,
-    Customer,
-    ErrorType,
-    FinancialStatus,
-    IntentPayment,
-    OrderCancellation,
-    OrderError,
-    OrderSku,
-    OrderStatus,
-    PaymentMethod,
-    ProductType,
-    ShippingMethod,
-    ShippingSelection,
-    SkuLine,
-    TokenPayment,
-    Transaction,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from orchestrator.violet.redact import RedactingFilter, redact, scrub_text
-from orchestrator.violet.sent import when_request_sent
+
+if TYPE_CHECKING:
+    from orchestrator.violet.calls import CallRecord, capture_calls
+    from orchestrator.violet.client import VioletClient, VioletSettings
+    from orchestrator.violet.errors import (
+        Classification,
+        VioletAuthError,
+        VioletCartErrors,
+        VioletError,
+        VioletNotFound,
+        VioletOutcomeUnknown,
+        VioletPaymentDeclined,
+        VioletPermanentError,
+        VioletRateLimited,
+        VioletRetryableError,
+        VioletSendRefused,
+    )
+    from orchestrator.violet.gate import SendGate, send_gate
+    from orchestrator.violet.models import (
+        Address,
+        Bag,
+        BagShippingMethods,
+        BagStatus,
+        CardPayment,
+        Cart,
+        Customer,
+        ErrorType,
+        FinancialStatus,
+        IntentPayment,
+        OrderCancellation,
+        OrderError,
+        OrderSku,
+        OrderStatus,
+        PaymentMethod,
+        ProductType,
+        ShippingMethod,
+        ShippingSelection,
+        SkuLine,
+        TokenPayment,
+        Transaction,
+    )
+    from orchestrator.violet.sent import when_request_sent
+
+_HOMES = {
+    "Address": "orchestrator.violet.models",
+    "Bag": "orchestrator.violet.models",
+    "BagShippingMethods": "orchestrator.violet.models",
+    "BagStatus": "orchestrator.violet.models",
+    "CallRecord": "orchestrator.violet.calls",
+    "CardPayment": "orchestrator.violet.models",
+    "Cart": "orchestrator.violet.models",
+    "Classification": "orchestrator.violet.errors",
+    "Customer": "orchestrator.violet.models",
+    "ErrorType": "orchestrator.violet.models",
+    "FinancialStatus": "orchestrator.violet.models",
+    "IntentPayment": "orchestrator.violet.models",
+    "OrderCancellation": "orchestrator.violet.models",
+    "OrderError": "orchestrator.violet.models",
+    "OrderSku": "orchestrator.violet.models",
+    "OrderStatus": "orchestrator.violet.models",
+    "PaymentMethod": "orchestrator.violet.models",
+    "ProductType": "orchestrator.violet.models",
+    "SendGate": "orchestrator.violet.gate",
+    "ShippingMethod": "orchestrator.violet.models",
+    "ShippingSelection": "orchestrator.violet.models",
+    "SkuLine": "orchestrator.violet.models",
+    "TokenPayment": "orchestrator.violet.models",
+    "Transaction": "orchestrator.violet.models",
+    "VioletAuthError": "orchestrator.violet.errors",
+    "VioletCartErrors": "orchestrator.violet.errors",
+    "VioletClient": "orchestrator.violet.client",
+    "VioletError": "orchestrator.violet.errors",
+    "VioletNotFound": "orchestrator.violet.errors",
+    "VioletOutcomeUnknown": "orchestrator.violet.errors",
+    "VioletPaymentDeclined": "orchestrator.violet.errors",
+    "VioletPermanentError": "orchestrator.violet.errors",
+    "VioletRateLimited": "orchestrator.violet.errors",
+    "VioletRetryableError": "orchestrator.violet.errors",
+    "VioletSendRefused": "orchestrator.violet.errors",
+    "VioletSettings": "orchestrator.violet.client",
+    "capture_calls": "orchestrator.violet.calls",
+    "send_gate": "orchestrator.violet.gate",
+    "when_request_sent": "orchestrator.violet.sent",
+}
 
 __all__ = [
     "Address",
@@ -90,3 +143,16 @@ __all__ = [
     "send_gate",
     "when_request_sent",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 
 import httpx
+import psycopg
 import pytest
+import sqlalchemy.exc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import CheckoutBusy, LeaseLost, Orchestrator
 from orchestrator.config import Settings
 from orchestrator.sandbox import SandboxControl
+from orchestrator.store.repository import Repository
+from tests.fixtures.db import libpq_url
 from tests.fixtures.orchestrator import TOKEN, checkout_request, make_settings
 
 
@@ -86,3 +92,23 @@ async def test_a_claim_abandoned_before_any_write_is_found_again_after_its_lease
         claims = await orch.repo.claim_due(worker="w", limit=10, lease_seconds=5)
         assert {c.row.id for c in claims} == {waiting.id, due.id}
         assert all(c.previous_owner == "dead-worker" for c in claims)
+
+
+async def test_a_claim_meeting_a_writers_row_lock_is_busy(
+    orch: Orchestrator, database_url: str, engine: AsyncEngine
+) -> None:
+    registered = await orch.start(checkout_request(payment=TOKEN), run=False)
+    with psycopg.connect(libpq_url(database_url)) as holder:
+        holder.execute("SELECT 1 FROM checkouts WHERE id = %s FOR UPDATE", (registered.id,))
+        with pytest.raises(CheckoutBusy, match="being written by another worker"):
+            await Repository(engine).claim(registered.id, worker="w", lease_seconds=5)
+        holder.rollback()
+
+
+async def test_a_claim_failing_for_another_reason_is_not_called_busy(engine: AsyncEngine) -> None:
+    """Busy is PostgreSQL's lock_not_available, not an error whose text quotes its words (the
+    engine's errors echo the statement's parameters, here a worker name)."""
+    with pytest.raises(sqlalchemy.exc.DataError):  # NUL in a text parameter
+        await Repository(engine).claim(
+            uuid.uuid4(), worker="could not obtain lock\x00", lease_seconds=5
+        )

@@ -282,3 +282,9 @@ def test_each_revision_downgrades_to_the_one_before(empty_database_url: str) -> 
     migrate(empty_database_url)
     assert current_revision(empty_database_url) == HEAD
     assert schema_drift(empty_database_url) == []
+
+
+def test_head_revision_agrees_with_alembic() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert [head_revision()] == ScriptDirectory(str(migrations_dir())).get_heads()

@@ -59,6 +59,8 @@ OPERATIONS = (
 
 
 def _public_names_at_root() -> set[str]:
+    for name in orchestrator.__all__:
+        getattr(orchestrator, name)  # the root loads its names on first use (PEP 562)
     return {
         name
         for name, value in vars(orchestrator).items()

@@ -1,0 +1,67 @@
+"""A command imports what it uses: `--help` and the read-only queries start without alembic, the
+HTTP client, the sandbox or the engine, which together cost a CLI start most of a second."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.cli.conftest import clean_environment
+
+# Run as a fresh process: the test session itself has imported everything already.
+_PROBE = """
+import json, sys
+sys.argv = ["orchestrator", *sys.argv[1:]]
+from orchestrator.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+_NEVER_AT_START = ("alembic", "httpx", "orchestrator.sandbox", "orchestrator.api", "uvicorn")
+# typer itself imports pydantic for a subcommand's help: not ours to keep out.
+_NOT_FOR_HELP = (
+    *_NEVER_AT_START,
+    "sqlalchemy",
+    "psycopg",
+    "pydantic_settings",
+    "rich",
+    "transitions",
+)
+
+
+def _imported(*args: str, env: dict[str, str]) -> set[str]:
+    completed = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    line = next(x for x in completed.stderr.splitlines() if x.startswith("MODULES "))
+    return set(json.loads(line.removeprefix("MODULES ")))
+
+
+def _loaded(modules: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in roots or m.startswith(roots))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["checkout", "--help"], ["db", "--help"]])
+def test_help_imports_no_database_http_or_sandbox_code(args: list[str]) -> None:
+    modules = _imported(*args, env=clean_environment())
+    assert "orchestrator.cli" in modules
+    assert _loaded(modules, _NOT_FOR_HELP) == []
+
+
+def test_status_imports_neither_alembic_nor_the_http_client(database_url: str) -> None:
+    modules = _imported(
+        "status", "nobody", env=clean_environment(ORCHESTRATOR_DATABASE_URL=database_url)
+    )
+    assert "orchestrator.audit" in modules  # the query did run
+    assert _loaded(modules, _NEVER_AT_START) == []
