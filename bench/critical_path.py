@@ -45,7 +45,7 @@ from bench.throughput import (
     violet_client,
 )
 from orchestrator.api import Orchestrator
-from orchestrator.runner import Runner
+from orchestrator.engine.runner import Runner
 from orchestrator.sandbox import SandboxConfig, SandboxServer
 from orchestrator.store.repository import Repository
 from orchestrator.violet.client import VioletClient

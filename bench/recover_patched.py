@@ -11,7 +11,7 @@ from bench import patches
 
 patches.sharded_http(int(os.environ.get("BENCH_HTTP_SHARDS", "8")))
 
-from orchestrator.cli import main  # noqa: E402 - imported after the patch on purpose
+from orchestrator.cli.app import main  # noqa: E402 - imported after the patch on purpose
 
 if __name__ == "__main__":
     main()

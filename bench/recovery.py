@@ -44,7 +44,7 @@ from bench.common import (
 )
 from bench.throughput import run_closed_loop, violet_client
 from orchestrator.api import Orchestrator
-from orchestrator.crashpoints import CrashPoints
+from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxConfig, SandboxControl, SandboxServer
 from orchestrator.states import TERMINAL_STATES
 

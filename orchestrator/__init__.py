@@ -1,7 +1,7 @@
 """orchestrator: drives Violet checkouts as persisted, crash-safe state machines.
 
 The public API is what this module exports; everything else is an implementation detail.
-Names are imported on first use (PEP 562), so `import orchestrator.cli` (every CLI start) does
+Names are imported on first use (PEP 562), so `import orchestrator.cli.app` (every CLI start) does
 not pay for the database drivers, HTTP client and pydantic models the library rests on.
 """
 

@@ -1,6 +1,6 @@
 """`python -m orchestrator` runs the CLI."""
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 
 if __name__ == "__main__":
     main()

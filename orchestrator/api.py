@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator import states
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
-from orchestrator.crashpoints import CrashPoints
+from orchestrator.engine.crashpoints import CrashPoints
+from orchestrator.engine.leases import LeaseKeeper
+from orchestrator.engine.runner import DriveResult, RetryPolicy, Runner
 from orchestrator.errors import (
     CheckoutConflict,
     CheckoutNotFound,
@@ -31,9 +33,7 @@ from orchestrator.errors import (
     IllegalTransition,
     PaymentNotConfirmed,
 )
-from orchestrator.leases import LeaseKeeper
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
-from orchestrator.runner import DriveResult, RetryPolicy, Runner
 from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event

@@ -1,7 +1,7 @@
 """The checkout state graph, declared once: states, edges and their triggers, the step after each.
 
-Everything that knows the graph asks this module: the `transitions` machine is built from `EDGES`
-(`orchestrator.machine`), the store's CHECK list and its SQL state lists are generated from it,
+Everything that knows the graph asks this module: the `transitions` machine is built from
+`EDGES` (`engine.machine`), the store's CHECK list and its SQL state lists are generated from it,
 the runner reads which step follows a state, and the front door asks the named predicates whether
 a cancel, a confirmation or a card is legal now. The migrations hold frozen copies of the same
 graph (the `checkout_state_transitions` table, the `ck_checkouts_state` CHECK); a test compares

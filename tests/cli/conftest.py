@@ -19,7 +19,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
+from orchestrator.cli.app import app
 from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.cli import ExitCode
+from orchestrator.cli.app import ExitCode
 from tests.cli.conftest import Cli
 from tests.fixtures.db import dump_rows
 from tests.fixtures.orchestrator import VISA, checkout_request

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from orchestrator.cli import ExitCode
+from orchestrator.cli.app import ExitCode
 from tests.cli.conftest import Cli
 from tests.fixtures.orchestrator import DECLINED, TOKEN, checkout_request
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.cli import ExitCode
+from orchestrator.cli.app import ExitCode
 from tests.cli.conftest import Cli
 from tests.fixtures.orchestrator import TOKEN, checkout_request
 

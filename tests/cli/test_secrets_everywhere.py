@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.cli import ExitCode
+from orchestrator.cli.app import ExitCode
 from orchestrator.sandbox import SANDBOX_CREDENTIALS
 from tests.cli.conftest import Cli
 from tests.fixtures.db import dump_rows

@@ -15,7 +15,7 @@ from tests.cli.conftest import clean_environment
 _PROBE = """
 import json, sys
 sys.argv = ["orchestrator", *sys.argv[1:]]
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 try:
     main()
 except SystemExit:
@@ -55,7 +55,7 @@ def _loaded(modules: set[str], roots: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize("args", [["--help"], ["checkout", "--help"], ["db", "--help"]])
 def test_help_imports_no_database_http_or_sandbox_code(args: list[str]) -> None:
     modules = _imported(*args, env=clean_environment())
-    assert "orchestrator.cli" in modules
+    assert "orchestrator.cli.app" in modules
     assert _loaded(modules, _NOT_FOR_HELP) == []
 
 

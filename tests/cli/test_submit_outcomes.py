@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from orchestrator.cli import ExitCode
+from orchestrator.cli.app import ExitCode
 from tests.cli.conftest import Cli
 from tests.fixtures.orchestrator import TOKEN, TWO_MERCHANTS, checkout_request
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api import Orchestrator
-from orchestrator.crashpoints import POINTS
+from orchestrator.engine.crashpoints import POINTS
+from orchestrator.engine.steps import STEPS
 from orchestrator.states import APPLY_PAYMENT, CREATE_CART, PRICE, SUBMIT
-from orchestrator.steps import STEPS
 from tests.crash import procs, worker
 from tests.crash.conftest import assert_exactly_once, summary_of
 from tests.fixtures.sandbox import HttpSandbox

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api import Orchestrator
-from orchestrator.crashpoints import POINTS
-from orchestrator.steps import STEPS
+from orchestrator.engine.crashpoints import POINTS
+from orchestrator.engine.steps import STEPS
 from tests.crash import procs, worker
 from tests.crash.conftest import assert_exactly_once
 from tests.fixtures.sandbox import HttpSandbox

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.api import Orchestrator
-from orchestrator.cli_recovery import recover_command, verify_command
+from orchestrator.cli.recovery import recover_command, verify_command
 from orchestrator.config import load_settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.sandbox.examples import DIGITAL, TOKEN, VISA, example_request

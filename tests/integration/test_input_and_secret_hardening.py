@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import CheckoutNotFound, InvalidRequest, Orchestrator
-from orchestrator.cli import ExitCode
+from orchestrator.cli.app import ExitCode
 from orchestrator.config import Settings
 from orchestrator.sandbox import SandboxControl
 from tests.cli.conftest import Cli, sandbox_env

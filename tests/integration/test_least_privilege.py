@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from orchestrator import audit
 from orchestrator.api import Orchestrator
-from orchestrator.cli import app
+from orchestrator.cli.app import app
 from orchestrator.recovery import recover
 from orchestrator.sandbox import SandboxControl
 from orchestrator.store.grants import CHECKOUT_COLUMNS_FIXED_AT_INSERT

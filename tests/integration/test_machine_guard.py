@@ -12,7 +12,8 @@ import re
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import machine, states
+from orchestrator import states
+from orchestrator.engine import machine
 
 
 async def test_migrated_guard_table_and_state_check_match_the_declaration(

@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from orchestrator.api import Orchestrator
-from orchestrator.cli_recovery import parse_since, recover_command, verify_command
+from orchestrator.cli.recovery import parse_since, recover_command, verify_command
 from orchestrator.sandbox import SANDBOX_CREDENTIALS
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request
 from tests.fixtures.orchestrator import test_settings as make_settings
@@ -126,7 +126,7 @@ def test_parse_since_accepts_ages_and_iso_times() -> None:
 
 def test_the_module_runs_as_a_program() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli_recovery", "recover", "--help"],
+        [sys.executable, "-m", "orchestrator.cli.recovery", "recover", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

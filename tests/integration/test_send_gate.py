@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.api import Orchestrator
 from orchestrator.clock import local_clock
-from orchestrator.crashpoints import CrashPoints
+from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxControl
 from orchestrator.violet import (
     SendGate,

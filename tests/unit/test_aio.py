@@ -42,7 +42,7 @@ def test_the_sync_facade_runs_its_private_loop_on_uvloop() -> None:
 def test_the_cli_raises_the_gc_thresholds_of_its_own_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from orchestrator import cli
+    from orchestrator.cli import app as cli
 
     seen: list[tuple[int, ...]] = []
     monkeypatch.setattr(cli, "app", lambda: seen.append(gc.get_threshold()))

@@ -47,7 +47,7 @@ def _exception_classes() -> list[type[BaseException]]:
 def test_the_walk_reaches_every_wing_of_the_package() -> None:
     modules = _package_modules()
     # A broken walk (a wrong prefix, an import error swallowed) would make the tree test vacuous.
-    for expected in ("orchestrator.cli", "orchestrator.violet.client", "orchestrator.store"):
+    for expected in ("orchestrator.cli.app", "orchestrator.violet.client", "orchestrator.store"):
         assert expected in modules
     assert not any(name.startswith("orchestrator.sandbox") for name in modules)
     classes = {cls.__name__ for cls in _exception_classes()}

@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from orchestrator import IllegalTransition, machine, states
-from orchestrator.runner import step_after
+from orchestrator import IllegalTransition, states
+from orchestrator.engine import machine
+from orchestrator.engine.runner import step_after
 from orchestrator.store.records import CheckoutRow
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic_core import PydanticUndefined
 
-from orchestrator import machine
 from orchestrator.config import Settings
+from orchestrator.engine import machine
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

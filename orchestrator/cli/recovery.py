@@ -1,7 +1,7 @@
-"""CLI glue for `orchestrator recover` and `orchestrator verify` (registered in orchestrator.cli).
+"""CLI glue for `orchestrator recover` and `orchestrator verify` (registered in `cli.app`).
 
-Kept apart from cli.py so the recovery job can be run, and killed, as its own process by the
-crash tests: ``python -m orchestrator.cli_recovery recover --until-idle``.
+Kept apart from app.py so the recovery job can be run, and killed, as its own process by the
+crash tests: ``python -m orchestrator.cli.recovery recover --until-idle``.
 Exit codes: 0 ok; 1 drift found (verify), or a drive raised a bug (recover --once /
 --until-idle); 2 bad input; 5 cannot reach the database or Violet, Violet refused the
 credentials, or a database error interrupted a drive (recover --once / --until-idle).

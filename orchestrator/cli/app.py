@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 
-from orchestrator import aio, cli_input, logs
+from orchestrator import aio, logs
+from orchestrator.cli import documents
 from orchestrator.errors import (
     CheckoutBusy,
     CheckoutConflict,
@@ -215,7 +216,7 @@ def _read_request(path: Path, settings: Settings) -> CheckoutRequest:
     the bad field."""
     from orchestrator.request import CheckoutRequest
 
-    return CheckoutRequest.parse(cli_input.read_json_object(path, limit=settings.max_request_bytes))
+    return CheckoutRequest.parse(documents.read_json_object(path, limit=settings.max_request_bytes))
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -241,7 +242,7 @@ def parse_time(value: str, *, option: str = "--since") -> datetime:
 
 
 def _print_checkout(checkout: Checkout, as_json: bool, *, show_secret: bool = False) -> None:
-    from orchestrator import render
+    from orchestrator.cli import render
 
     out = render.Output()
     handout = checkout.handout
@@ -273,7 +274,8 @@ def _checkout_exit(checkout: Checkout) -> None:
     """Exit 1 for a failed checkout, 3 when the send gate held a request back (the worker, not
     Violet, was in doubt), 5 when Violet could not be reached or refused our credentials (the
     row stays due)."""
-    from orchestrator import render, states  # no `transitions` import on this path
+    from orchestrator import states  # no `transitions` import on this path
+    from orchestrator.cli import render
 
     if checkout.state == states.FAILED:
         raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
@@ -414,7 +416,7 @@ def checkout_pay(
     if ctx.args or card.lstrip().startswith("{") or contains_card_number(card):
         raise _CARD_ON_ARGV
     settings = _settings()
-    data = cli_input.read_json_object(card, limit=settings.max_request_bytes)
+    data = documents.read_json_object(card, limit=settings.max_request_bytes)
     data.setdefault("type", "card")
     payment = CardPaymentRequest.parse(data)
     checkout = _run(_with_orchestrator(lambda orch: orch.provide_payment(ref, payment)))
@@ -432,7 +434,8 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """One checkout: state, Violet ids, totals, bags, pending step, next attempt, last error."""
-    from orchestrator import audit, render
+    from orchestrator import audit
+    from orchestrator.cli import render
 
     async def query() -> Checkout:
         async with _engine(_settings()) as engine:
@@ -453,7 +456,8 @@ def audit_command(
     as_json: bool = JsonOption,
 ) -> None:
     """A checkout's full history: every step, Violet call, transition, error and takeover."""
-    from orchestrator import audit, render
+    from orchestrator import audit
+    from orchestrator.cli import render
 
     async def query() -> tuple[Checkout, list[Any]]:
         async with _engine(_settings()) as engine:
@@ -485,7 +489,8 @@ def list_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Checkouts, newest first."""
-    from orchestrator import audit, render
+    from orchestrator import audit
+    from orchestrator.cli import render
 
     since_at = parse_time(since) if since else None
     until_at = parse_time(until, option="--until") if until else None
@@ -519,7 +524,8 @@ def stats_command(
     ),
 ) -> None:
     """Counts per state, due now, waiting for input, oldest unfinished checkout."""
-    from orchestrator import audit, render
+    from orchestrator import audit
+    from orchestrator.cli import render
 
     async def query() -> audit.Stats:
         async with _engine(_settings()) as engine:
@@ -577,7 +583,7 @@ def db_current(as_json: bool = JsonOption) -> None:
     """The database's schema revision and the one this code needs."""
     import sqlalchemy.exc
 
-    from orchestrator import render
+    from orchestrator.cli import render
     from orchestrator.store import database
 
     settings = _settings()
@@ -684,7 +690,7 @@ def diagram(
     fmt: str = typer.Option("mermaid", "--format", help="mermaid (no dependencies) or svg."),
 ) -> None:
     """The checkout state graph, drawn from the state machine itself."""
-    from orchestrator import machine
+    from orchestrator.engine import machine
 
     if fmt == "mermaid":
         typer.echo(machine.mermaid())
@@ -718,8 +724,8 @@ def config() -> None:
 @cli_errors
 def demo(as_json: bool = JsonOption) -> None:
     """The whole flow on this machine, offline: checkouts, a crash and its recovery, timelines."""
-    from orchestrator import demo as demo_module
-    from orchestrator import render
+    from orchestrator.cli import demo as demo_module
+    from orchestrator.cli import render
 
     settings = _settings()
     out = render.Output()
@@ -738,7 +744,7 @@ def _register_recovery_commands() -> None:
     import importlib
 
     try:
-        cli_recovery = importlib.import_module("orchestrator.cli_recovery")
+        cli_recovery = importlib.import_module("orchestrator.cli.recovery")
     except ImportError:
         return
     for name in ("recover", "verify"):

@@ -32,9 +32,9 @@ import uvicorn
 from orchestrator import audit
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import AuditEvent, Checkout
+from orchestrator.cli.render import Output, show_timeline
 from orchestrator.config import Settings
 from orchestrator.errors import CheckoutBusy
-from orchestrator.render import Output, show_timeline
 from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxConfig, SandboxControl, create_app
 from orchestrator.sandbox.examples import (
     DECLINED,

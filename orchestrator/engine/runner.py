@@ -32,22 +32,11 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator import machine, states
-from orchestrator.crashpoints import CrashPoints
-from orchestrator.errors import LeaseLost
-from orchestrator.leases import LeaseKeeper
-from orchestrator.states import (
-    APPLY_CUSTOMER,
-    APPLY_PAYMENT,
-    APPLY_SHIPPING,
-    CANCEL,
-    CONFIRM,
-    CREATE_CART,
-    FAIL,
-    PRICE,
-    SUBMIT,
-)
-from orchestrator.steps import (
+from orchestrator import states
+from orchestrator.engine import machine
+from orchestrator.engine.crashpoints import CrashPoints
+from orchestrator.engine.leases import LeaseKeeper
+from orchestrator.engine.steps import (
     STEPS,
     Advance,
     Answer,
@@ -61,6 +50,18 @@ from orchestrator.steps import (
     Redo,
     StepContext,
     error_summary,
+)
+from orchestrator.errors import LeaseLost
+from orchestrator.states import (
+    APPLY_CUSTOMER,
+    APPLY_PAYMENT,
+    APPLY_SHIPPING,
+    CANCEL,
+    CONFIRM,
+    CREATE_CART,
+    FAIL,
+    PRICE,
+    SUBMIT,
 )
 from orchestrator.store.records import CheckoutRow, Event, StepRecord
 from orchestrator.store.repository import Repository
