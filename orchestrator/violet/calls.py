@@ -2,12 +2,15 @@
 
 The runner wraps a step in ``with capture_calls() as calls:`` and writes the records itself.
 Capture is a context variable, so concurrent checkouts (separate asyncio tasks) never see each
-other's calls, and nothing at all is built when nobody is capturing.
+other's calls, and nothing at all is built when nobody is capturing. The client reports every
+exchange here (`record_answer`, `record_failure`): one place builds the record and its log line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -16,9 +19,25 @@ from typing import TYPE_CHECKING, Any, Final
 from orchestrator.violet.redact import REDACTED, mask_card_number, scrub_text
 
 if TYPE_CHECKING:
-    from orchestrator.violet.models import Cart
+    import httpx
 
-__all__ = ["CallRecord", "capture_calls", "summarize_cart", "summarize_request"]
+    from orchestrator.errors import VioletError
+    from orchestrator.violet.models import BagShippingMethods, Cart, OrderCancellation
+    from orchestrator.violet.transport import Op
+
+__all__ = [
+    "CallRecord",
+    "capture_calls",
+    "record_answer",
+    "record_failure",
+    "recording",
+    "summarize_cart",
+    "summarize_request",
+]
+
+# The client's logger: its one DEBUG line per exchange is documented under that name
+# (docs/violet-client.md), and client.py attaches the RedactingFilter to it.
+_log = logging.getLogger("orchestrator.violet.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +72,82 @@ def capture_calls() -> Iterator[list[CallRecord]]:
         _records.reset(token)
 
 
-def current_records() -> list[CallRecord] | None:
-    """The active capture list, or None (the client's cheap "is anyone listening" check)."""
-    return _records.get()
+def recording() -> bool:
+    """Whether an answer's summary is wanted (someone captures, or the DEBUG line is on): the
+    client's cheap check before it builds one."""
+    return _records.get() is not None or _log.isEnabledFor(logging.DEBUG)
+
+
+def record_answer(
+    op: Op,
+    path: str,
+    response: httpx.Response,
+    body: Any,
+    summary: dict[str, Any] | None,
+    err: VioletError | None,
+) -> None:
+    """Log and (when someone captures) record one answered exchange."""
+    _record(
+        op,
+        path,
+        status=response.status_code,
+        latency_ms=float(response.extensions.get("orchestrator_latency_ms", 0.0)),
+        body=body,
+        summary=summary,
+        error=type(err).__name__ if err is not None else None,
+        request_id=response.headers.get("x-request-id"),
+        outcome=response.status_code,
+    )
+
+
+def record_failure(op: Op, path: str, start: float, body: Any, err: VioletError | None) -> None:
+    """Log and record an exchange that brought no answer to read: refused, never sent, cut off,
+    failed on the wire, or cancelled (`err` None). `start` is its `time.perf_counter()`."""
+    error = type(err).__name__ if err is not None else "CancelledError"
+    _record(
+        op,
+        path,
+        status=err.status if err is not None else None,
+        latency_ms=(time.perf_counter() - start) * 1000.0,
+        body=body,
+        summary=None,
+        error=error,
+        request_id=None,
+        outcome=error,
+    )
+
+
+def _record(
+    op: Op,
+    path: str,
+    *,
+    status: int | None,
+    latency_ms: float,
+    body: Any,
+    summary: dict[str, Any] | None,
+    error: str | None,
+    request_id: str | None,
+    outcome: int | str,
+) -> None:
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug(
+            "violet %s %s %s -> %s in %.1f ms", op.name, op.method, path, outcome, latency_ms
+        )
+    records = _records.get()
+    if records is not None:
+        records.append(
+            CallRecord(
+                op=op.name,
+                method=op.method,
+                path=path,
+                status=status,
+                latency_ms=latency_ms,
+                request=summarize_request(body),
+                response=summary,
+                error=error,
+                request_id=request_id,
+            )
+        )
 
 
 # ---------------------------------------------------------------- allow-listed summaries
@@ -170,3 +262,25 @@ def summarize_error_body(body: Any) -> dict[str, Any] | None:
     if isinstance(body, str):
         return {"text": body}
     return None
+
+
+def summarize_methods(value: list[BagShippingMethods]) -> dict[str, Any]:
+    """The shipping methods offered, as ids per bag."""
+    return {
+        "bags": [
+            {
+                "bag_id": b.bag_id,
+                "shipping_method_ids": [m.shipping_method_id for m in b.shipping_methods],
+            }
+            for b in value
+        ]
+    }
+
+
+def summarize_orders(value: list[Cart]) -> dict[str, Any]:
+    """An order search answer: each order's id and status."""
+    return {"orders": [{"id": c.id, "status": c.status} for c in value]}
+
+
+def summarize_cancel(value: OrderCancellation) -> dict[str, Any]:
+    return {"order_id": value.order_id, "status": value.status}

@@ -9,44 +9,35 @@ durable retry and reconcile logic.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 import httpx
-import stamina
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.errors import ConfigError
 from orchestrator.sensitive import redact_excerpt, register_credential, register_token
 from orchestrator.violet.auth import TokenState
 from orchestrator.violet.calls import (
-    CallRecord,
-    current_records,
+    record_answer,
+    record_failure,
+    recording,
+    summarize_cancel,
     summarize_cart,
     summarize_error_body,
-    summarize_request,
+    summarize_methods,
+    summarize_orders,
 )
 from orchestrator.violet.errors import (
-    PRE_SEND_ERRORS,
     VioletAuthError,
     VioletCartErrors,
     VioletError,
     VioletOutcomeUnknown,
     VioletPermanentError,
-    VioletRateLimited,
-    VioletRetryableError,
-    VioletSendRefused,
     error_from_response,
-    error_from_transport,
 )
-from orchestrator.violet.gate import SendGate, current_gate
 from orchestrator.violet.models import (
     Address,
     BagShippingMethods,
@@ -59,7 +50,7 @@ from orchestrator.violet.models import (
     _OrderPage,
 )
 from orchestrator.violet.redact import RedactingFilter, scrub_text
-from orchestrator.violet.sent import TraceHook, request_leaving, request_sent_hook
+from orchestrator.violet.transport import DEFAULT_MAX_RESPONSE_BYTES, Op, Transport
 
 __all__ = ["VioletClient", "VioletSettings"]
 
@@ -68,46 +59,27 @@ _log.addFilter(RedactingFilter())
 
 _T = TypeVar("_T")
 
-# A Retry-After longer than this is the caller's to honour (durably), not ours to sleep through.
-MAX_INLINE_RETRY_AFTER: Final = 10.0
-#: The largest answer read (VIOLET_MAX_RESPONSE_BYTES): a cart or an order page is a few kB.
-DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
-
 _SHIPPING_ADAPTER: Final = TypeAdapter(list[BagShippingMethods])
 _CART_LIST_ADAPTER: Final = TypeAdapter(list[Cart])
 
 
-@dataclass(frozen=True, slots=True)
-class _Op:
-    """One Violet operation: its audit name, HTTP method, and whether it is an idempotent read.
-
-    `gated`: repeating it makes a second cart, charge or order, so while the runner sets a send
-    gate (violet/gate.py) it is sent only if the gate allows it.
-    """
-
-    name: str
-    method: str
-    read: bool
-    gated: bool = False
-
-
-_LOGIN = _Op("login", "POST", read=True)  # minting another token is harmless
-_REFRESH = _Op("refresh", "GET", read=True)
-_CREATE_CART = _Op("create_cart", "POST", read=False, gated=True)
-_GET_CART = _Op("get_cart", "GET", read=True)
-_DELETE_CART = _Op("delete_cart", "DELETE", read=False)
-_CUSTOMER = _Op("customer", "POST", read=False)
-_SHIPPING_ADDRESS = _Op("shipping_address", "POST", read=False)
-_BILLING_ADDRESS = _Op("billing_address", "POST", read=False)
-_SHIPPING_AVAILABLE = _Op("shipping_available", "GET", read=True)
-_SET_SHIPPING = _Op("set_shipping", "POST", read=False)
-_PRICE = _Op("price", "GET", read=True)
-_PAYMENT = _Op("payment", "POST", read=False, gated=True)
-_PAYMENT_UPDATE = _Op("payment_update", "POST", read=False)
-_SUBMIT = _Op("submit", "POST", read=False, gated=True)
-_GET_ORDER = _Op("get_order", "GET", read=True)
-_SEARCH_ORDERS = _Op("search_orders", "POST", read=True)
-_CANCEL_ORDER = _Op("cancel_order", "POST", read=False)
+_LOGIN = Op("login", "POST", read=True)  # minting another token is harmless
+_REFRESH = Op("refresh", "GET", read=True)
+_CREATE_CART = Op("create_cart", "POST", read=False, gated=True)
+_GET_CART = Op("get_cart", "GET", read=True)
+_DELETE_CART = Op("delete_cart", "DELETE", read=False)
+_CUSTOMER = Op("customer", "POST", read=False)
+_SHIPPING_ADDRESS = Op("shipping_address", "POST", read=False)
+_BILLING_ADDRESS = Op("billing_address", "POST", read=False)
+_SHIPPING_AVAILABLE = Op("shipping_available", "GET", read=True)
+_SET_SHIPPING = Op("set_shipping", "POST", read=False)
+_PRICE = Op("price", "GET", read=True)
+_PAYMENT = Op("payment", "POST", read=False, gated=True)
+_PAYMENT_UPDATE = Op("payment_update", "POST", read=False)
+_SUBMIT = Op("submit", "POST", read=False, gated=True)
+_GET_ORDER = Op("get_order", "GET", read=True)
+_SEARCH_ORDERS = Op("search_orders", "POST", read=True)
+_CANCEL_ORDER = Op("cancel_order", "POST", read=False)
 
 
 class VioletSettings(Protocol):
@@ -137,12 +109,6 @@ def _secret(value: SecretStr | str) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
-#: The longest wait stamina's default backoff picks between inline retries (wait_max + jitter).
-_MAX_BACKOFF_S = 6.0
-#: The deadline of the Violet call this task is making (loop time), for its exchanges.
-_CALL_DEADLINE: ContextVar[float | None] = ContextVar("violet_call_deadline", default=None)
-
-
 class VioletClient:
     """Violet's checkout API as typed async methods; share one instance per process."""
 
@@ -163,42 +129,19 @@ class VioletClient:
         http_shards: int | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._max_response_bytes = max_response_bytes
         self._username = username
         self._password = SecretStr(_secret(password))
-        self._total_timeout = total_timeout
-        self._read_retries = max(0, read_retries)
-        # httpcore scans every pooled connection (a poll syscall each) on every request, so one
-        # client with many connections slows down as concurrency grows: requests go round-robin
-        # over a few smaller pools instead (an in-process transport needs only one).
-        # The bench measured pools of 25 still spending 25% of a recovery's CPU in that scan;
-        # pools of at most 8 connections keep it small (default: ceil(max_connections / 8)).
-        if http_shards is None:
-            http_shards = -(-max_connections // 8)
-        shards = 1 if transport is not None else max(1, min(http_shards, max_connections))
-        per_shard = max(1, max_connections // shards)
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        # Requests go straight to a transport, not through httpx.AsyncClient: Violet needs no
-        # cookies, redirects or auth flows, and those layers cost a third of a call's CPU
-        # (docs/performance.md). Proxies from the environment keep the full client path.
-        self._transports: list[httpx.AsyncBaseTransport] = (
-            [transport]
-            if transport is not None
-            else [httpx.AsyncHTTPTransport(limits=limits, http2=False) for _ in range(shards)]
+        self._transport = Transport(
+            base_url=base_url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            total_timeout=total_timeout,
+            transport=transport,
+            read_retries=read_retries,
+            max_connections=max_connections,
+            http_shards=http_shards,
+            max_response_bytes=max_response_bytes,
         )
-        self._next_transport = itertools.cycle(self._transports)
-        # httpcore (our own pools, the proxied client, a host's httpx.AsyncHTTPTransport) reports
-        # when a request has been sent; another transport given by the host may not (sent.py).
-        self._traced = transport is None or isinstance(transport, httpx.AsyncHTTPTransport)
-        self._proxied: httpx.AsyncClient | None = None
-        if transport is None and _environment_proxies():
-            self._proxied = httpx.AsyncClient(
-                follow_redirects=False, limits=httpx.Limits(max_connections=max_connections)
-            )
-        self._timeout = httpx.Timeout(
-            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
-        ).as_dict()
         self._headers: dict[str, str] = {
             "X-Violet-App-Id": str(app_id),
             "X-Violet-App-Secret": _secret(app_secret),
@@ -246,7 +189,7 @@ class VioletClient:
         )
 
     def __repr__(self) -> str:
-        return f"VioletClient(base_url={self._base_url!r}, username={self._username!r})"
+        return f"VioletClient(base_url={self._transport.base_url!r}, username={self._username!r})"
 
     async def __aenter__(self) -> VioletClient:
         return self
@@ -257,13 +200,10 @@ class VioletClient:
     @property
     def total_timeout(self) -> float:
         """The longest one call lasts, retries included: after it, no request of ours is sent."""
-        return self._total_timeout
+        return self._transport.total_timeout
 
     async def aclose(self) -> None:
-        for transport in self._transports:
-            await transport.aclose()
-        if self._proxied is not None:
-            await self._proxied.aclose()
+        await self._transport.aclose()
 
     # ------------------------------------------------------------ auth
 
@@ -287,7 +227,7 @@ class VioletClient:
         self._set_token(token)
         self._refresh_token = SecretStr(refresh) if isinstance(refresh, str) and refresh else None
         register_token(self._refresh_token)
-        self._finish(_LOGIN, "/login", response, None, None, None)
+        record_answer(_LOGIN, "/login", response, None, None, None)
 
     async def _refresh(self) -> None:
         assert self._refresh_token is not None
@@ -305,7 +245,7 @@ class VioletClient:
                 VioletAuthError("refresh answer carried no token"),
             )
         self._set_token(token)
-        self._finish(_REFRESH, "/auth/token", response, None, None, None)
+        record_answer(_REFRESH, "/auth/token", response, None, None, None)
 
     def _set_token(self, token: str) -> None:
         register_token(token)
@@ -345,7 +285,7 @@ class VioletClient:
 
     async def _exchange(
         self,
-        op: _Op,
+        op: Op,
         path: str,
         body: Any,
         params: dict[str, str] | None,
@@ -353,157 +293,20 @@ class VioletClient:
         *,
         secret_body: bool = False,
     ) -> httpx.Response:
-        """Send once under the client's own deadline; transport failures become Violet errors."""
+        """Send one request through the transport; an exchange that brought no answer is recorded
+        here (without the body when it is secret), an answered one once its answer is read."""
         start = time.perf_counter()
-        extensions: dict[str, Any] = {"timeout": self._timeout}
-        gate = current_gate() if op.gated else None
-        if self._traced:
-            trace = _trace_hook(gate, request_sent_hook(), op, path)
-            if trace is not None:
-                extensions["trace"] = trace
-        request = httpx.Request(
-            op.method,
-            self._base_url + path,
-            params=params,
-            headers=self._headers if headers is None else {**self._headers, **headers},
-            content=None if body is None else _encode_json(body),
-            extensions=extensions,
-        )
-        if body is not None:
-            request.headers["Content-Type"] = "application/json"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._total_timeout
-        call_deadline = _CALL_DEADLINE.get()
-        if call_deadline is not None and call_deadline < deadline:  # the call's deadline binds
-            deadline = call_deadline
-            if deadline <= loop.time():  # never send once the call's time is up
-                err: VioletError = VioletRetryableError(
-                    "the call's total timeout passed before this request was sent",
-                    method=op.method,
-                    path=path,
-                    op=op.name,
-                )
-                self._finish_failed(op, path, start, None if secret_body else body, err)
-                raise err
+        sent_headers = self._headers if headers is None else {**self._headers, **headers}
         try:
-            async with asyncio.timeout_at(deadline):
-                if not self._traced:  # handing it over is as close to "sent" as we can see
-                    if gate is not None:
-                        _check_gate(gate, op, path)
-                    request_leaving()
-                if self._proxied is not None:
-                    response = await self._proxied.send(request, stream=True)
-                else:
-                    response = await next(self._next_transport).handle_async_request(request)
-                    response.request = request
-                try:
-                    await _read_at_most(response, self._max_response_bytes)
-                finally:
-                    await response.aclose()
-        except _AnswerTooLarge as too_large:
-            err = self._too_large(op, path, too_large)
-            self._finish_failed(
-                op, path, start, None if secret_body else body, err, status=too_large.status
-            )
-            raise err from None
-        except (httpx.RequestError, TimeoutError) as exc:
-            err = error_from_transport(exc, op=op.name, method=op.method, path=path, read=op.read)
-            self._finish_failed(op, path, start, None if secret_body else body, err)
-            raise err from exc
-        except VioletSendRefused as refused:  # by the gate: no byte of it was written
-            self._finish_failed(op, path, start, None if secret_body else body, refused)
-            raise
-        except asyncio.CancelledError:
-            self._finish_failed(op, path, start, None if secret_body else body, None)
+            response = await self._transport.send(op, path, body, params, sent_headers)
+        except (VioletError, asyncio.CancelledError) as exc:
+            err = exc if isinstance(exc, VioletError) else None
+            record_failure(op, path, start, None if secret_body else body, err)
             raise
         response.extensions["orchestrator_latency_ms"] = (time.perf_counter() - start) * 1000.0
         return response
 
-    def _too_large(self, op: _Op, path: str, too_large: _AnswerTooLarge) -> VioletError:
-        """A read's answer cut off is retryable (nothing was applied, and the next answer may be
-        a normal one; a probe of an unknown outcome must not fail the checkout over it); a
-        write's is an outcome unknown (it may have been applied): reconcile."""
-        cls = VioletRetryableError if op.read else VioletOutcomeUnknown
-        return cls(
-            f"Violet's answer is over {self._max_response_bytes} bytes (VIOLET_MAX_RESPONSE_BYTES):"
-            f" cut off after {too_large.size} bytes",
-            status=too_large.status,
-            method=op.method,
-            path=path,
-            op=op.name,
-            request_id=too_large.request_id,
-            error_type="response_too_large",
-        )
-
-    def _finish_failed(
-        self,
-        op: _Op,
-        path: str,
-        start: float,
-        body: Any,
-        err: VioletError | None,
-        *,
-        status: int | None = None,
-    ) -> None:
-        latency_ms = (time.perf_counter() - start) * 1000.0
-        error = type(err).__name__ if err is not None else "CancelledError"
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug(
-                "violet %s %s %s -> %s in %.1f ms", op.name, op.method, path, error, latency_ms
-            )
-        records = current_records()
-        if records is not None:
-            records.append(
-                CallRecord(
-                    op=op.name,
-                    method=op.method,
-                    path=path,
-                    status=status,
-                    latency_ms=latency_ms,
-                    request=summarize_request(body),
-                    response=None,
-                    error=error,
-                    request_id=None,
-                )
-            )
-
-    def _finish(
-        self,
-        op: _Op,
-        path: str,
-        response: httpx.Response,
-        body: Any,
-        summary: dict[str, Any] | None,
-        err: VioletError | None,
-    ) -> None:
-        """Log and (when someone captures) record one answered exchange."""
-        latency_ms = float(response.extensions.get("orchestrator_latency_ms", 0.0))
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug(
-                "violet %s %s %s -> %s in %.1f ms",
-                op.name,
-                op.method,
-                path,
-                response.status_code,
-                latency_ms,
-            )
-        records = current_records()
-        if records is not None:
-            records.append(
-                CallRecord(
-                    op=op.name,
-                    method=op.method,
-                    path=path,
-                    status=response.status_code,
-                    latency_ms=latency_ms,
-                    request=summarize_request(body),
-                    response=summary,
-                    error=type(err).__name__ if err is not None else None,
-                    request_id=response.headers.get("x-request-id"),
-                )
-            )
-
-    def _failure(self, op: _Op, path: str, response: httpx.Response, body: Any) -> VioletError:
+    def _failure(self, op: Op, path: str, response: httpx.Response, body: Any) -> VioletError:
         """Classify a non-2xx answer, record it, and return the exception to raise."""
         err = error_from_response(
             op=op.name,
@@ -514,27 +317,27 @@ class VioletClient:
             headers=response.headers,
             read=op.read,
         )
-        self._finish(op, path, response, body, summarize_error_body(err.body), err)
+        record_answer(op, path, response, body, summarize_error_body(err.body), err)
         return err
 
     def _recorded(
-        self, op: _Op, path: str, response: httpx.Response, err: VioletError
+        self, op: Op, path: str, response: httpx.Response, err: VioletError
     ) -> VioletError:
         err.status = response.status_code
         err.method = op.method
         err.path = path
         err.op = op.name
         err.request_id = response.headers.get("x-request-id")
-        self._finish(op, path, response, None, None, err)
+        record_answer(op, path, response, None, None, err)
         return err
 
-    def _json(self, op: _Op, path: str, response: httpx.Response) -> Any:
+    def _json(self, op: Op, path: str, response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
             raise self._unreadable(op, path, response, None) from None
 
-    def _unreadable(self, op: _Op, path: str, response: httpx.Response, body: Any) -> VioletError:
+    def _unreadable(self, op: Op, path: str, response: httpx.Response, body: Any) -> VioletError:
         # A write that answered 2xx was applied; only its answer is lost.
         cls = VioletPermanentError if op.read else VioletOutcomeUnknown
         err = cls(
@@ -546,84 +349,27 @@ class VioletClient:
             op=op.name,
             request_id=response.headers.get("x-request-id"),
         )
-        self._finish(op, path, response, body, None, err)
+        record_answer(op, path, response, body, None, err)
         return err
 
     # ------------------------------------------------------------ one call: auth + retries
 
     async def _call(
-        self, op: _Op, path: str, body: Any = None, params: dict[str, str] | None = None
+        self, op: Op, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> httpx.Response:
-        """A 2xx answer to one operation, or the classified error (reads retried transparently).
-
-        No request of the call (login or refresh, retries) is sent, nor waited for, past the
-        total timeout from the call's start: the runner's settle window for an unanswered submit
-        or create_cart is built on it. (Cheaper than a timeout around the call: each exchange
-        ends by the call's deadline, and none starts after it.)
-        """
-        token = _CALL_DEADLINE.set(asyncio.get_running_loop().time() + self._total_timeout)
-        try:
-            return await self._call_retrying(op, path, body, params)
-        finally:
-            _CALL_DEADLINE.reset(token)
-
-    async def _call_retrying(
-        self, op: _Op, path: str, body: Any, params: dict[str, str] | None
-    ) -> httpx.Response:
-        try:
-            return await self._call_once(op, path, body, params)
-        except VioletRetryableError as exc:
-            if self._read_retries == 0 or self._retry_delay(op, exc) is False:
-                raise
-            first: VioletError | None = exc
-        # Slow path: only now pay for a retry loop. The first failure is replayed inside it so
-        # that stamina's backoff and attempt count include it.
-        async for attempt in stamina.retry_context(
-            on=lambda exc: self._retry_delay(op, exc),
-            attempts=self._read_retries + 1,
-            timeout=None,
-            wait_initial=0.1,
-            wait_max=5.0,
-        ):
-            with attempt:
-                if first is not None:
-                    pending, first = first, None
-                    raise pending
-                return await self._call_once(op, path, body, params)
-        raise AssertionError("unreachable: stamina re-raises the last failure")
-
-    def _retry_delay(self, op: _Op, exc: Exception) -> bool | float:
-        """stamina hook: False = do not retry; True = default backoff; float = wait that long."""
-        if not isinstance(exc, VioletRetryableError) or isinstance(exc, VioletSendRefused):
-            return False  # a refused send would be refused again: the runner reconciles
-        call_deadline = _CALL_DEADLINE.get()
-        left = float("inf")
-        if call_deadline is not None:
-            left = call_deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return False  # the call's time is up
-        # A failure in the auth phase (login/refresh) means this op's request was never sent.
-        never_sent = exc.op != op.name or isinstance(exc.__cause__, PRE_SEND_ERRORS)
-        if not (op.read or never_sent):
-            return False
-        if isinstance(exc, VioletRateLimited) and exc.retry_after is not None:
-            if exc.retry_after > MAX_INLINE_RETRY_AFTER or exc.retry_after >= left:
-                return False  # this error (and its Retry-After) goes to the caller as it is
-            return exc.retry_after
-        if left < _MAX_BACKOFF_S:
-            # stamina's next wait might outlast the call: wait within what is left instead.
-            return min(1.0, left / 2)
-        return True
+        """A 2xx answer to one operation, or the classified error (reads retried transparently,
+        the whole call bounded by the total timeout: `Transport.call`)."""
+        return await self._transport.call(op, lambda: self._call_once(op, path, body, params))
 
     async def _call_once(
-        self, op: _Op, path: str, body: Any, params: dict[str, str] | None
+        self, op: Op, path: str, body: Any, params: dict[str, str] | None
     ) -> httpx.Response:
         auth = self._auth
         token = auth.token if auth is not None and not auth.needs_refresh() else await self._token()
         response = await self._exchange(op, path, body, params, None)
         if response.status_code in (401, 403):
             # The token may have died early (revoked, clock skew): refresh once, then retry once.
-            self._finish(op, path, response, body, None, None)
+            record_answer(op, path, response, body, None, None)
             await self._token(stale=token)
             response = await self._exchange(op, path, body, params, None)
         if not response.is_success:
@@ -632,9 +378,7 @@ class VioletClient:
 
     # ------------------------------------------------------------ answers
 
-    def _cart(
-        self, op: _Op, path: str, response: httpx.Response, body: Any, *, check: bool
-    ) -> Cart:
+    def _cart(self, op: Op, path: str, response: httpx.Response, body: Any, *, check: bool) -> Cart:
         """Parse a cart answer; with ``check``, blocking ``errors[]`` raise VioletCartErrors."""
         try:
             cart = Cart.model_validate_json(response.content)
@@ -648,15 +392,15 @@ class VioletClient:
             and not (op is _SUBMIT and (cart.accepted_bags or cart.outcome_pending))
         ):
             err = _cart_errors(cart, op, path, response)
-            self._finish(op, path, response, body, summarize_cart(cart), err)
+            record_answer(op, path, response, body, summarize_cart(cart), err)
             raise err
-        if current_records() is not None or _log.isEnabledFor(logging.DEBUG):
-            self._finish(op, path, response, body, summarize_cart(cart), None)
+        if recording():
+            record_answer(op, path, response, body, summarize_cart(cart), None)
         return cart
 
     def _parsed(
         self,
-        op: _Op,
+        op: Op,
         path: str,
         response: httpx.Response,
         parse: Callable[[bytes], _T],
@@ -666,11 +410,11 @@ class VioletClient:
             value = parse(response.content)
         except ValidationError:
             raise self._unreadable(op, path, response, None) from None
-        if current_records() is not None or _log.isEnabledFor(logging.DEBUG):
-            self._finish(op, path, response, None, summarize(value), None)
+        if recording():
+            record_answer(op, path, response, None, summarize(value), None)
         return value
 
-    async def _cart_call(self, op: _Op, path: str, body: Any = None, *, check: bool = True) -> Cart:
+    async def _cart_call(self, op: Op, path: str, body: Any = None, *, check: bool = True) -> Cart:
         response = await self._call(op, path, body)
         return self._cart(op, path, response, body, check=check)
 
@@ -718,7 +462,7 @@ class VioletClient:
         path = f"/checkout/cart/{cart_id}/shipping/available"
         response = await self._call(_SHIPPING_AVAILABLE, path)
         return self._parsed(
-            _SHIPPING_AVAILABLE, path, response, _SHIPPING_ADAPTER.validate_json, _summarize_methods
+            _SHIPPING_AVAILABLE, path, response, _SHIPPING_ADAPTER.validate_json, summarize_methods
         )
 
     async def set_shipping_methods(
@@ -760,12 +504,12 @@ class VioletClient:
         params = {"exclude_in_progress": "true" if exclude_in_progress else "false"}
         body = {"app_order_id": app_order_id}
         response = await self._call(_SEARCH_ORDERS, path, body, params)
-        return self._parsed(_SEARCH_ORDERS, path, response, _parse_order_page, _summarize_orders)
+        return self._parsed(_SEARCH_ORDERS, path, response, _parse_order_page, summarize_orders)
 
     async def delete_cart(self, cart_id: int) -> None:
         path = f"/checkout/cart/{cart_id}"
         response = await self._call(_DELETE_CART, path)
-        self._finish(_DELETE_CART, path, response, None, None, None)
+        record_answer(_DELETE_CART, path, response, None, None, None)
 
     async def cancel_order(
         self, order_id: int, *, reason: str = "canceled by orchestrator"
@@ -774,75 +518,14 @@ class VioletClient:
         body = {"reason": reason}
         response = await self._call(_CANCEL_ORDER, path, body)
         return self._parsed(
-            _CANCEL_ORDER, path, response, OrderCancellation.model_validate_json, _summarize_cancel
+            _CANCEL_ORDER, path, response, OrderCancellation.model_validate_json, summarize_cancel
         )
 
 
 # ---------------------------------------------------------------- helpers
 
 
-class _AnswerTooLarge(OrchestratorError):
-    """An answer longer than the client reads; what is known of it. It never leaves the client
-    (`_send` turns it into a VioletError), but derives from the root like every error here."""
-
-    def __init__(self, size: int, status: int, request_id: str | None) -> None:
-        super().__init__(size)
-        self.size = size
-        self.status = status
-        self.request_id = request_id
-
-
-async def _read_at_most(response: httpx.Response, limit: int) -> None:
-    """`response.aread()`, but refusing an answer over `limit` bytes (decoded, so a compressed
-    bomb counts at its real size) before holding more than that in memory."""
-    request_id = response.headers.get("x-request-id")
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _AnswerTooLarge(int(declared), response.status_code, request_id)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _AnswerTooLarge(size, response.status_code, request_id)
-        chunks.append(chunk)
-    response._content = b"".join(chunks)  # what aread() stores: .content, .json() read it
-
-
-def _check_gate(gate: SendGate, op: _Op, path: str) -> None:
-    refusal = gate.refusal()
-    if refusal is not None:
-        raise VioletSendRefused(refusal, method=op.method, path=path, op=op.name)
-
-
-def _trace_hook(
-    gate: SendGate | None, sent_hook: TraceHook | None, op: _Op, path: str
-) -> TraceHook | None:
-    """The httpcore trace extension for one request: the send gate, checked once the connection
-    is ready and before the first byte of the request is written (raising there aborts the
-    request; httpcore closes the connection), and the "request sent" signal (sent.py)."""
-    if gate is None:
-        return sent_hook
-
-    async def trace(name: str, info: dict[str, Any]) -> None:
-        if name.endswith("send_request_headers.started"):
-            _check_gate(gate, op, path)
-        if sent_hook is not None:
-            await sent_hook(name, info)
-
-    return trace
-
-
-def _encode_json(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _environment_proxies() -> bool:
-    """True when HTTP(S)_PROXY/ALL_PROXY is set: then requests take httpx's full client path."""
-    return any(key in urllib.request.getproxies() for key in ("http", "https", "all"))
-
-
-def _cart_errors(cart: Cart, op: _Op, path: str, response: httpx.Response) -> VioletCartErrors:
+def _cart_errors(cart: Cart, op: Op, path: str, response: httpx.Response) -> VioletCartErrors:
     first = cart.errors[0]
     detail = "; ".join(
         f"{e.type or 'UNKNOWN'}"
@@ -868,23 +551,3 @@ def _parse_order_page(content: bytes) -> list[Cart]:
     if content.lstrip()[:1] == b"[":
         return _CART_LIST_ADAPTER.validate_json(content)
     return _OrderPage.model_validate_json(content).content
-
-
-def _summarize_methods(value: list[BagShippingMethods]) -> dict[str, Any]:
-    return {
-        "bags": [
-            {
-                "bag_id": b.bag_id,
-                "shipping_method_ids": [m.shipping_method_id for m in b.shipping_methods],
-            }
-            for b in value
-        ]
-    }
-
-
-def _summarize_orders(value: list[Cart]) -> dict[str, Any]:
-    return {"orders": [{"id": c.id, "status": c.status} for c in value]}
-
-
-def _summarize_cancel(value: OrderCancellation) -> dict[str, Any]:
-    return {"order_id": value.order_id, "status": value.status}

@@ -19,7 +19,7 @@ from orchestrator.violet import (
     capture_calls,
     when_request_sent,
 )
-from orchestrator.violet import client as client_module
+from orchestrator.violet import transport as transport_module
 from tests.integration.test_client_support import CUSTOMER, no_retry_waits, ready_to_submit
 
 __all__ = ["no_retry_waits"]
@@ -109,7 +109,7 @@ async def test_a_waiting_write_is_told_once_the_request_has_left_not_when_the_an
     await control.add_fault("customer", "latency", count=1, latency_ms=200)
     seen: list[str] = []
     # The hand-over signal is for transports without traces: it must not be what fires here.
-    monkeypatch.setattr(client_module, "request_leaving", lambda: seen.append("handed over"))
+    monkeypatch.setattr(transport_module, "request_leaving", lambda: seen.append("handed over"))
     with when_request_sent(lambda: seen.append("request sent")):
         await violet.apply_customer(cart.id, CUSTOMER)
         seen.append("answer")
