@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from orchestrator.errors import VioletError
     from orchestrator.violet.models import BagShippingMethods, Cart, OrderCancellation
-    from orchestrator.violet.transport import Op
+    from orchestrator.violet.ops import Op
 
 __all__ = [
     "CallRecord",

@@ -1,9 +1,11 @@
-"""Async client for Violet's checkout API: auth, classification, safe retries, audit capture.
+"""Async client for Violet's checkout API: one typed method per endpoint, and the shared JWT.
 
-One instance holds one pooled ``httpx.AsyncClient`` and one JWT shared by every caller. It never
-repeats a call that may have been applied (only reads, and requests that provably never left the
-process, are retried here); everything else is classified and handed to the caller, who owns the
-durable retry and reconcile logic.
+Each method builds its request, sends it through the transport (transport.py: pools, deadline,
+send gate, size cap, the only inline retries), and reads the answer into a model or a classified
+error (answers.py), every exchange recorded for the audit (calls.py). One instance holds one set
+of connection pools and one JWT shared by every caller. It never repeats a call that may have
+been applied; everything else is handed to the caller, who owns the durable retry and reconcile
+logic.
 """
 
 from __future__ import annotations
@@ -11,33 +13,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import httpx
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import SecretStr
 
 from orchestrator.errors import ConfigError
-from orchestrator.sensitive import redact_excerpt, register_credential, register_token
+from orchestrator.sensitive import register_credential, register_token
+from orchestrator.violet import ops
+from orchestrator.violet.answers import (
+    answer_error,
+    failure,
+    parse_order_page,
+    parse_shipping_methods,
+    read_cart,
+    read_json,
+    read_parsed,
+)
 from orchestrator.violet.auth import TokenState
 from orchestrator.violet.calls import (
     record_answer,
     record_failure,
-    recording,
     summarize_cancel,
-    summarize_cart,
-    summarize_error_body,
     summarize_methods,
     summarize_orders,
 )
-from orchestrator.violet.errors import (
-    VioletAuthError,
-    VioletCartErrors,
-    VioletError,
-    VioletOutcomeUnknown,
-    VioletPermanentError,
-    error_from_response,
-)
+from orchestrator.violet.errors import VioletAuthError, VioletError, VioletPermanentError
 from orchestrator.violet.models import (
     Address,
     BagShippingMethods,
@@ -47,39 +49,15 @@ from orchestrator.violet.models import (
     PaymentMethod,
     ShippingSelection,
     SkuLine,
-    _OrderPage,
 )
-from orchestrator.violet.redact import RedactingFilter, scrub_text
-from orchestrator.violet.transport import DEFAULT_MAX_RESPONSE_BYTES, Op, Transport
+from orchestrator.violet.ops import Op
+from orchestrator.violet.redact import RedactingFilter
+from orchestrator.violet.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 
 __all__ = ["VioletClient", "VioletSettings"]
 
 _log = logging.getLogger(__name__)
 _log.addFilter(RedactingFilter())
-
-_T = TypeVar("_T")
-
-_SHIPPING_ADAPTER: Final = TypeAdapter(list[BagShippingMethods])
-_CART_LIST_ADAPTER: Final = TypeAdapter(list[Cart])
-
-
-_LOGIN = Op("login", "POST", read=True)  # minting another token is harmless
-_REFRESH = Op("refresh", "GET", read=True)
-_CREATE_CART = Op("create_cart", "POST", read=False, gated=True)
-_GET_CART = Op("get_cart", "GET", read=True)
-_DELETE_CART = Op("delete_cart", "DELETE", read=False)
-_CUSTOMER = Op("customer", "POST", read=False)
-_SHIPPING_ADDRESS = Op("shipping_address", "POST", read=False)
-_BILLING_ADDRESS = Op("billing_address", "POST", read=False)
-_SHIPPING_AVAILABLE = Op("shipping_available", "GET", read=True)
-_SET_SHIPPING = Op("set_shipping", "POST", read=False)
-_PRICE = Op("price", "GET", read=True)
-_PAYMENT = Op("payment", "POST", read=False, gated=True)
-_PAYMENT_UPDATE = Op("payment_update", "POST", read=False)
-_SUBMIT = Op("submit", "POST", read=False, gated=True)
-_GET_ORDER = Op("get_order", "GET", read=True)
-_SEARCH_ORDERS = Op("search_orders", "POST", read=True)
-_CANCEL_ORDER = Op("cancel_order", "POST", read=False)
 
 
 class VioletSettings(Protocol):
@@ -107,6 +85,18 @@ class VioletSettings(Protocol):
 
 def _secret(value: SecretStr | str) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _token_answer(op: Op, path: str, response: httpx.Response) -> dict[str, Any]:
+    """A login or refresh answer, which must carry a token; anything else is raised, recorded."""
+    if not response.is_success:
+        raise failure(op, path, response, None)
+    data = read_json(op, path, response)
+    token = data.get("token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        err = VioletAuthError(f"{op.name} answer carried no token")
+        raise answer_error(op, path, response, err)
+    return cast("dict[str, Any]", data)
 
 
 class VioletClient:
@@ -214,38 +204,21 @@ class VioletClient:
 
     async def _login(self) -> None:
         body = {"username": self._username, "password": self._password.get_secret_value()}
-        response = await self._exchange(_LOGIN, "/login", body, None, None, secret_body=True)
-        if not response.is_success:
-            raise self._failure(_LOGIN, "/login", response, None)
-        data = self._json(_LOGIN, "/login", response)
-        token = data.get("token") if isinstance(data, dict) else None
-        refresh = data.get("refresh_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise self._recorded(
-                _LOGIN, "/login", response, VioletAuthError("login answer carried no token")
-            )
-        self._set_token(token)
+        response = await self._exchange(ops.LOGIN, "/login", body, None, None, secret_body=True)
+        data = _token_answer(ops.LOGIN, "/login", response)
+        refresh = data.get("refresh_token")
+        self._set_token(data["token"])
         self._refresh_token = SecretStr(refresh) if isinstance(refresh, str) and refresh else None
         register_token(self._refresh_token)
-        record_answer(_LOGIN, "/login", response, None, None, None)
+        record_answer(ops.LOGIN, "/login", response, None, None, None)
 
     async def _refresh(self) -> None:
         assert self._refresh_token is not None
         headers = {"X-Violet-Token": self._refresh_token.get_secret_value()}
-        response = await self._exchange(_REFRESH, "/auth/token", None, None, headers)
-        if not response.is_success:
-            raise self._failure(_REFRESH, "/auth/token", response, None)
-        data = self._json(_REFRESH, "/auth/token", response)
-        token = data.get("token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise self._recorded(
-                _REFRESH,
-                "/auth/token",
-                response,
-                VioletAuthError("refresh answer carried no token"),
-            )
-        self._set_token(token)
-        record_answer(_REFRESH, "/auth/token", response, None, None, None)
+        response = await self._exchange(ops.REFRESH, "/auth/token", None, None, headers)
+        data = _token_answer(ops.REFRESH, "/auth/token", response)
+        self._set_token(data["token"])
+        record_answer(ops.REFRESH, "/auth/token", response, None, None, None)
 
     def _set_token(self, token: str) -> None:
         register_token(token)
@@ -306,52 +279,6 @@ class VioletClient:
         response.extensions["orchestrator_latency_ms"] = (time.perf_counter() - start) * 1000.0
         return response
 
-    def _failure(self, op: Op, path: str, response: httpx.Response, body: Any) -> VioletError:
-        """Classify a non-2xx answer, record it, and return the exception to raise."""
-        err = error_from_response(
-            op=op.name,
-            method=op.method,
-            path=path,
-            status=response.status_code,
-            content=response.content,
-            headers=response.headers,
-            read=op.read,
-        )
-        record_answer(op, path, response, body, summarize_error_body(err.body), err)
-        return err
-
-    def _recorded(
-        self, op: Op, path: str, response: httpx.Response, err: VioletError
-    ) -> VioletError:
-        err.status = response.status_code
-        err.method = op.method
-        err.path = path
-        err.op = op.name
-        err.request_id = response.headers.get("x-request-id")
-        record_answer(op, path, response, None, None, err)
-        return err
-
-    def _json(self, op: Op, path: str, response: httpx.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise self._unreadable(op, path, response, None) from None
-
-    def _unreadable(self, op: Op, path: str, response: httpx.Response, body: Any) -> VioletError:
-        # A write that answered 2xx was applied; only its answer is lost.
-        cls = VioletPermanentError if op.read else VioletOutcomeUnknown
-        err = cls(
-            "unreadable answer from Violet",
-            status=response.status_code,
-            body=redact_excerpt(response.text, 200),
-            method=op.method,
-            path=path,
-            op=op.name,
-            request_id=response.headers.get("x-request-id"),
-        )
-        record_answer(op, path, response, body, None, err)
-        return err
-
     # ------------------------------------------------------------ one call: auth + retries
 
     async def _call(
@@ -373,50 +300,12 @@ class VioletClient:
             await self._token(stale=token)
             response = await self._exchange(op, path, body, params, None)
         if not response.is_success:
-            raise self._failure(op, path, response, body)
+            raise failure(op, path, response, body)
         return response
-
-    # ------------------------------------------------------------ answers
-
-    def _cart(self, op: Op, path: str, response: httpx.Response, body: Any, *, check: bool) -> Cart:
-        """Parse a cart answer; with ``check``, blocking ``errors[]`` raise VioletCartErrors."""
-        try:
-            cart = Cart.model_validate_json(response.content)
-        except ValidationError:
-            raise self._unreadable(op, path, response, body) from None
-        # A submit answer is an error only once Violet has refused it: not while a bag is
-        # accepted, nor while the outcome is still pending (PROCESSING, bags SUBMITTED).
-        if (
-            check
-            and cart.errors
-            and not (op is _SUBMIT and (cart.accepted_bags or cart.outcome_pending))
-        ):
-            err = _cart_errors(cart, op, path, response)
-            record_answer(op, path, response, body, summarize_cart(cart), err)
-            raise err
-        if recording():
-            record_answer(op, path, response, body, summarize_cart(cart), None)
-        return cart
-
-    def _parsed(
-        self,
-        op: Op,
-        path: str,
-        response: httpx.Response,
-        parse: Callable[[bytes], _T],
-        summarize: Callable[[_T], dict[str, Any] | None],
-    ) -> _T:
-        try:
-            value = parse(response.content)
-        except ValidationError:
-            raise self._unreadable(op, path, response, None) from None
-        if recording():
-            record_answer(op, path, response, None, summarize(value), None)
-        return value
 
     async def _cart_call(self, op: Op, path: str, body: Any = None, *, check: bool = True) -> Cart:
         response = await self._call(op, path, body)
-        return self._cart(op, path, response, body, check=check)
+        return read_cart(op, path, response, body, check=check)
 
     # ------------------------------------------------------------ checkout API
 
@@ -438,31 +327,31 @@ class VioletClient:
         }
         if customer is not None:
             body["customer"] = customer.model_dump(exclude_none=True)
-        return await self._cart_call(_CREATE_CART, "/checkout/cart", body)
+        return await self._cart_call(ops.CREATE_CART, "/checkout/cart", body)
 
     async def get_cart(self, cart_id: int) -> Cart:
         """Read a cart or order; its ``errors[]`` are returned as data, never raised."""
-        return await self._cart_call(_GET_CART, f"/checkout/cart/{cart_id}", check=False)
+        return await self._cart_call(ops.GET_CART, f"/checkout/cart/{cart_id}", check=False)
 
     async def apply_customer(self, cart_id: int, customer: Customer) -> Cart:
         body = customer.model_dump(exclude_none=True)
-        return await self._cart_call(_CUSTOMER, f"/checkout/cart/{cart_id}/customer", body)
+        return await self._cart_call(ops.CUSTOMER, f"/checkout/cart/{cart_id}/customer", body)
 
     async def set_shipping_address(self, cart_id: int, address: Address) -> Cart:
         body = address.model_dump(exclude_none=True)
         path = f"/checkout/cart/{cart_id}/shipping_address"
-        return await self._cart_call(_SHIPPING_ADDRESS, path, body)
+        return await self._cart_call(ops.SHIPPING_ADDRESS, path, body)
 
     async def set_billing_address(self, cart_id: int, address: Address) -> Cart:
         body = address.model_dump(exclude_none=True)
         path = f"/checkout/cart/{cart_id}/billing_address"
-        return await self._cart_call(_BILLING_ADDRESS, path, body)
+        return await self._cart_call(ops.BILLING_ADDRESS, path, body)
 
     async def get_available_shipping_methods(self, cart_id: int) -> list[BagShippingMethods]:
         path = f"/checkout/cart/{cart_id}/shipping/available"
-        response = await self._call(_SHIPPING_AVAILABLE, path)
-        return self._parsed(
-            _SHIPPING_AVAILABLE, path, response, _SHIPPING_ADAPTER.validate_json, summarize_methods
+        response = await self._call(ops.SHIPPING_AVAILABLE, path)
+        return read_parsed(
+            ops.SHIPPING_AVAILABLE, path, response, parse_shipping_methods, summarize_methods
         )
 
     async def set_shipping_methods(
@@ -471,30 +360,30 @@ class VioletClient:
         body = [
             {"bag_id": s.bag_id, "shipping_method_id": s.shipping_method_id} for s in selections
         ]
-        return await self._cart_call(_SET_SHIPPING, f"/checkout/cart/{cart_id}/shipping", body)
+        return await self._cart_call(ops.SET_SHIPPING, f"/checkout/cart/{cart_id}/shipping", body)
 
     async def price_cart(self, cart_id: int) -> Cart:
-        return await self._cart_call(_PRICE, f"/checkout/cart/{cart_id}/price")
+        return await self._cart_call(ops.PRICE, f"/checkout/cart/{cart_id}/price")
 
     async def apply_payment(self, cart_id: int, payment: PaymentMethod) -> Cart:
         """Apply a card, token or payment intent (never retried once sent)."""
         return await self._cart_call(
-            _PAYMENT, f"/checkout/cart/{cart_id}/payment", payment.to_body()
+            ops.PAYMENT, f"/checkout/cart/{cart_id}/payment", payment.to_body()
         )
 
     async def update_payment(self, cart_id: int) -> Cart:
         """Make Violet bring the Stripe payment intent up to date with the cart total."""
-        return await self._cart_call(_PAYMENT_UPDATE, f"/checkout/cart/{cart_id}/payment/update")
+        return await self._cart_call(ops.PAYMENT_UPDATE, f"/checkout/cart/{cart_id}/payment/update")
 
     async def submit(self, cart_id: int, *, app_order_id: str | None = None) -> Cart:
         """Submit the cart. Raises VioletCartErrors only if it has errors, no bag was accepted and
         none is pending: a partly accepted multi-merchant cart, or an order still PROCESSING, is
         returned for the caller to record per bag."""
         body = {"app_order_id": app_order_id} if app_order_id is not None else {}
-        return await self._cart_call(_SUBMIT, f"/checkout/cart/{cart_id}/submit", body)
+        return await self._cart_call(ops.SUBMIT, f"/checkout/cart/{cart_id}/submit", body)
 
     async def get_order(self, order_id: int) -> Cart:
-        return await self._cart_call(_GET_ORDER, f"/orders/{order_id}", check=False)
+        return await self._cart_call(ops.GET_ORDER, f"/orders/{order_id}", check=False)
 
     async def search_orders(
         self, *, app_order_id: str, exclude_in_progress: bool = False
@@ -503,51 +392,24 @@ class VioletClient:
         path = "/orders/search"
         params = {"exclude_in_progress": "true" if exclude_in_progress else "false"}
         body = {"app_order_id": app_order_id}
-        response = await self._call(_SEARCH_ORDERS, path, body, params)
-        return self._parsed(_SEARCH_ORDERS, path, response, _parse_order_page, summarize_orders)
+        response = await self._call(ops.SEARCH_ORDERS, path, body, params)
+        return read_parsed(ops.SEARCH_ORDERS, path, response, parse_order_page, summarize_orders)
 
     async def delete_cart(self, cart_id: int) -> None:
         path = f"/checkout/cart/{cart_id}"
-        response = await self._call(_DELETE_CART, path)
-        record_answer(_DELETE_CART, path, response, None, None, None)
+        response = await self._call(ops.DELETE_CART, path)
+        record_answer(ops.DELETE_CART, path, response, None, None, None)
 
     async def cancel_order(
         self, order_id: int, *, reason: str = "canceled by orchestrator"
     ) -> OrderCancellation:
         path = f"/orders/{order_id}/cancel"
         body = {"reason": reason}
-        response = await self._call(_CANCEL_ORDER, path, body)
-        return self._parsed(
-            _CANCEL_ORDER, path, response, OrderCancellation.model_validate_json, summarize_cancel
+        response = await self._call(ops.CANCEL_ORDER, path, body)
+        return read_parsed(
+            ops.CANCEL_ORDER,
+            path,
+            response,
+            OrderCancellation.model_validate_json,
+            summarize_cancel,
         )
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _cart_errors(cart: Cart, op: Op, path: str, response: httpx.Response) -> VioletCartErrors:
-    first = cart.errors[0]
-    detail = "; ".join(
-        f"{e.type or 'UNKNOWN'}"
-        + (f" (bag {e.bag_id})" if e.bag_id is not None else "")
-        + (f": {scrub_text(e.message)}" if e.message else "")
-        for e in cart.errors[:5]
-    )
-    return VioletCartErrors(
-        f"cart {cart.id} has {len(cart.errors)} blocking error(s): {detail}",
-        cart=cart,
-        errors=cart.errors,
-        status=response.status_code,
-        body={"errors": summarize_cart(cart)["errors"]},
-        method=op.method,
-        path=path,
-        op=op.name,
-        request_id=response.headers.get("x-request-id"),
-        error_type=first.type,
-    )
-
-
-def _parse_order_page(content: bytes) -> list[Cart]:
-    if content.lstrip()[:1] == b"[":
-        return _CART_LIST_ADAPTER.validate_json(content)
-    return _OrderPage.model_validate_json(content).content

@@ -15,7 +15,6 @@ import json
 import urllib.request
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -32,9 +31,10 @@ from orchestrator.violet.errors import (
     error_from_transport,
 )
 from orchestrator.violet.gate import SendGate, current_gate
+from orchestrator.violet.ops import Op
 from orchestrator.violet.sent import TraceHook, request_leaving, request_sent_hook
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_INLINE_RETRY_AFTER", "Op", "Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_INLINE_RETRY_AFTER", "Transport"]
 
 _T = TypeVar("_T")
 
@@ -46,20 +46,6 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 _MAX_BACKOFF_S = 6.0
 #: The deadline of the Violet call this task is making (loop time), for its exchanges.
 _CALL_DEADLINE: ContextVar[float | None] = ContextVar("violet_call_deadline", default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One Violet operation: its audit name, HTTP method, and whether it is an idempotent read.
-
-    `gated`: repeating it makes a second cart, charge or order, so while the runner sets a send
-    gate (violet/gate.py) it is sent only if the gate allows it.
-    """
-
-    name: str
-    method: str
-    read: bool
-    gated: bool = False
 
 
 class Transport:

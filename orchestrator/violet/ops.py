@@ -1,0 +1,44 @@
+"""The operations of Violet's API the client makes, and what each may safely do again.
+
+The transport reads `read` (may it be retried inline) and `gated` (may it leave once the send
+gate closes); the audit trail names each exchange by `name`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Op"]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One Violet operation: its audit name, HTTP method, and whether it is an idempotent read.
+
+    `gated`: repeating it makes a second cart, charge or order, so while the runner sets a send
+    gate (violet/gate.py) it is sent only if the gate allows it.
+    """
+
+    name: str
+    method: str
+    read: bool
+    gated: bool = False
+
+
+LOGIN = Op("login", "POST", read=True)  # minting another token is harmless
+REFRESH = Op("refresh", "GET", read=True)
+CREATE_CART = Op("create_cart", "POST", read=False, gated=True)
+GET_CART = Op("get_cart", "GET", read=True)
+DELETE_CART = Op("delete_cart", "DELETE", read=False)
+CUSTOMER = Op("customer", "POST", read=False)
+SHIPPING_ADDRESS = Op("shipping_address", "POST", read=False)
+BILLING_ADDRESS = Op("billing_address", "POST", read=False)
+SHIPPING_AVAILABLE = Op("shipping_available", "GET", read=True)
+SET_SHIPPING = Op("set_shipping", "POST", read=False)
+PRICE = Op("price", "GET", read=True)
+PAYMENT = Op("payment", "POST", read=False, gated=True)
+PAYMENT_UPDATE = Op("payment_update", "POST", read=False)
+SUBMIT = Op("submit", "POST", read=False, gated=True)
+GET_ORDER = Op("get_order", "GET", read=True)
+SEARCH_ORDERS = Op("search_orders", "POST", read=True)
+CANCEL_ORDER = Op("cancel_order", "POST", read=False)
