@@ -3,8 +3,7 @@
     uv run --group bench python -m bench.profile_flow --who b --n 300 --concurrency 1
 
 Prints the functions with the most own time and the most cumulative time, so a missed bar comes
-with the file and function that cost it. `--patch NAME` applies an experimental monkeypatch from
-`bench.patches` first, to measure a proposed fix without editing the library.
+with the file and function that cost it.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import io
 import logging
 import pstats
 
-from bench import patches
 from bench.common import Stopwatch, bench_settings, scratch_database
 from bench.throughput import bare_checkout, orchestrated_checkout, run_closed_loop, violet_client
 from orchestrator.api import Orchestrator
@@ -24,16 +22,12 @@ from orchestrator.sandbox import SandboxConfig, SandboxServer
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    for name in args.patch:
-        patches.apply(name)
     with (
         SandboxServer(SandboxConfig(latency_ms=args.latency_ms)) as sandbox,
         scratch_database("bench_prof") as (_, db_url),
     ):
         client = violet_client(sandbox.base_url)
         orch = await Orchestrator(bench_settings(db_url, sandbox.base_url), client=client).open()
-        if "autocommit" in args.patch:
-            patches.autocommit(orch)
         await client.login()
 
         def one() -> object:
@@ -72,7 +66,6 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument("--patch", action="append", default=[])
     parser.add_argument("--out", default="", help="also dump the raw profile here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -107,15 +107,6 @@ async def seed(db_url: str, base_url: str, n: int, concurrency: int) -> dict[str
     return made
 
 
-def _client_shards() -> bool:
-    """Whether VioletClient already spreads requests over several httpx pools (patch no-op)."""
-    import inspect
-
-    from orchestrator.violet import VioletClient
-
-    return "http_shards" in inspect.signature(VioletClient.__init__).parameters
-
-
 def states(dbname: str) -> dict[str, int]:
     with psycopg.connect(common.admin_dsn(dbname)) as conn:
         rows = conn.execute("SELECT state, count(*) FROM checkouts GROUP BY state").fetchall()
@@ -153,11 +144,9 @@ def run_recovery(
     batch: int,
     env: dict[str, str],
     pyspy: str = "",
-    patched: bool = False,
 ) -> list[dict[str, Any]]:
     """Start `procs` recover processes at once; wall time and peak RSS of each (wait4)."""
-    module = "bench.recover_patched" if patched else "orchestrator"
-    cmd = [sys.executable, "-m", module, "recover", "--until-idle"]
+    cmd = [sys.executable, "-m", "orchestrator", "recover", "--until-idle"]
     cmd += ["--concurrency", str(concurrency), "--batch", str(batch), "--json"]
     if pyspy:  # profiling run: RSS is then py-spy's, not the job's
         spy = str(Path(sys.executable).parent / "py-spy")
@@ -187,7 +176,7 @@ def run_recovery(
     return out
 
 
-async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[str, Any]:
+async def scenario(args: argparse.Namespace, procs: int) -> dict[str, Any]:
     with (
         SandboxServer(SandboxConfig(latency_ms=0.0)) as sandbox,
         scratch_database("bench_recovery") as (dbname, db_url),
@@ -210,7 +199,6 @@ async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[
             args.batch,
             recover_env(db_url, sandbox.base_url),
             args.pyspy,
-            patched,
         )
         stats1 = await control.stats()
         sandbox_cpu = process_cpu_s(sandbox.pid) - cpu0[0]
@@ -224,8 +212,6 @@ async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[
     calls = {k: v - calls0.get(k, 0) for k, v in calls1.items() if v - calls0.get(k, 0)}
     dup = sum(stats1["duplicate_submits"].values())
     result = {
-        "variant": ("sharded_http patch" if patched else "as is")
-        + (" (client shards itself)" if _client_shards() else ""),
         "processes": procs,
         "concurrency_per_process": args.concurrency,
         "batch": args.batch,
@@ -253,7 +239,7 @@ async def scenario(args: argparse.Namespace, procs: int, patched: bool) -> dict[
         "bar_rss_lt_200mb": max(r["peak_rss_mb"] for r in runs) < 200.0,
     }
     print(
-        f"[{procs} proc{' patched' if patched else ''}] idle after {wall:.1f} s, "
+        f"[{procs} proc] idle after {wall:.1f} s, "
         f"{result['checkouts_per_s']:.0f} checkouts/s, "
         f"peak RSS {result['peak_rss_mb_max']:.0f} MB, states {after}, duplicate submits {dup}"
     )
@@ -276,22 +262,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--seed-concurrency", type=int, default=32)
     parser.add_argument("--procs", default="1,3", help="process counts to run, e.g. 1,3")
-    parser.add_argument(
-        "--patched", action="store_true", help="also run with bench.patches.sharded_http"
-    )
     parser.add_argument("--pyspy", default="", help="profile the recover process(es) to this file")
     args = parser.parse_args()
     args.n = args.n or (1_000 if args.quick else 10_000)
     logging.basicConfig(level=logging.WARNING)
     info = machine_info()
-    variants = [False, True] if args.patched else [False]
-    results = [
-        asyncio.run(scenario(args, int(p), patched))
-        for p in args.procs.split(",")
-        for patched in variants
-    ]
+    results = [asyncio.run(scenario(args, int(p))) for p in args.procs.split(",")]
     headers = [
-        "variant",
         "procs",
         "C/proc",
         "N",
@@ -303,7 +280,7 @@ def main() -> None:
     ]
     headers += ["dup submits", "left", "<60 s", "<200 MB"]
     rows = [
-        [r["variant"], r["processes"], r["concurrency_per_process"], r["checkouts"],
+        [r["processes"], r["concurrency_per_process"], r["checkouts"],
          r["in_flight_at_start"],
          r["time_to_idle_s"], r["checkouts_per_s"], r["peak_rss_mb_max"], r["cpu_s_total"],
          r["duplicate_submits"], r["left_non_terminal"], r["bar_time_lt_60s"],

@@ -38,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench import patches
 from bench.common import (
     ADDRESS,
     CUSTOMER,
@@ -293,8 +292,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ]
     repeats = args.repeats or (2 if args.quick else 3)
     contenders = [c for c in ("a", "b", "c") if c not in args.skip]
-    if args.patched:
-        contenders.insert(2, "bp")
     if args.sequential:
         contenders.insert(contenders.index("b") + 1 if "b" in contenders else 0, "bs")
     results: list[RunResult] = []
@@ -319,16 +316,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for c in pool_clients
         ]
         dbos = await DbosWorker.start(db_url, sandbox.base_url) if "c" in contenders else None
-        orch_p = orch
         orch_s = orch
         if args.sequential:
             seq_settings = bench_settings(
                 db_url, sandbox.base_url, db_pool_size=DB_POOL, overlap_writes=False
             )
             orch_s = await Orchestrator(seq_settings, client=client).open()
-        if args.patched:
-            orch_p = await Orchestrator(settings, client=client).open()
-            patches.autocommit(orch_p)
         for c in [client, *pool_clients]:
             await c.login()
 
@@ -339,10 +332,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "b": lambda: orchestrated_checkout(orch),
             "a4": lambda: bare_checkout(pick_client()),
             "b4": lambda: orchestrated_checkout(pick_orch()),
-            "bp": lambda: orchestrated_checkout(orch_p),
             "bs": lambda: orchestrated_checkout(orch_s),
         }
-        wrap = {"bp": lambda: patches.applied(["shallow_asdict"])}
 
         async def run(name: str, n: int, concurrency: int) -> tuple[Stopwatch, list[float], int]:
             if name == "c":
@@ -365,8 +356,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     await control.reset()
                     for name in names:
                         others0 = process_cpu_s(sandbox.pid), postgres_cpu_s()
-                        with wrap.get(name, patches.nothing)():
-                            watch, lats, failures = await run(name, sc.n, sc.concurrency)
+                        watch, lats, failures = await run(name, sc.n, sc.concurrency)
                         result = RunResult(
                             name, sc.latency_ms, sc.concurrency, sc.n, rep,
                             watch.wall, watch.cpu, failures, lats,
@@ -390,7 +380,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if dbos is not None:
                 await dbos.stop()
-            for o in {id(o): o for o in [orch, orch_p, orch_s, *pool_orchs]}.values():
+            for o in {id(o): o for o in [orch, orch_s, *pool_orchs]}.values():
                 await o.close()
             await shared_engine.dispose()
             for c in [client, *pool_clients]:
@@ -611,9 +601,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=0, help="default 2 quick, 3 full")
     parser.add_argument(
         "--pool", type=int, default=4, help="clients in the pooled variant (0: off)"
-    )
-    parser.add_argument(
-        "--patched", action="store_true", help="add 'bp': b with the fixes of bench/patches.py"
     )
     parser.add_argument(
         "--sequential", action="store_true", help="add 'bs': b with overlapped writes off"
