@@ -45,7 +45,7 @@ from bench.throughput import (
     violet_client,
 )
 from orchestrator.api import Orchestrator
-from orchestrator.engine.runner import Runner
+from orchestrator.engine.recorder import Recorder
 from orchestrator.sandbox import SandboxConfig, SandboxServer
 from orchestrator.store.repository import Repository
 from orchestrator.violet.client import VioletClient
@@ -99,8 +99,8 @@ def timed_awaits(totals: dict[str, float]) -> Iterator[None]:
     wrap(VioletClient, "_exchange", lambda _: "http")
     wrap(Repository, "insert", lambda _: "insert")
     # A write started behind a call returns at once; its wait is counted under "settle".
-    wrap(Runner, "_write", lambda kw: None if kw.get("behind_of") else "ordered writes")
-    wrap(Runner, "_settle_behind", lambda _: "settle")
+    wrap(Recorder, "write", lambda kw: None if kw.get("behind_of") else "ordered writes")
+    wrap(Recorder, "settle", lambda _: "settle")
     try:
         yield
     finally:

@@ -3,7 +3,7 @@
 Every gap between a commit and a Violet call has a name, e.g. ``after_intent_commit:submit``,
 ``after_call:submit`` (Violet answered, outcome not yet committed) and
 ``after_outcome_commit:submit``. Where a write runs behind the next overwrite call
-(runner.py), ``after_intent_commit:<next step>`` is reached before that write has even started
+(write_behind.py), ``after_intent_commit:<next step>`` is reached before that write has even started
 (it waits for the call's request to be sent) and ``after_outcome_commit:<step>`` once it is
 known committed. A process dies at one only when
 ``ORCHESTRATOR_TEST_MODE=1`` and ``ORCHESTRATOR_CRASH_AT`` names it (comma-separated;

@@ -4,7 +4,7 @@ One background task per orchestrator renews every held lease in a single stateme
 of the lease time, instead of a timer per call: cheap on the hot path. A lease that could not be
 renewed was taken over; the fenced write of that checkout will then be refused (LeaseLost).
 It also remembers, on the local clock, until when each renewed lease is surely ours: the send
-gate of a submit that follows a long read counts on it (runner.py, violet/gate.py).
+gate of a submit that follows a long read counts on it (drive.py, violet/gate.py).
 """
 
 from __future__ import annotations

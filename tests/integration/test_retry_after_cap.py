@@ -48,7 +48,7 @@ async def test_a_huge_retry_after_is_capped_and_recovery_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     await sandbox_control.add_fault("create_cart", "rate_limit", retry_after=retry_after)
-    with caplog.at_level(logging.WARNING, logger="orchestrator.engine.runner"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.engine.retries"):
         started = await capped.start(checkout_request(skus=DIGITAL, payment=TOKEN))
     assert started.state == "new" and not started.in_flight
     assert started.lease_owner is None and started.last_error is not None

@@ -86,7 +86,7 @@ async def test_a_probe_that_keeps_failing_backs_off_until_recovery_goes_idle(
     `recover --until-idle` ends once the next probe is beyond its horizon. The submit's outcome
     is still unknown, so the checkout is neither failed nor resubmitted: it stays due.
     (Before the fix `attempt` stayed 1, every delay was backoff(1) and until-idle never ended.)"""
-    monkeypatch.setattr("orchestrator.engine.runner.random.uniform", lambda _low, high: high)
+    monkeypatch.setattr("orchestrator.engine.retries.random.uniform", lambda _low, high: high)
     settings = make_settings(
         database_url, "http://sandbox/v1", max_attempts=3, backoff_base=0.1, backoff_cap=60
     )
