@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Iterator
 
 from orchestrator.clock import local_clock
+from orchestrator.engine.ports import EngineStore
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
-from orchestrator.store.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class LeaseKeeper:
     """Tracks the checkouts held by this worker and renews their leases periodically."""
 
-    def __init__(self, repo: Repository, *, worker: str, lease_seconds: float) -> None:
+    def __init__(self, repo: EngineStore, *, worker: str, lease_seconds: float) -> None:
         self.repo = repo
         self.worker = worker
         self.lease_seconds = lease_seconds

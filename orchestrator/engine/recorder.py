@@ -21,12 +21,12 @@ from orchestrator.engine.events import (
     error_event,
     exhausted_error,
 )
+from orchestrator.engine.ports import EngineStore
 from orchestrator.engine.steps import Advance, Fail, Outcome, Park
 from orchestrator.engine.write_behind import WriteBehind, may_write_behind
 from orchestrator.errors import LeaseLost
 from orchestrator.states import FAIL
 from orchestrator.store.records import CheckoutRow, Event, StepRecord
-from orchestrator.store.repository import Repository
 from orchestrator.violet import CallRecord
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Recorder:
 
     def __init__(
         self,
-        repo: Repository,
+        repo: EngineStore,
         *,
         worker: str,
         lease_seconds: float,

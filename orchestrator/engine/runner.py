@@ -14,12 +14,12 @@ from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.engine.drive import Drive, DriveResult
 from orchestrator.engine.events import call_events, error_event
 from orchestrator.engine.leases import LeaseKeeper
+from orchestrator.engine.ports import EngineStore
 from orchestrator.engine.recorder import Recorder
 from orchestrator.engine.retries import RetryPolicy
 from orchestrator.engine.steps import error_summary
 from orchestrator.states import CANCEL, CONFIRM, CREATE_CART, SUBMIT
 from orchestrator.store.records import CheckoutRow, Event
-from orchestrator.store.repository import Repository
 from orchestrator.violet import (
     CardPayment,
     OrderStatus,
@@ -41,7 +41,7 @@ class Runner:
 
     def __init__(
         self,
-        repo: Repository,
+        repo: EngineStore,
         client: VioletClient,
         *,
         worker: str,

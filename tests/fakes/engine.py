@@ -71,7 +71,7 @@ class EngineHarness:
 
     def runner_for(self, worker: str, *, crash: CrashPoints | None = None) -> Runner:
         return Runner(
-            self.store,  # type: ignore[arg-type]  # Runner is annotated with the SQL Repository
+            self.store,
             self.client,
             worker=worker,
             lease_seconds=LEASE_SECONDS,

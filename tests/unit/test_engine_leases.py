@@ -25,7 +25,7 @@ LEASE = 0.03
 async def setup() -> AsyncIterator[tuple[FakeRepository, FakeClock, LeaseKeeper, CheckoutRow]]:
     clock = FakeClock()
     store = FakeRepository(clock)
-    keeper = LeaseKeeper(store, worker=WORKER, lease_seconds=LEASE)  # type: ignore[arg-type]
+    keeper = LeaseKeeper(store, worker=WORKER, lease_seconds=LEASE)
     row = CheckoutRow.registered(
         app_order_id="lease-1",
         request={},
