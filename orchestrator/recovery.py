@@ -106,6 +106,7 @@ class _Run:
     #: When the database stopped answering (None: it answers), and the next retry's delay.
     db_down_since: float | None = None
     db_delay: float = 0.5
+    started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)
@@ -135,7 +136,7 @@ class RecoveryJob:
         db_retry_timeout: float | None = 60.0,
     ) -> None:
         self.worker = worker
-        self.repo = worker.repo  # the claims' repository (a test swaps in an unreachable one)
+        self.repo = worker.repo  # the claim loop's queries (the drives use the worker's)
         self.idle_horizon = idle_horizon
         self.idle_poll_cap = idle_poll_cap
         self.db_retry_timeout = db_retry_timeout
@@ -163,7 +164,6 @@ class RecoveryJob:
         if concurrency < 1 or batch < 1:
             raise ValueError("concurrency and batch must be >= 1")
         run = _Run(mode, concurrency, batch, poll, stop or asyncio.Event(), progress)
-        started = time.monotonic()
         self._unfinished = _Unfinished()
         try:
             while not run.stop.is_set():
@@ -174,7 +174,7 @@ class RecoveryJob:
                 if mode == "once" or not await self._wait_for_work(run, claims):
                     break
         finally:
-            await self._finish(run, started)
+            await self._finish(run)
         log.info("recovery finished: %s", run.summary.line())
         return run.summary
 
@@ -257,7 +257,7 @@ class RecoveryJob:
         run.idle_wait = min(run.idle_wait * 2, self.idle_poll_cap)
         return True
 
-    async def _finish(self, run: _Run, started: float) -> None:
+    async def _finish(self, run: _Run) -> None:
         """Let the drives in progress end, then count what is still due."""
         if run.tasks:
             await asyncio.gather(*run.tasks, return_exceptions=True)
@@ -267,7 +267,7 @@ class RecoveryJob:
             if not database.is_database_error(exc):
                 raise
             run.summary.still_due = -1
-        run.summary.duration_s = time.monotonic() - started
+        run.summary.duration_s = time.monotonic() - run.started
 
     async def _wait_any(
         self, tasks: set[asyncio.Task[None]], stop: asyncio.Event, poll: float
