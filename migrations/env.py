@@ -11,7 +11,8 @@ import logging.config
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from orchestrator.store.database import alembic_options, migration_url
+from orchestrator.config import load_settings
+from orchestrator.store.database import alembic_options, normalize_url, resolve_database_url
 from orchestrator.store.schema import metadata
 
 config = context.config
@@ -26,10 +27,18 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('orchestrator_alembic_version'))"
 
 
+def migration_url() -> str:
+    """The URL given (by `migrate()` or `-x url=...`), else the settings' one: the alembic
+    command line is an edge, so the environment is read here, not in the store."""
+    if explicit_url:
+        return normalize_url(explicit_url)
+    return resolve_database_url(load_settings())
+
+
 def run_migrations_offline() -> None:
     """Emit the SQL (`alembic upgrade head --sql`) instead of running it."""
     context.configure(
-        url=migration_url(explicit_url),
+        url=migration_url(),
         target_metadata=metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -40,7 +49,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(migration_url(explicit_url), poolclass=pool.NullPool)
+    engine = create_engine(migration_url(), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             context.configure(

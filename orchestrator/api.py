@@ -1,8 +1,9 @@
 """`Orchestrator`: the library's front door (async). A sync facade lives in `orchestrator.sync`.
 
-It composes the store, the Violet client, the runner and the lease keeper; it holds card data in
-memory only, for as long as the checkout has not passed payment: a card is dropped whenever its
-checkout is read past payment (or gone), and at every card start for all held cards at once.
+It composes the store, the Violet client, the runner and the lease keeper into one `Worker`
+(shared with the jobs); card data is held in memory only, for as long as the checkout has not
+passed payment: a card is dropped whenever its checkout is read past payment (or gone), and at
+every card start for all held cards at once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.engine.leases import LeaseKeeper
-from orchestrator.engine.runner import DriveResult, RetryPolicy, Runner
+from orchestrator.engine.runner import RetryPolicy, Runner
+from orchestrator.engine.worker import Worker
 from orchestrator.errors import (
     CheckoutConflict,
     CheckoutNotFound,
@@ -94,7 +96,9 @@ class Orchestrator:
         self._client = client
         self._owns_client = client is None
         self._crash = crash
+        # The worker's card memory (the same dict), here before open() builds the worker.
         self._cards: dict[uuid.UUID, CardPayment] = {}
+        self._worker: Worker | None = None
         self._pool: AsyncConnectionPool | None = None
         self._opened = False
 
@@ -138,13 +142,18 @@ class Orchestrator:
             },
         )
         await self._pool.open(wait=True, timeout=30)
-        self.repo = Repository(self._engine, self._pool, write_slots=self.settings.db_write_slots)
-        self.leases = LeaseKeeper(
-            self.repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
-        )
-        self.runner = Runner(
-            self.repo,
-            self._client,
+        self._worker = self._build_worker(self._engine, self._pool, self._client)
+        self._opened = True
+        return self
+
+    def _build_worker(
+        self, engine: AsyncEngine, pool: AsyncConnectionPool, client: VioletClient
+    ) -> Worker:
+        repo = Repository(engine, pool, write_slots=self.settings.db_write_slots)
+        leases = LeaseKeeper(repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds)
+        runner = Runner(
+            repo,
+            client,
             worker=self.worker_id,
             lease_seconds=self.settings.lease_seconds,
             settle_seconds=self.settings.submit_settle_seconds,
@@ -158,10 +167,18 @@ class Orchestrator:
             crash=self._crash,
             overlap_writes=self.settings.overlap_writes,
             outcome_wait=self.settings.submit_outcome_wait,
-            leases=self.leases,
+            leases=leases,
         )
-        self._opened = True
-        return self
+        return Worker(
+            repo,
+            client,
+            leases,
+            runner,
+            id=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            max_retry_after=self.settings.max_retry_after,
+            cards=self._cards,
+        )
 
     def _database_url(self) -> str:
         """The configured database, or the embedded one (migrated, since nobody else will)."""
@@ -204,6 +221,24 @@ class Orchestrator:
         assert self._client is not None, "call open() first"
         return self._client
 
+    @property
+    def worker(self) -> Worker:
+        """The repository, client, lease keeper and runner, for the jobs (`recovery`, `verify`)."""
+        assert self._worker is not None, "call open() first"
+        return self._worker
+
+    @property
+    def repo(self) -> Repository:
+        return self.worker.repo
+
+    @property
+    def leases(self) -> LeaseKeeper:
+        return self.worker.leases
+
+    @property
+    def runner(self) -> Runner:
+        return self.worker.runner
+
     async def migrate(self) -> None:
         """Apply the orchestrator's migrations to its database (idempotent)."""
         url = await asyncio.to_thread(database.resolve_database_url, self.settings)
@@ -241,7 +276,7 @@ class Orchestrator:
         if run:
             events.append(Event("step_started", step=CREATE_CART, attempt=1))
         if isinstance(req.payment, CardPaymentRequest) and self._cards:
-            await self._forget_cards_past_payment()
+            await self.worker.forget_cards_past_payment()
         try:
             inserted = await self.repo.insert(
                 row,
@@ -307,23 +342,8 @@ class Orchestrator:
             ref = checkout.id
 
     async def drive_claimed(self, row: CheckoutRow, *, intent_committed: bool) -> Checkout:
-        """Drive a checkout whose lease this orchestrator holds (used by the recovery job)."""
-        try:
-            with self.leases.holding(row.id):
-                result: DriveResult = await self.runner.drive(
-                    row, card=self._cards.get(row.id), intent_committed=intent_committed
-                )
-        except Exception as exc:
-            if isinstance(exc, DatabaseUnavailable) or not database.is_database_error(exc):
-                raise
-            raise DatabaseUnavailable(
-                f"database unavailable ({database.error_reason(exc)}); checkout "
-                f"{row.app_order_id} is kept and will be resumed by `orchestrator recover` "
-                "once the database answers"
-            ) from exc
-        if result.throttle_seconds:
-            await self.repo.throttle("global", result.throttle_seconds)
-        self._forget_card_if_past_payment(row)
+        """Drive a checkout whose lease this orchestrator holds."""
+        result = await self.worker.drive(row, intent_committed=intent_committed)
         return Checkout.from_row(
             row, result.handout, credentials_refused=result.credentials_refused
         )
@@ -355,23 +375,8 @@ class Orchestrator:
         claim = await self.repo.claim(
             row.id, worker=self.worker_id, lease_seconds=self.settings.lease_seconds
         )
-        self._forget_card_if_past_payment(claim.row)
+        self.worker.forget_card_if_past_payment(claim.row)
         return claim.row
-
-    def _forget_card_if_past_payment(self, row: CheckoutRow) -> None:
-        """Drop a held card once its checkout, as just read, can no longer send it to Violet
-        (another process may have paid, submitted, failed or canceled it)."""
-        if row.state not in states.CARD_STATES:
-            self._cards.pop(row.id, None)
-
-    async def _forget_cards_past_payment(self) -> None:
-        """Drop every held card whose checkout has moved past payment or gone (one query): a card
-        whose checkout another process finished is otherwise kept until this one looks at it."""
-        held = list(self._cards)
-        current = await self.repo.states_of(held)
-        for checkout_id in held:
-            if current.get(checkout_id) not in states.CARD_STATES:
-                self._cards.pop(checkout_id, None)
 
     async def _give_back(self, claimed: CheckoutRow) -> None:
         """Release a lease taken for nothing (a terminal row came back without one)."""
@@ -457,7 +462,7 @@ class Orchestrator:
         row = await self.repo.get(ref)
         if row is None:
             raise CheckoutNotFound.for_ref(ref)  # never repeats a card number given as a ref
-        self._forget_card_if_past_payment(row)
+        self.worker.forget_card_if_past_payment(row)
         return row
 
 

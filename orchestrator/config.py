@@ -24,6 +24,23 @@ def _env(name: str, field: str) -> Any:
     return AliasChoices(name, field)
 
 
+def _number(
+    name: str,
+    field: str,
+    default: float,
+    *,
+    le: float,
+    ge: float | None = None,
+    gt: float | None = None,
+    doc: str | None = None,
+) -> Any:
+    """A numeric setting: bounded above as well as below (see `Settings.model_config`), read
+    from its documented environment name or its field name."""
+    return Field(
+        default=default, ge=ge, gt=gt, le=le, validation_alias=_env(name, field), description=doc
+    )
+
+
 class Settings(BaseSettings):
     """Everything the orchestrator needs to know about its surroundings."""
 
@@ -58,105 +75,83 @@ class Settings(BaseSettings):
     violet_password: SecretStr | None = Field(
         default=None, validation_alias=_env("VIOLET_PASSWORD", "violet_password")
     )
-    connect_timeout: float = Field(
-        default=5.0,
-        gt=0,
-        le=300,
-        validation_alias=_env("VIOLET_CONNECT_TIMEOUT", "connect_timeout"),
-    )
-    read_timeout: float = Field(
-        default=30.0, gt=0, le=3600, validation_alias=_env("VIOLET_READ_TIMEOUT", "read_timeout")
-    )
-    total_timeout: float = Field(
-        default=60.0,
-        gt=0,
-        le=3600,
-        validation_alias=_env("VIOLET_TOTAL_TIMEOUT", "total_timeout"),
-    )
-    db_pool_size: int = Field(
-        default=10,
+    connect_timeout: float = _number("VIOLET_CONNECT_TIMEOUT", "connect_timeout", 5.0, gt=0, le=300)
+    read_timeout: float = _number("VIOLET_READ_TIMEOUT", "read_timeout", 30.0, gt=0, le=3600)
+    total_timeout: float = _number("VIOLET_TOTAL_TIMEOUT", "total_timeout", 60.0, gt=0, le=3600)
+    db_pool_size: int = _number(
+        "ORCHESTRATOR_DB_POOL_SIZE",
+        "db_pool_size",
+        10,
         ge=1,
         le=1000,
-        validation_alias=_env("ORCHESTRATOR_DB_POOL_SIZE", "db_pool_size"),
-        description="Connections one orchestrator keeps for its step writes.",
+        doc="Connections one orchestrator keeps for its step writes.",
     )
-    db_write_slots: int = Field(
-        default=1,
+    db_write_slots: int = _number(
+        "ORCHESTRATOR_DB_WRITE_SLOTS",
+        "db_write_slots",
+        1,
         ge=1,
         le=1000,
-        validation_alias=_env("ORCHESTRATOR_DB_WRITE_SLOTS", "db_write_slots"),
-        description="Step-write statements one orchestrator has in flight at once.",
+        doc="Step-write statements one orchestrator has in flight at once.",
     )
-    db_lock_timeout: float = Field(
-        default=10.0,
+    db_lock_timeout: float = _number(
+        "ORCHESTRATOR_DB_LOCK_TIMEOUT",
+        "db_lock_timeout",
+        10.0,
         ge=0.1,
         le=600,
-        validation_alias=_env("ORCHESTRATOR_DB_LOCK_TIMEOUT", "db_lock_timeout"),
-        description="Longest wait of one statement for a lock (PostgreSQL lock_timeout): a row"
-        " lock held elsewhere fails the write, which keeps the checkout for recovery.",
+        doc="Longest wait of one statement for a lock (PostgreSQL lock_timeout): a row lock held"
+        " elsewhere fails the write, which keeps the checkout for recovery.",
     )
-    db_statement_timeout: float = Field(
-        default=60.0,
+    db_statement_timeout: float = _number(
+        "ORCHESTRATOR_DB_STATEMENT_TIMEOUT",
+        "db_statement_timeout",
+        60.0,
         ge=1,
         le=3600,
-        validation_alias=_env("ORCHESTRATOR_DB_STATEMENT_TIMEOUT", "db_statement_timeout"),
-        description="Longest run of one statement (PostgreSQL statement_timeout).",
+        doc="Longest run of one statement (PostgreSQL statement_timeout).",
     )
-    lease_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=86400,
-        validation_alias=_env("ORCHESTRATOR_LEASE_SECONDS", "lease_seconds"),
+    lease_seconds: float = _number(
+        "ORCHESTRATOR_LEASE_SECONDS", "lease_seconds", 30.0, gt=0, le=86400
     )
-    max_attempts: int = Field(
-        default=8,
-        ge=1,
-        le=1000,
-        validation_alias=_env("ORCHESTRATOR_MAX_ATTEMPTS", "max_attempts"),
-    )
-    backoff_base: float = Field(
-        default=1.0,
+    max_attempts: int = _number("ORCHESTRATOR_MAX_ATTEMPTS", "max_attempts", 8, ge=1, le=1000)
+    backoff_base: float = _number("ORCHESTRATOR_BACKOFF_BASE", "backoff_base", 1.0, ge=0, le=3600)
+    backoff_cap: float = _number("ORCHESTRATOR_BACKOFF_CAP", "backoff_cap", 300.0, ge=0, le=86400)
+    submit_settle_seconds: float = _number(
+        "ORCHESTRATOR_SUBMIT_SETTLE_SECONDS",
+        "submit_settle_seconds",
+        10.0,
         ge=0,
         le=3600,
-        validation_alias=_env("ORCHESTRATOR_BACKOFF_BASE", "backoff_base"),
+        doc="How long an unanswered submit may still run at Violet after the client gave up on"
+        " it (total timeout): no new submit before both have passed.",
     )
-    backoff_cap: float = Field(
-        default=300.0,
-        ge=0,
-        le=86400,
-        validation_alias=_env("ORCHESTRATOR_BACKOFF_CAP", "backoff_cap"),
-    )
-    submit_settle_seconds: float = Field(
-        default=10.0,
-        ge=0,
-        le=3600,
-        validation_alias=_env("ORCHESTRATOR_SUBMIT_SETTLE_SECONDS", "submit_settle_seconds"),
-        description="How long an unanswered submit may still run at Violet after the client gave"
-        " up on it (total timeout): no new submit before both have passed.",
-    )
-    submit_outcome_wait: float = Field(
-        default=30.0,
+    submit_outcome_wait: float = _number(
+        "ORCHESTRATOR_SUBMIT_OUTCOME_WAIT",
+        "submit_outcome_wait",
+        30.0,
         ge=0,
         le=600,
-        validation_alias=_env("ORCHESTRATOR_SUBMIT_OUTCOME_WAIT", "submit_outcome_wait"),
-        description="How long a drive keeps reading an order Violet took but has not settled"
+        doc="How long a drive keeps reading an order Violet took but has not settled"
         " (PROCESSING, bags SUBMITTED) before recording it submitted with the bags as last seen.",
     )
-    max_recoveries: int = Field(
-        default=5,
+    max_recoveries: int = _number(
+        "ORCHESTRATOR_MAX_RECOVERIES",
+        "max_recoveries",
+        5,
         ge=1,
         le=1000,
-        validation_alias=_env("ORCHESTRATOR_MAX_RECOVERIES", "max_recoveries"),
-        description="Lease takeovers after which a checkout is parked as failed (poison).",
+        doc="Lease takeovers after which a checkout is parked as failed (poison).",
     )
 
-    max_request_bytes: int = Field(
-        default=1024 * 1024,
+    max_request_bytes: int = _number(
+        "ORCHESTRATOR_MAX_REQUEST_BYTES",
+        "max_request_bytes",
+        1024 * 1024,
         ge=1024,
         le=64 * 1024 * 1024,
-        validation_alias=_env("ORCHESTRATOR_MAX_REQUEST_BYTES", "max_request_bytes"),
-        description="Largest request or card file the CLI reads (a request holds at most 100"
-        " SKUs and short fields: a few KiB).",
+        doc="Largest request or card file the CLI reads (a request holds at most 100 SKUs and"
+        " short fields: a few KiB).",
     )
 
     overlap_writes: bool = Field(
@@ -164,21 +159,23 @@ class Settings(BaseSettings):
         validation_alias=_env("ORCHESTRATOR_OVERLAP_WRITES", "overlap_writes"),
         description="Commit an overwrite step's outcome while the next overwrite call runs.",
     )
-    max_retry_after: float = Field(
-        default=300.0,
+    max_retry_after: float = _number(
+        "ORCHESTRATOR_MAX_RETRY_AFTER",
+        "max_retry_after",
+        300.0,
         ge=1,
         le=86400,
-        validation_alias=_env("ORCHESTRATOR_MAX_RETRY_AFTER", "max_retry_after"),
-        description="Longest Retry-After honoured, seconds: a longer wait asked by a 429 is"
-        " logged and shortened to this (it closes the shared throttle for every worker).",
+        doc="Longest Retry-After honoured, seconds: a longer wait asked by a 429 is logged and"
+        " shortened to this (it closes the shared throttle for every worker).",
     )
-    violet_max_response_bytes: int = Field(
-        default=4 * 1024 * 1024,
+    violet_max_response_bytes: int = _number(
+        "VIOLET_MAX_RESPONSE_BYTES",
+        "violet_max_response_bytes",
+        4 * 1024 * 1024,
         ge=64 * 1024,
         le=256 * 1024 * 1024,
-        validation_alias=_env("VIOLET_MAX_RESPONSE_BYTES", "violet_max_response_bytes"),
-        description="Largest Violet answer read, bytes; a longer one is cut off (a cart or an"
-        " order page is a few kB).",
+        doc="Largest Violet answer read, bytes; a longer one is cut off (a cart or an order page"
+        " is a few kB).",
     )
 
     @field_validator("violet_base_url")

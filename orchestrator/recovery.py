@@ -17,13 +17,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from orchestrator import states
-from orchestrator.api import Orchestrator
-from orchestrator.config import Settings
+from orchestrator.engine.runner import DriveResult
+from orchestrator.engine.worker import Worker
 from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, LeaseLost
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow
@@ -88,25 +88,55 @@ async def _sleep(seconds: float, stop: asyncio.Event) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+@dataclass(slots=True, eq=False)
+class _Run:
+    """One run's options and moving parts: its summary, drives in progress and waits."""
+
+    mode: Mode
+    concurrency: int
+    batch: int
+    poll: float
+    stop: asyncio.Event
+    progress: Callable[[RecoverySummary], None] | None
+    summary: RecoverySummary = field(default_factory=RecoverySummary)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    slots: asyncio.Semaphore = field(init=False)
+    #: forever mode's idle poll, doubling while nothing is due.
+    idle_wait: float = field(init=False)
+    #: When the database stopped answering (None: it answers), and the next retry's delay.
+    db_down_since: float | None = None
+    db_delay: float = 0.5
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.concurrency)
+        self.idle_wait = self.poll
+
+    def free(self) -> int:
+        """How many checkouts the next claim may take."""
+        if self.mode == "once":
+            return self.batch
+        return min(self.batch, self.concurrency - len(self.tasks))
+
+
 class RecoveryJob:
     """Claims due checkouts and drives them under bounded concurrency (see module docstring).
 
-    Built from an open `Orchestrator`, reusing its repository, runner, lease keeper, worker id
-    and in-memory card data (a card given to this process is still usable by its recovery).
+    Built from an open `Orchestrator`'s `worker`, so it shares that worker's repository,
+    runner, lease keeper, id and in-memory card data (a card given to this process is still
+    usable by its recovery).
     """
 
     def __init__(
         self,
-        orch: Orchestrator,
+        worker: Worker,
         *,
         idle_horizon: float = IDLE_HORIZON_S,
         idle_poll_cap: float = IDLE_POLL_CAP_S,
         db_retry_timeout: float | None = 60.0,
     ) -> None:
-        self.orch = orch
-        self.repo = orch.repo
-        self.settings: Settings = orch.settings
-        self.worker = orch.worker_id
+        self.worker = worker
+        self.repo = worker.repo  # the claim loop's queries (the drives use the worker's)
         self.idle_horizon = idle_horizon
         self.idle_poll_cap = idle_poll_cap
         self.db_retry_timeout = db_retry_timeout
@@ -133,105 +163,111 @@ class RecoveryJob:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if concurrency < 1 or batch < 1:
             raise ValueError("concurrency and batch must be >= 1")
-        stop = stop or asyncio.Event()
-        summary = RecoverySummary()
-        started = time.monotonic()
-        tasks: set[asyncio.Task[None]] = set()
-        slots = asyncio.Semaphore(concurrency)
-        idle_wait = poll
-        db_down_since: float | None = None
-        db_delay = 0.5
-
+        run = _Run(mode, concurrency, batch, poll, stop or asyncio.Event(), progress)
         self._unfinished = _Unfinished()
-
-        def launch(claim: Claim) -> None:
-            task = asyncio.get_running_loop().create_task(
-                self._drive_one(claim, summary, slots, stop, progress)
-            )
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
         try:
-            while not stop.is_set():
-                try:
-                    cap = self.settings.max_retry_after
-                    blocked_until = await self.repo.throttle_until("global", cap=cap)
-                    if blocked_until is not None:
-                        wait = min((blocked_until - datetime.now(UTC)).total_seconds(), cap)
-                        log.info("Violet throttled (429): claims wait %.2f s", wait)
-                        await _sleep(wait, stop)
-                        continue
-                    free = batch if mode == "once" else min(batch, concurrency - len(tasks))
-                    claims: list[Claim] = []
-                    if free > 0:
-                        claims = await self.repo.claim_due(
-                            worker=self.worker,
-                            limit=free,
-                            lease_seconds=self.settings.lease_seconds,
-                        )
-                    if db_down_since is not None:
-                        log.warning("database reachable again; recovery goes on")
-                        db_down_since, db_delay = None, 0.5
-                except Exception as exc:
-                    if not database.is_database_error(exc):
-                        raise
-                    now = time.monotonic()
-                    db_down_since = db_down_since or now
-                    if (
-                        self.db_retry_timeout is not None
-                        and now - db_down_since >= self.db_retry_timeout
-                    ):
-                        raise DatabaseUnavailable(
-                            f"database unreachable for {now - db_down_since:.0f} s; "
-                            "nothing was marked failed"
-                        ) from None
-                    log.warning(
-                        "database unavailable (%s); retrying in %.1f s (nothing is marked failed)",
-                        database.error_reason(exc),
-                        db_delay,
-                    )
-                    await _sleep(db_delay, stop)
-                    db_delay = min(db_delay * 2, DB_RETRY_CAP_S)
+            while not run.stop.is_set():
+                claims = await self._claim(run)
+                if claims is None:  # throttled or the database is down: waited, try again
                     continue
-
-                summary.claimed += len(claims)
-                for claim in claims:
-                    launch(claim)
-                if mode == "once":
+                self._launch(run, claims)
+                if mode == "once" or not await self._wait_for_work(run, claims):
                     break
-                if claims:
-                    idle_wait = poll
-                    if len(tasks) >= concurrency:
-                        await self._wait_any(tasks, stop, poll)
-                    continue
-                if tasks:  # nothing due now but drives running: they may schedule more work
-                    await self._wait_any(tasks, stop, poll)
-                    continue
-                if mode == "until-idle":
-                    try:
-                        soon = await self._due_within_horizon()
-                    except Exception as exc:
-                        if not database.is_database_error(exc):
-                            raise
-                        continue  # the next claim attempt reports and retries
-                    if soon is None:
-                        break
-                    await _sleep(soon, stop)
-                    continue
-                await _sleep(idle_wait, stop)
-                idle_wait = min(idle_wait * 2, self.idle_poll_cap)
         finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await self._finish(run)
+        log.info("recovery finished: %s", run.summary.line())
+        return run.summary
+
+    async def _claim(self, run: _Run) -> list[Claim] | None:
+        """Claim what is due and this run has room for; None after waiting instead (on the
+        shared 429 throttle, or for an unreachable database)."""
+        try:
+            cap = self.worker.max_retry_after
+            blocked_until = await self.repo.throttle_until("global", cap=cap)
+            if blocked_until is not None:
+                wait = min((blocked_until - datetime.now(UTC)).total_seconds(), cap)
+                log.info("Violet throttled (429): claims wait %.2f s", wait)
+                await _sleep(wait, run.stop)
+                return None
+            free = run.free()
+            claims: list[Claim] = []
+            if free > 0:
+                claims = await self.repo.claim_due(
+                    worker=self.worker.id, limit=free, lease_seconds=self.worker.lease_seconds
+                )
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
+            await self._database_down(run, exc)
+            return None
+        if run.db_down_since is not None:
+            log.warning("database reachable again; recovery goes on")
+            run.db_down_since, run.db_delay = None, 0.5
+        return claims
+
+    async def _database_down(self, run: _Run, exc: BaseException) -> None:
+        """Wait with backoff for the database; give up once `db_retry_timeout` has passed."""
+        now = time.monotonic()
+        run.db_down_since = run.db_down_since or now
+        if self.db_retry_timeout is not None and now - run.db_down_since >= self.db_retry_timeout:
+            raise DatabaseUnavailable(
+                f"database unreachable for {now - run.db_down_since:.0f} s; "
+                "nothing was marked failed"
+            ) from None
+        log.warning(
+            "database unavailable (%s); retrying in %.1f s (nothing is marked failed)",
+            database.error_reason(exc),
+            run.db_delay,
+        )
+        await _sleep(run.db_delay, run.stop)
+        run.db_delay = min(run.db_delay * 2, DB_RETRY_CAP_S)
+
+    def _launch(self, run: _Run, claims: list[Claim]) -> None:
+        """Start a drive per claim; each waits for a free slot."""
+        run.summary.claimed += len(claims)
+        for claim in claims:
+            task = asyncio.get_running_loop().create_task(
+                self._drive_one(claim, run.summary, run.slots, run.stop, run.progress)
+            )
+            run.tasks.add(task)
+            task.add_done_callback(run.tasks.discard)
+
+    async def _wait_for_work(self, run: _Run, claims: list[Claim]) -> bool:
+        """Wait until claiming again is worthwhile; False when until-idle mode is done."""
+        if claims:
+            run.idle_wait = run.poll
+            if len(run.tasks) >= run.concurrency:
+                await self._wait_any(run.tasks, run.stop, run.poll)
+            return True
+        if run.tasks:  # nothing due now but drives running: they may schedule more work
+            await self._wait_any(run.tasks, run.stop, run.poll)
+            return True
+        if run.mode == "until-idle":
             try:
-                summary.still_due = await self.repo.due_count()
+                soon = await self._due_within_horizon()
             except Exception as exc:
                 if not database.is_database_error(exc):
                     raise
-                summary.still_due = -1
-            summary.duration_s = time.monotonic() - started
-        log.info("recovery finished: %s", summary.line())
-        return summary
+                return True  # the next claim attempt reports and retries
+            if soon is None:
+                return False
+            await _sleep(soon, run.stop)
+            return True
+        await _sleep(run.idle_wait, run.stop)
+        run.idle_wait = min(run.idle_wait * 2, self.idle_poll_cap)
+        return True
+
+    async def _finish(self, run: _Run) -> None:
+        """Let the drives in progress end, then count what is still due."""
+        if run.tasks:
+            await asyncio.gather(*run.tasks, return_exceptions=True)
+        try:
+            run.summary.still_due = await self.repo.due_count()
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
+            run.summary.still_due = -1
+        run.summary.duration_s = time.monotonic() - run.started
 
     async def _wait_any(
         self, tasks: set[asyncio.Task[None]], stop: asyncio.Event, poll: float
@@ -270,25 +306,8 @@ class RecoveryJob:
                 summary.taken_over += 1
             before = row.state
             reconciling = row.in_flight
-            try:
-                driven = await self.orch.drive_claimed(row, intent_committed=False)
-            except (LeaseLost, CheckoutBusy) as exc:
-                summary.errors += 1
-                self._unfinished.settled(row, summary)  # another worker holds it now
-                log.warning("checkout %s: %s", row.id, exc)
-                return
-            except Exception as exc:  # one checkout's failure must not stop the others
-                summary.errors += 1
-                database_error = database.is_database_error(exc)
-                self._unfinished.raised(row, summary, database_error=database_error)
-                if database_error:
-                    log.warning(
-                        "checkout %s: database error (%s); left for later",
-                        row.id,
-                        database.error_reason(exc),
-                    )
-                else:
-                    log.exception("checkout %s: drive failed; left for later", row.id)
+            driven = await self._drive(row, summary)
+            if driven is None:
                 return
             self._unfinished.settled(row, summary)
             if driven.credentials_refused:
@@ -296,33 +315,44 @@ class RecoveryJob:
                 if not stop.is_set():
                     log.info("Violet refused the credentials; no more checkouts are claimed")
                     stop.set()
-            if reconciling and not _poisoned(row):
-                summary.reconciled += 1
-            if row.state != before:
-                summary.advanced += 1
-            if row.state == states.SUBMITTED:
-                summary.submitted += 1
-            elif row.state == states.FAILED:
-                summary.failed += 1
-            elif row.state == states.CANCELED:
-                summary.canceled += 1
-            elif row.pending_step is None:
-                summary.waiting += 1
-            else:
-                summary.retry_scheduled += 1
-            if row.lease_owner == self.worker and row.pending_step is None:
+            _count_outcome(row, summary, before=before, reconciling=reconciling)
+            if row.lease_owner == self.worker.id and row.pending_step is None:
                 # Nothing to drive (a waiting row whose lease a crash left behind): hand it back
                 # rather than sit on it until expiry and be claimed again and again.
                 await self._release(row, due_in=None, summary=summary)
             if progress is not None:
                 progress(summary)
 
+    async def _drive(self, row: CheckoutRow, summary: RecoverySummary) -> DriveResult | None:
+        """Drive one claimed checkout; None if that raised (counted and logged: one checkout's
+        failure must not stop the others)."""
+        try:
+            return await self.worker.drive(row, intent_committed=False)
+        except (LeaseLost, CheckoutBusy) as exc:
+            summary.errors += 1
+            self._unfinished.settled(row, summary)  # another worker holds it now
+            log.warning("checkout %s: %s", row.id, exc)
+            return None
+        except Exception as exc:
+            summary.errors += 1
+            database_error = database.is_database_error(exc)
+            self._unfinished.raised(row, summary, database_error=database_error)
+            if database_error:
+                log.warning(
+                    "checkout %s: database error (%s); left for later",
+                    row.id,
+                    database.error_reason(exc),
+                )
+            else:
+                log.exception("checkout %s: drive failed; left for later", row.id)
+            return None
+
     async def _release(
         self, row: CheckoutRow, *, due_in: float | None, summary: RecoverySummary
     ) -> None:
         """Give a claimed lease back (fenced write) so another worker need not wait for expiry."""
         try:
-            await self.orch.leases.release(row, due_in=due_in)
+            await self.worker.leases.release(row, due_in=due_in)
         except LeaseLost:
             pass
         except Exception as exc:
@@ -352,23 +382,42 @@ class _Unfinished:
         summary.drive_errors = len(self._raised) - summary.database_errors
 
 
+def _count_outcome(
+    row: CheckoutRow, summary: RecoverySummary, *, before: str, reconciling: bool
+) -> None:
+    """Count a drive that ended without raising under where it left the checkout."""
+    if reconciling and not _poisoned(row):
+        summary.reconciled += 1
+    if row.state != before:
+        summary.advanced += 1
+    if row.state == states.SUBMITTED:
+        summary.submitted += 1
+    elif row.state == states.FAILED:
+        summary.failed += 1
+    elif row.state == states.CANCELED:
+        summary.canceled += 1
+    elif row.pending_step is None:
+        summary.waiting += 1
+    else:
+        summary.retry_scheduled += 1
+
+
 def _poisoned(row: CheckoutRow) -> bool:
     return row.state == states.FAILED and (row.last_error or {}).get("type") == "poison"
 
 
-async def recover(orch: Orchestrator, **kwargs: Any) -> RecoverySummary:
-    """Convenience: ``await recover(orch, mode="until-idle", concurrency=8)``."""
-    job_options = {
-        k: kwargs.pop(k)
-        for k in ("idle_horizon", "idle_poll_cap", "db_retry_timeout")
-        if k in kwargs
-    }
-    return await RecoveryJob(orch, **job_options).run(**kwargs)
+class Opens(Protocol):
+    """What `open_with_retry` opens: `api.Orchestrator`, named here only by what it can do."""
+
+    async def open(self) -> Any: ...
+
+
+_Opened = TypeVar("_Opened", bound=Opens)
 
 
 async def open_with_retry(
-    orch: Orchestrator, *, give_up_after: float | None = 60.0, stop: asyncio.Event | None = None
-) -> Orchestrator:
+    orch: _Opened, *, give_up_after: float | None = 60.0, stop: asyncio.Event | None = None
+) -> _Opened:
     """Open the orchestrator, retrying with backoff while the database cannot be reached.
 
     A schema that is not migrated is not retried (SchemaNotMigrated names the command to run).
@@ -379,7 +428,8 @@ async def open_with_retry(
     delay = 0.5
     while True:
         try:
-            return await orch.open()
+            await orch.open()
+            return orch
         except DatabaseUnavailable as exc:
             elapsed = time.monotonic() - started
             if stop.is_set() or (give_up_after is not None and elapsed + delay > give_up_after):
@@ -389,4 +439,4 @@ async def open_with_retry(
             delay = min(delay * 2, DB_RETRY_CAP_S)
 
 
-__all__ = ["MODES", "Mode", "RecoveryJob", "RecoverySummary", "open_with_retry", "recover"]
+__all__ = ["MODES", "Mode", "Opens", "RecoveryJob", "RecoverySummary", "open_with_retry"]

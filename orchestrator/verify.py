@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator import states
-from orchestrator.api import Orchestrator
+from orchestrator.engine.worker import Worker
 from orchestrator.store.records import TOTAL_FIELDS, CheckoutRow
 from orchestrator.violet import Cart, OrderStatus, VioletError, VioletNotFound
 from orchestrator.violet.models import OPEN_BAG_STATUSES, REFUSED_BAG_STATUSES
@@ -135,17 +135,21 @@ def compare(row: CheckoutRow, cart: Cart | None) -> list[Drift]:
 
 
 async def verify(
-    orch: Orchestrator,
+    worker: Worker,
     *,
     since: datetime | None = None,
     sample: int | None = None,
     check_duplicates: bool = False,
     concurrency: int = 8,
 ) -> VerifyReport:
-    """Read every (or a sample of the) checkout's cart from Violet and report drift."""
+    """Read every (or a sample of the) checkout's cart from Violet and report drift.
+
+    `worker` is an open `Orchestrator`'s: its repository lists the checkouts, its client reads
+    Violet.
+    """
     started = time.monotonic()
     report = VerifyReport(duplicates_checked=check_duplicates)
-    rows = await orch.repo.with_violet_order(since=since, sample=sample)
+    rows = await worker.repo.with_violet_order(since=since, sample=sample)
     slots = asyncio.Semaphore(concurrency)
 
     async def check(row: CheckoutRow) -> None:
@@ -153,12 +157,12 @@ async def verify(
         async with slots:
             try:
                 try:
-                    cart: Cart | None = await orch.client.get_cart(row.violet_order_id)
+                    cart: Cart | None = await worker.client.get_cart(row.violet_order_id)
                 except VioletNotFound:
                     cart = None
                 report.disagreements.extend(compare(row, cart))
                 if check_duplicates:
-                    found = await orch.client.search_orders(
+                    found = await worker.client.search_orders(
                         app_order_id=row.app_order_id, exclude_in_progress=False
                     )
                     carts = sorted(c.id for c in found)

@@ -134,7 +134,7 @@ def recover_command(
         orch = Orchestrator(settings)
         try:
             await open_with_retry(orch, give_up_after=give_up, stop=stop)
-            job = RecoveryJob(orch, db_retry_timeout=give_up)
+            job = RecoveryJob(orch.worker, db_retry_timeout=give_up)
             if not live:
                 return await job.run(mode, concurrency=concurrency, batch=batch, stop=stop)
             with console.status("recovering…") as status:
@@ -234,7 +234,9 @@ def verify_command(
 
     async def main() -> VerifyReport:
         async with Orchestrator(load_settings()) as orch:
-            return await verify(orch, since=since_at, sample=sample, check_duplicates=duplicates)
+            return await verify(
+                orch.worker, since=since_at, sample=sample, check_duplicates=duplicates
+            )
 
     report = _run(main, debug)
     if json_output:

@@ -14,7 +14,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 import psycopg_pool
@@ -23,7 +23,6 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from orchestrator.config import Settings, load_settings
 from orchestrator.errors import ConfigError, DatabaseUnavailable, SchemaNotMigrated
 from orchestrator.store.schema import TABLE_NAMES, VERSION_TABLE
 
@@ -142,14 +141,25 @@ class EmbeddedPostgres:
 _embedded: dict[Path, EmbeddedPostgres] = {}
 
 
-def resolve_database_url(settings: Settings) -> str:
+class DatabaseLocation(Protocol):
+    """Where the database is, as the caller's settings say (`config.Settings` is one): the store
+    is handed its settings, it never reads the environment."""
+
+    @property
+    def database_url(self) -> str | None: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+
+def resolve_database_url(location: DatabaseLocation) -> str:
     """The configured database URL, or the embedded server under `data_dir/pgdata`.
 
     An embedded server started here runs until the process exits.
     """
-    if settings.database_url:
-        return normalize_url(settings.database_url)
-    pgdata = (settings.data_dir / "pgdata").expanduser().resolve()
+    if location.database_url:
+        return normalize_url(location.database_url)
+    pgdata = (location.data_dir / "pgdata").expanduser().resolve()
     server = _embedded.get(pgdata)
     if server is None:
         server = _embedded[pgdata] = EmbeddedPostgres(pgdata)
@@ -274,11 +284,6 @@ def alembic_options() -> dict[str, Any]:
         "compare_type": True,
         "compare_server_default": True,
     }
-
-
-def migration_url(url: str | None) -> str:
-    """For env.py: the URL given (by `migrate()` or `-x url=...`), else the settings' one."""
-    return normalize_url(url or resolve_database_url(load_settings()))
 
 
 def _alembic_config(url: str | None = None) -> Config:

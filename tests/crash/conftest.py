@@ -89,7 +89,7 @@ async def assert_exactly_once(
     for c in checkouts:
         if c.state == "submitted":
             assert stats["submits"].get(str(c.violet_order_id)) == 1, c.app_order_id
-    report = await verify(orch, check_duplicates=True)
+    report = await verify(orch.worker, check_duplicates=True)
     assert report.drift == 0 and report.ok, report.to_json()
     assert report.duplicate_carts == {}
     for app_order_id in recovered:

@@ -72,7 +72,7 @@ async def test_an_oversized_answer_to_a_submit_is_an_outcome_unknown_then_reconc
     entry = await _streamed(control, "submit")
     assert entry["streamed_bytes"] < HUGE // 2, entry
 
-    summary = await RecoveryJob(orch).run("until-idle")
+    summary = await RecoveryJob(orch.worker).run("until-idle")
     assert summary.submitted == 1
     done = await orch.get(first.id)
     assert done.state == "submitted"

@@ -65,7 +65,7 @@ async def test_failed_probes_do_not_exhaust_a_submit_that_violet_never_applied(
         # by the client), fewer than max_attempts.
         await sandbox_control.add_fault("get_cart", "error", count=8, status=500)
         await asyncio.sleep(0.3)  # past the settle window
-        await RecoveryJob(orch).run("until-idle", concurrency=1)
+        await RecoveryJob(orch.worker).run("until-idle", concurrency=1)
         checkout = await orch.get(first.id)
         submits = (await sandbox_control.stats())["calls_by_op"]["submit"]
     assert checkout.state == "submitted", (
@@ -307,7 +307,7 @@ async def test_a_submit_whose_reconcile_keeps_killing_the_worker_is_still_parked
                 "WHERE id = %(id)s AND lease_owner IS NOT NULL",
                 {"id": first.id},
             )
-            await RecoveryJob(orch).run("once")
+            await RecoveryJob(orch.worker).run("once")
         row = await orch.repo.get(first.id)
     assert row is not None
     still_looping = row.state not in ("submitted", "failed", "canceled") and (

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from orchestrator import audit
 from orchestrator.api import Orchestrator
 from orchestrator.cli.app import app
-from orchestrator.recovery import recover
+from orchestrator.recovery import RecoveryJob
 from orchestrator.sandbox import SandboxControl
 from orchestrator.store.grants import CHECKOUT_COLUMNS_FIXED_AT_INSERT
 from orchestrator.store.schema import (
@@ -150,7 +150,7 @@ async def test_checkouts_and_recovery_run_end_to_end_as_the_application_role(
             "next_attempt_at = now() - interval '1 second' WHERE id = %(id)s",
             {"id": registered[1].id},
         )
-        summary = await recover(orch, mode="until-idle")
+        summary = await RecoveryJob(orch.worker).run("until-idle")
         assert summary.claimed == 2 and summary.submitted == 2 and summary.errors == 0
         taken_over = [e.kind for e in await orch.history(registered[1].id)]
         assert "lease_taken_over" in taken_over
@@ -159,7 +159,7 @@ async def test_checkouts_and_recovery_run_end_to_end_as_the_application_role(
         await orch.repo.throttle("global", 0.001)  # the ON CONFLICT DO UPDATE path
         await orch.repo.throttle_until("global", cap=orch.settings.max_retry_after)
 
-        report = await verify(orch, check_duplicates=True)
+        report = await verify(orch.worker, check_duplicates=True)
         assert report.drift == 0 and report.checked == 7
         stats = await audit.stats(orch.engine, exact=True)
         assert stats.by_state["submitted"] == 5

@@ -52,7 +52,7 @@ async def test_a_submit_answered_while_processing_ends_submitted_with_its_bags_a
     assert "outcome_pending" in kinds  # the submit's answer said PROCESSING: it was read again
     stats = await sandbox_control.stats()
     assert stats["calls_by_op"]["submit"] == 1 and stats["duplicate_submits"] == {}
-    report = await verify(orch)
+    report = await verify(orch.worker)
     assert report.ok, report.to_json()
 
 
@@ -73,7 +73,7 @@ async def test_a_submit_reconciled_while_processing_ends_submitted_with_its_bags
     assert reconciled[0].detail["decision"] == "pending"  # it read PROCESSING, and waited
     stats = await sandbox_control.stats()
     assert stats["calls_by_op"]["submit"] == 1 and stats["duplicate_submits"] == {}
-    report = await verify(orch)
+    report = await verify(orch.worker)
     assert report.ok, report.to_json()
 
 
@@ -87,7 +87,7 @@ async def test_a_processing_order_whose_bags_end_rejected_fails_as_rejected(
     assert checkout.last_error["message"] == "every bag was rejected"
     assert checkout.last_error["type"] == "EXTERNAL_SUBMIT_CART"
     assert [b["status"] for b in checkout.bags] == ["REJECTED"]
-    report = await verify(orch)
+    report = await verify(orch.worker)
     assert report.ok, report.to_json()
 
 
@@ -120,10 +120,10 @@ async def test_an_order_still_processing_when_the_reads_run_out_is_recorded_subm
         assert [b["status"] for b in checkout.bags] == ["SUBMITTED", "SUBMITTED"]
         transition = next(e for e in await orch.history(checkout.id) if e.to_state == "submitted")
         assert transition.detail is not None and transition.detail["outcome_pending"] is True
-        assert (await verify(orch)).ok
+        assert (await verify(orch.worker)).ok
         await asyncio.sleep(1.2)  # Violet's merchants accept the bags meanwhile
         assert (await sandbox_control.cart(checkout.violet_order_id))["status"] == "COMPLETED"
-        report = await verify(orch)
+        report = await verify(orch.worker)
         assert report.ok, report.to_json()
 
 

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.errors import DatabaseUnavailable
-from orchestrator.recovery import RecoveryJob, RecoverySummary, open_with_retry, recover
+from orchestrator.recovery import RecoveryJob, RecoverySummary, open_with_retry
 from orchestrator.sandbox import SandboxControl
 from orchestrator.store.database import create_engine
 from orchestrator.store.repository import Repository
@@ -58,7 +58,7 @@ async def test_due_checkouts_are_driven_to_the_end_and_counted(
 ) -> None:
     ids = await _register(orch, 5)
     seen: list[int] = []
-    summary = await RecoveryJob(orch).run(
+    summary = await RecoveryJob(orch.worker).run(
         "until-idle", concurrency=2, progress=lambda s: seen.append(s.submitted)
     )
     assert summary.claimed == 5
@@ -70,13 +70,13 @@ async def test_due_checkouts_are_driven_to_the_end_and_counted(
     stats = await sandbox_control.stats()
     assert stats["carts_created"] == 5
     assert all(count == 1 for count in stats["submits"].values())
-    again = await recover(orch, mode="once")
+    again = await RecoveryJob(orch.worker).run("once")
     assert again.claimed == 0
 
 
 async def test_once_claims_one_batch_only(orch: Orchestrator) -> None:
     await _register(orch, 3)
-    summary = await RecoveryJob(orch).run("once", batch=2)
+    summary = await RecoveryJob(orch.worker).run("once", batch=2)
     assert summary.claimed == 2 and summary.submitted == 2
     assert summary.still_due == 1
 
@@ -86,7 +86,7 @@ async def test_retries_scheduled_by_a_503_are_picked_up_when_due(
 ) -> None:
     await sandbox_control.add_fault("customer", "error", count=2, status=503)
     (app_order_id,) = await _register(orch, 1)
-    summary = await RecoveryJob(orch).run("until-idle")
+    summary = await RecoveryJob(orch.worker).run("until-idle")
     assert (await orch.get(app_order_id)).state == "submitted"
     kinds = [e.kind for e in await orch.history(app_order_id)]
     assert kinds.count("retry_scheduled") == 2
@@ -96,7 +96,7 @@ async def test_retries_scheduled_by_a_503_are_picked_up_when_due(
 async def test_waiting_states_are_not_claimed(orch: Orchestrator) -> None:
     checkout = await orch.start(checkout_request(skus=DIGITAL, payment=INTENT))
     assert checkout.state == "awaiting_confirmation"
-    summary = await RecoveryJob(orch).run("until-idle")
+    summary = await RecoveryJob(orch.worker).run("until-idle")
     assert summary.claimed == 0
     assert (await orch.get(checkout.id)).state == "awaiting_confirmation"
 
@@ -112,12 +112,12 @@ async def test_a_waiting_row_left_leased_by_a_crash_is_released_not_spun_on(
         "WHERE id = %(id)s",
         {"id": checkout.id},
     )
-    summary = await RecoveryJob(orch).run("until-idle")
+    summary = await RecoveryJob(orch.worker).run("until-idle")
     assert summary.claimed == 1 and summary.waiting == 1
     row = await orch.get(checkout.id)
     assert row.state == "awaiting_confirmation"
     assert row.lease_owner is None and row.next_attempt_at is None
-    assert (await RecoveryJob(orch).run("until-idle")).claimed == 0
+    assert (await RecoveryJob(orch.worker).run("until-idle")).claimed == 0
 
 
 async def test_a_dead_workers_in_flight_checkout_is_taken_over_and_reconciled(
@@ -125,7 +125,7 @@ async def test_a_dead_workers_in_flight_checkout_is_taken_over_and_reconciled(
 ) -> None:
     (app_order_id,) = await _register(orch, 1)
     await _crash_in_flight(orch, app_order_id)
-    summary = await RecoveryJob(orch).run("until-idle")
+    summary = await RecoveryJob(orch.worker).run("until-idle")
     assert summary.taken_over == 1 and summary.reconciled == 1 and summary.submitted == 1
     events = await orch.history(app_order_id)
     kinds = [e.kind for e in events]
@@ -140,7 +140,7 @@ async def test_poison_checkout_is_parked_as_failed(orch: Orchestrator) -> None:
     (app_order_id,) = await _register(orch, 1)
     limit = orch.settings.max_recoveries
     await _crash_in_flight(orch, app_order_id, recoveries=limit)
-    summary = await RecoveryJob(orch).run("until-idle")
+    summary = await RecoveryJob(orch.worker).run("until-idle")
     checkout = await orch.get(app_order_id)
     assert checkout.state == "failed"
     assert checkout.last_error is not None and checkout.last_error["type"] == "poison"
@@ -150,7 +150,7 @@ async def test_poison_checkout_is_parked_as_failed(orch: Orchestrator) -> None:
 async def test_one_takeover_below_the_limit_is_not_poison(orch: Orchestrator) -> None:
     (app_order_id,) = await _register(orch, 1)
     await _crash_in_flight(orch, app_order_id, recoveries=orch.settings.max_recoveries - 1)
-    await RecoveryJob(orch).run("until-idle")
+    await RecoveryJob(orch.worker).run("until-idle")
     assert (await orch.get(app_order_id)).state == "submitted"
 
 
@@ -174,7 +174,7 @@ async def test_claims_wait_while_violet_is_throttled(orch: Orchestrator) -> None
     await _register(orch, 2)
     await orch.repo.throttle("global", 60)
     stop = asyncio.Event()
-    job = asyncio.create_task(RecoveryJob(orch).run("forever", poll=0.05, stop=stop))
+    job = asyncio.create_task(RecoveryJob(orch.worker).run("forever", poll=0.05, stop=stop))
     await asyncio.sleep(0.5)
     stop.set()
     summary = await job
@@ -186,7 +186,7 @@ async def test_a_short_throttle_delays_claims_then_everything_finishes(
 ) -> None:
     await _register(orch, 2)
     await orch.repo.throttle("global", 0.3)
-    summary = await RecoveryJob(orch).run("until-idle")
+    summary = await RecoveryJob(orch.worker).run("until-idle")
     assert summary.submitted == 2
     assert await orch.repo.throttle_until("global", cap=orch.settings.max_retry_after) is None
 
@@ -196,25 +196,25 @@ async def test_a_429_from_violet_throttles_every_worker(
 ) -> None:
     await sandbox_control.add_fault("create_cart", "rate_limit", count=1, retry_after=30)
     await _register(orch, 1)
-    summary = await RecoveryJob(orch).run("once")
+    summary = await RecoveryJob(orch.worker).run("once")
     assert summary.retry_scheduled == 1
     assert await orch.repo.throttle_until("global", cap=orch.settings.max_retry_after) is not None
     stop = asyncio.Event()
     stop.set()
-    assert (await RecoveryJob(orch).run("until-idle", stop=stop)).claimed == 0
+    assert (await RecoveryJob(orch.worker).run("until-idle", stop=stop)).claimed == 0
 
 
 async def test_stop_before_start_claims_nothing(orch: Orchestrator) -> None:
     await _register(orch, 2)
     stop = asyncio.Event()
     stop.set()
-    summary = await RecoveryJob(orch).run("forever", stop=stop)
+    summary = await RecoveryJob(orch.worker).run("forever", stop=stop)
     assert summary.claimed == 0 and summary.still_due == 2
 
 
 async def test_stop_during_forever_returns_after_in_flight_drives(orch: Orchestrator) -> None:
     stop = asyncio.Event()
-    job = asyncio.create_task(RecoveryJob(orch).run("forever", poll=0.05, stop=stop))
+    job = asyncio.create_task(RecoveryJob(orch.worker).run("forever", poll=0.05, stop=stop))
     ids = await _register(orch, 3)
     for _ in range(200):
         states = [(await orch.get(a)).state for a in ids]
@@ -231,7 +231,7 @@ async def test_claimed_but_unstarted_checkouts_are_released_on_stop(
 ) -> None:
     ids = await _register(orch, 3)
     stop = asyncio.Event()
-    job = RecoveryJob(orch)
+    job = RecoveryJob(orch.worker)
     claims = await orch.repo.claim_due(worker=orch.worker_id, limit=3, lease_seconds=30)
     stop.set()
     summary = RecoverySummary()
@@ -266,7 +266,7 @@ async def test_database_lost_mid_run_is_retried_and_nothing_is_marked_failed(
     orch: Orchestrator, caplog: pytest.LogCaptureFixture, settings: Settings
 ) -> None:
     ids = await _register(orch, 2)
-    job = RecoveryJob(orch, db_retry_timeout=1.0)
+    job = RecoveryJob(orch.worker, db_retry_timeout=1.0)
     url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/nowhere"
     dead = create_engine(url)
     job.repo = Repository(dead)
@@ -292,4 +292,4 @@ async def test_summary_json_has_the_documented_fields() -> None:
 
 async def test_bad_mode_is_refused(orch: Orchestrator) -> None:
     with pytest.raises(ValueError, match="mode"):
-        await RecoveryJob(orch).run("sometimes")  # type: ignore[arg-type]
+        await RecoveryJob(orch.worker).run("sometimes")  # type: ignore[arg-type]

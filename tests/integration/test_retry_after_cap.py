@@ -66,7 +66,7 @@ async def test_a_huge_retry_after_is_capped_and_recovery_goes_on(
     capped_waits = [r for r in caplog.records if "Retry-After" in r.getMessage()]
     assert len(capped_waits) == 1, "logged once per answer"
 
-    summary = await asyncio.wait_for(RecoveryJob(capped).run("once"), HANG_GUARD_S)
+    summary = await asyncio.wait_for(RecoveryJob(capped.worker).run("once"), HANG_GUARD_S)
     assert summary.claimed == 1 and summary.submitted == 1
 
 
@@ -82,7 +82,7 @@ async def test_a_throttle_set_far_beyond_the_cap_is_shortened_to_it(
         "VALUES ('global', now() + interval '32 years')",
         {},
     )
-    summary = await asyncio.wait_for(RecoveryJob(capped).run("once"), HANG_GUARD_S)
+    summary = await asyncio.wait_for(RecoveryJob(capped.worker).run("once"), HANG_GUARD_S)
     assert summary.claimed == 1 and summary.submitted == 1
     assert await _within_cap(
         capped,

@@ -93,7 +93,7 @@ async def test_a_probe_that_keeps_failing_backs_off_until_recovery_goes_idle(
     async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
         first, _ = await _submit_applied_but_answer_lost(orch, sandbox_control)
         await sandbox_control.add_fault("get_cart", "error", probability=1.0, status=500)
-        job = RecoveryJob(orch, idle_horizon=1.0)
+        job = RecoveryJob(orch.worker, idle_horizon=1.0)
         await asyncio.wait_for(job.run("until-idle", concurrency=1), timeout=30)
         row = await orch.repo.get(first.id)
         events = await orch.history(first.id)
@@ -187,7 +187,7 @@ async def test_poison_does_not_record_failed_for_a_submit_violet_completed(
         "recoveries = %(r)s WHERE id = %(id)s",
         {"r": orch.settings.max_recoveries, "id": first.id},
     )
-    await RecoveryJob(orch).run("until-idle")
+    await RecoveryJob(orch.worker).run("until-idle")
     checkout = await orch.get(first.id)
     violet = await sandbox_control.cart(first.violet_order_id)
     assert violet["status"] == "COMPLETED"
@@ -267,7 +267,7 @@ async def test_a_probe_refused_for_our_credentials_keeps_the_submit_in_flight(
     async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
         first, _ = await _submit_applied_but_answer_lost(orch, sandbox_control)
         await sandbox_control.add_fault("get_cart", "error", count=2, status=403)
-        await RecoveryJob(orch, idle_horizon=0.0).run("once")
+        await RecoveryJob(orch.worker, idle_horizon=0.0).run("once")
         refused = await orch.repo.get(first.id)
         assert refused is not None
         assert (refused.state, refused.pending_step, refused.in_flight) == (

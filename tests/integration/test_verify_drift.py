@@ -32,7 +32,7 @@ async def test_every_kind_of_finished_or_waiting_checkout_agrees_with_violet(
         "failed",
         "awaiting_confirmation",
     )
-    report = await verify(orch, check_duplicates=True)
+    report = await verify(orch.worker, check_duplicates=True)
     assert report.checked == 4
     assert report.drift == 0, report.to_json()
     assert report.ok and report.duplicate_carts == {} and report.duplicate_orders == {}
@@ -48,7 +48,7 @@ async def test_a_cart_submitted_behind_our_back_is_state_drift(
         f"/checkout/cart/{checkout.violet_order_id}/submit", json={}
     )
     assert response.status_code == 200, response.text
-    report = await verify(orch)
+    report = await verify(orch.worker)
     assert report.drift == 1
     (drift,) = report.disagreements
     assert (drift.field, drift.local, drift.app_order_id) == (
@@ -70,7 +70,7 @@ async def test_wrong_local_totals_and_bag_status_are_drift(orch: Orchestrator) -
             "UPDATE checkouts SET total = total + 1, bags = %(bags)s::jsonb WHERE id = %(id)s",
             {"id": checkout.id, "bags": json.dumps(bags)},
         )
-    report = await verify(orch)
+    report = await verify(orch.worker)
     assert report.drift == 1  # one checkout, two fields
     fields = {d.field: (d.local, d.violet) for d in report.disagreements}
     assert fields["total"] == (checkout.total + 1, checkout.total)
@@ -90,12 +90,12 @@ async def test_a_second_cart_and_a_second_order_for_one_app_order_id_are_counted
     response = await sandbox_violet.post("/checkout/cart", json=body)
     assert response.status_code == 200, response.text
     second = response.json()["id"]
-    report = await verify(orch, check_duplicates=True)
+    report = await verify(orch.worker, check_duplicates=True)
     assert report.duplicate_carts == {
         checkout.app_order_id: sorted([checkout.violet_order_id, second])
     }
     assert report.duplicate_orders == {} and report.drift == 0
-    not_checked = await verify(orch)
+    not_checked = await verify(orch.worker)
     assert "duplicate_carts" not in not_checked.to_json()
 
     payment = {"token": "tok_visa", "payment_provider": "STRIPE"}
@@ -107,7 +107,7 @@ async def test_a_second_cart_and_a_second_order_for_one_app_order_id_are_counted
         assert response.status_code == 200, response.text
     response = await sandbox_violet.post(f"/checkout/cart/{second}/submit", json={})
     assert response.status_code == 200, response.text
-    report = await verify(orch, check_duplicates=True)
+    report = await verify(orch.worker, check_duplicates=True)
     assert list(report.duplicate_orders) == [checkout.app_order_id]
     assert report.drift == 1 and not report.ok
 
@@ -115,7 +115,7 @@ async def test_a_second_cart_and_a_second_order_for_one_app_order_id_are_counted
 async def test_since_and_sample_limit_what_is_checked(orch: Orchestrator) -> None:
     for _ in range(3):
         await orch.start(checkout_request(skus=DIGITAL, payment=TOKEN))
-    assert (await verify(orch, sample=2)).checked == 2
-    assert (await verify(orch, since=datetime.now(UTC))).checked == 0
-    assert (await verify(orch)).checked == 3
-    assert (await verify(orch)).to_json()["drift"] == 0
+    assert (await verify(orch.worker, sample=2)).checked == 2
+    assert (await verify(orch.worker, since=datetime.now(UTC))).checked == 0
+    assert (await verify(orch.worker)).checked == 3
+    assert (await verify(orch.worker)).to_json()["drift"] == 0
