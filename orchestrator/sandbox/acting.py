@@ -57,9 +57,7 @@ def _pretend(state: SandboxState, cart: Cart, bag: Bag) -> dict[str, Any]:
     }
 
 
-def _cancel_bags(
-    state: SandboxState, call: Call, cart: Cart, targets: list[Bag]
-) -> dict[str, Any]:
+def _cancel_bags(state: SandboxState, call: Call, cart: Cart, targets: list[Bag]) -> dict[str, Any]:
     result: dict[str, Any] = {"order_id": cart.id, "app_id": cart.app_id, "cancelled_bags": []}
     if not _submitted(cart):
         result.update(

@@ -204,9 +204,7 @@ class WebhookHub:
             unknown = sorted(set(events) - set(EVENT_TYPES))
             if unknown:
                 raise SandboxError(400, "invalid_field", f"unknown event types: {unknown}")
-        hook = Webhook(
-            self._next_id(), url, frozenset(events) if events else None, timestamp()
-        )
+        hook = Webhook(self._next_id(), url, frozenset(events) if events else None, timestamp())
         self.webhooks[hook.id] = hook
         return hook
 
