@@ -99,10 +99,11 @@ class Sender:
         now = time.monotonic()
         if not done:
             delivery.due = now + RETRY_DELAYS[delivery.attempts - 1] * scale
-        _count_failure(hook, now, scale)
+        count_failure(hook, now, scale)
 
 
-def _count_failure(hook: Webhook, now: float, scale: float) -> None:
+def count_failure(hook: Webhook, now: float, scale: float) -> None:
+    """Count one failed attempt; too many within the window pause the webhook, then disable it."""
     hook.failures.append(now)
     while hook.failures and hook.failures[0] < now - FAILURE_WINDOW * scale:
         hook.failures.popleft()
