@@ -66,11 +66,12 @@ def _cancel_bags(state: SandboxState, call: Call, cart: Cart, targets: list[Bag]
             "(delete the cart instead)",
         )
         return result
-    if all(b.status == CANCELED for b in targets):
+    live = [b for b in targets if b.status != bags.REJECTED]
+    if live and all(b.status == CANCELED for b in live):
         result.update(status=CANCELED, message=f"order {cart.id}: already canceled")
         return result
     able = [b for b in targets if bags.refusal(cart, b, "cancel") is None]
-    refused = [b for b in targets if b not in able and b.status not in (CANCELED, "REJECTED")]
+    refused = [b for b in live if b not in able and b.status != CANCELED]
     for bag in able:
         if call.silent_failure:
             entry = _pretend(state, cart, bag)

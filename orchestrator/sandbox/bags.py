@@ -192,7 +192,8 @@ def derive_order_status(state: SandboxState, cart: Cart) -> None:
         return
     state.processing.pop(cart.id, None)
     if statuses <= {REJECTED}:
-        cart.status = IN_PROGRESS  # every bag rejected: as a refused single-bag submit
+        if cart.status == PROCESSING:  # every bag rejected: as a refused single-bag submit
+            cart.status = IN_PROGRESS
     elif statuses <= {CANCELED, REJECTED}:
         cart.status = CANCELED
     elif statuses <= {REFUNDED, CANCELED, REJECTED}:
