@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.sandbox import SANDBOX_CREDENTIALS
+from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxConfig, SandboxControl, SandboxServer
 from orchestrator.sandbox.sender import FAILURES_BEFORE_PAUSE, PAUSES, count_failure
 from orchestrator.sandbox.webhooks import Webhook
 from tests.fixtures.sandbox import HttpSandbox, RawViolet, prepare_cart
@@ -433,3 +433,9 @@ def test_failures_outside_the_window_do_not_count() -> None:
     for second in range(FAILURES_BEFORE_PAUSE * 2):
         count_failure(hook, second * 40.0, 1.0)  # one every 40 s: ~45 in any 30 minutes
     assert hook.status == "ACTIVE"
+
+
+async def test_a_served_sandbox_takes_its_webhook_time_scale_from_its_config() -> None:
+    with SandboxServer(SandboxConfig(webhook_time_scale=0.5)) as server:
+        async with SandboxControl(server.control_url) as control:
+            assert (await control.config())["webhook_time_scale"] == 0.5
