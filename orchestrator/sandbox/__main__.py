@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="submitted orders stay PROCESSING this long",
     )
+    parser.add_argument(
+        "--webhook-time-scale",
+        type=float,
+        default=1.0,
+        help="factor on Violet's webhook retry schedule (10 attempts over ~24 h)",
+    )
     parser.add_argument("--token-ttl", type=float, default=86400.0, help="access token seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
     parser.add_argument("--app-id", type=int, default=SandboxConfig.app_id)
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms=args.latency_ms,
         latency_jitter_ms=args.latency_jitter_ms,
         processing_ms=args.processing_ms,
+        webhook_time_scale=args.webhook_time_scale,
         seed=args.seed,
         **secrets,
     )

@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from orchestrator.sandbox import carts, orders, payments
+from orchestrator.sandbox import acting, carts, orders, payments
 from orchestrator.sandbox.carts import Call, Result
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.control import control_routes
@@ -35,6 +35,7 @@ from orchestrator.sandbox.faults import (
     HUGE_ANSWER,
     LATENCY,
     RATE_LIMIT,
+    SILENT_FAILURE,
     TIMEOUT,
     Fault,
 )
@@ -227,6 +228,15 @@ class _Pipeline:
                     SandboxError(400, "invalid_parameter", "id must be an integer").body(),
                 )
             entry["cart_id"] = path_id
+        bag_id: int | None = None
+        if "bag_id" in request.path_params:
+            try:
+                bag_id = int(request.path_params["bag_id"])
+            except ValueError:
+                return json_response(
+                    400,
+                    SandboxError(400, "invalid_parameter", "bag_id must be an integer").body(),
+                )
 
         raw_body = b"" if request.method in _NO_BODY_METHODS else await request.body()
         delay_ms = state.config.latency_ms
@@ -259,7 +269,15 @@ class _Pipeline:
             body = _parse_body(raw_body)
             if authenticated:
                 state.auth.verify(request.headers)
-            call = Call(op, path_id, request.query_params, body, request.headers)
+            call = Call(
+                op,
+                path_id,
+                request.query_params,
+                body,
+                request.headers,
+                bag_id=bag_id,
+                silent_failure=fault is not None and fault.kind == SILENT_FAILURE,
+            )
             if state.processing:
                 orders.settle_due(state)
             status, payload = operation(state, call)
@@ -308,7 +326,12 @@ _V1: tuple[tuple[str, str, str, Operation, bool], ...] = (
     ("POST", "/v1/checkout/cart/{id}/submit", "submit", orders.submit, True),
     ("GET", "/v1/orders/{id}", "get_order", orders.get_order, True),
     ("POST", "/v1/orders/search", "search_orders", orders.search_orders, True),
-    ("POST", "/v1/orders/{id}/cancel", "cancel_order", orders.cancel_order, True),
+    ("POST", "/v1/orders/{id}/cancel", "cancel_order", acting.cancel_order, True),
+    ("POST", "/v1/orders/{id}/bags/{bag_id}/cancel", "cancel_bag", acting.cancel_bag, True),
+    ("POST", "/v1/orders/{id}/bags/{bag_id}/refunds", "refund_bag", acting.refund_bag, True),
+    ("GET", "/v1/orders/{id}/bags/{bag_id}", "get_bag", acting.get_bag, True),
+    ("GET", "/v1/orders/{id}/refunds", "get_refunds", acting.get_refunds, True),
+    ("GET", "/v1/orders/{id}/bags/{bag_id}/refunds", "get_refunds", acting.get_refunds, True),
 )  # fmt: skip
 
 

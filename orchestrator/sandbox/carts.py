@@ -50,6 +50,9 @@ class Call:
     query: Mapping[str, str]
     body: Any
     headers: Mapping[str, str]
+    bag_id: int | None = None
+    silent_failure: bool = False
+    """A ``silent_failure`` fault: a cancel or refund answers as if it worked and does nothing."""
 
 
 # -- shared helpers ----------------------------------------------------------------------------

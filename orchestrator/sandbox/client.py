@@ -64,9 +64,13 @@ class SandboxControl:
         processing_ms: float | None = None,
         decline_shape: str | None = None,
         decline_step: str | None = None,
+        webhook_time_scale: float | None = None,
+        webhook_timeout_seconds: float | None = None,
+        canceled_event: str | None = None,
     ) -> dict[str, Any]:
         """Change runtime knobs; `processing_ms` keeps submitted orders PROCESSING that long,
-        `decline_shape`/`decline_step` say how and where a declined card is refused."""
+        `decline_shape`/`decline_step` say how and where a declined card is refused,
+        `webhook_time_scale` compresses Violet's webhook retry schedule."""
         body = {
             k: v
             for k, v in (
@@ -76,6 +80,9 @@ class SandboxControl:
                 ("processing_ms", processing_ms),
                 ("decline_shape", decline_shape),
                 ("decline_step", decline_step),
+                ("webhook_time_scale", webhook_time_scale),
+                ("webhook_timeout_seconds", webhook_timeout_seconds),
+                ("canceled_event", canceled_event),
             )
             if v is not None
         }
@@ -153,3 +160,83 @@ class SandboxControl:
         body = {"refresh_token": refresh_token} if refresh_token is not None else {}
         result = await self._call("POST", "/tokens/revoke", json=body)
         return int(result["revoked"])
+
+    # -- after submit: webhooks and bag moves ------------------------------------------------
+
+    async def register_webhook(self, url: str, events: list[str] | None = None) -> int:
+        """Send events (all types unless `events`) to `url`; returns the webhook id."""
+        body: dict[str, Any] = {"url": url}
+        if events is not None:
+            body["events"] = events
+        result = await self._call("POST", "/webhooks", json=body)
+        return int(result["id"])
+
+    async def webhooks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("GET", "/webhooks")
+        return result
+
+    async def enable_webhook(self, webhook_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", f"/webhooks/{webhook_id}/enable")
+        return result
+
+    async def add_webhook_fault(
+        self,
+        kind: str,
+        *,
+        count: int = 1,
+        event_type: str | None = None,
+        latency_ms: float | None = None,
+    ) -> int:
+        """Spoil the next `count` events (of `event_type`): duplicate, reorder, delay, drop or
+        bad_signature."""
+        spec: dict[str, Any] = {"kind": kind, "count": count}
+        if event_type is not None:
+            spec["event_type"] = event_type
+        if latency_ms is not None:
+            spec["latency_ms"] = latency_ms
+        result = await self._call("POST", "/webhook_faults", json=spec)
+        return int(result["id"])
+
+    async def clear_webhook_faults(self) -> None:
+        await self._call("DELETE", "/webhook_faults")
+
+    async def webhook_events(
+        self, order_id: int | None = None, event_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {}
+        if order_id is not None:
+            params["order_id"] = order_id
+        if event_type is not None:
+            params["event_type"] = event_type
+        result: list[dict[str, Any]] = await self._call("GET", "/webhook_events", params=params)
+        return result
+
+    async def webhook_attempts(self, event_id: int | None = None) -> list[dict[str, Any]]:
+        params = {"event_id": event_id} if event_id is not None else {}
+        result: list[dict[str, Any]] = await self._call("GET", "/webhook_attempts", params=params)
+        return result
+
+    async def release_webhook_events(self) -> int:
+        """Send the events a reorder fault is holding back now."""
+        result = await self._call("POST", "/webhook_events/release")
+        return int(result["released"])
+
+    async def resend_webhook_event(self, event_id: int) -> int:
+        result = await self._call("POST", f"/webhook_events/{event_id}/resend")
+        return int(result["id"])
+
+    async def move_bag(
+        self, order_id: int, bag_id: int, action: str, *, amount: int | None = None
+    ) -> dict[str, Any]:
+        """The merchant accepts, rejects, ships, delivers, completes, cancels or refunds a bag;
+        returns the order as Violet shows it afterwards."""
+        body = {"amount": amount} if amount is not None else {}
+        path = f"/orders/{order_id}/bags/{bag_id}/{action}"
+        result: dict[str, Any] = await self._call("POST", path, json=body)
+        return result
+
+    async def set_merchant(self, merchant_id: int, *, enabled: bool) -> dict[str, Any]:
+        """Violet enables or disables a merchant (MERCHANT_ENABLED / MERCHANT_DISABLED)."""
+        action = "enable" if enabled else "disable"
+        result: dict[str, Any] = await self._call("POST", f"/merchants/{merchant_id}/{action}")
+        return result

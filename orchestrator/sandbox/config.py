@@ -43,6 +43,14 @@ class SandboxConfig:
     #: The first cart (order) id it hands out. Violet never reuses an id; a fresh sandbox in
     #: front of a database that outlived the last one must start above the ids stored there.
     first_cart_id: int = 80000
+    #: Webhook retry gaps are Violet's (10 attempts over ~24 h) times this factor, and so are
+    #: the pause windows of a failing webhook; tests compress them (e.g. 0.0001).
+    webhook_time_scale: float = 1.0
+    #: How long a receiver may take to answer one delivery before it counts as failed.
+    webhook_timeout_seconds: float = 10.0
+    #: The event type sent for a canceled bag: the API enum's "ORDER_CANCELED" or the guide's
+    #: "ORDER_CANCELLED" (Violet uses both spellings).
+    canceled_event: str = "ORDER_CANCELED"
 
     def __repr__(self) -> str:
         # The app secret and password never appear in logs, even for the sandbox.
@@ -51,5 +59,6 @@ class SandboxConfig:
             f"token_ttl_seconds={self.token_ttl_seconds}, latency_ms={self.latency_ms}, "
             f"latency_jitter_ms={self.latency_jitter_ms}, "
             f"processing_ms={self.processing_ms}, decline_shape={self.decline_shape!r}, "
-            f"decline_step={self.decline_step!r}, seed={self.seed})"
+            f"decline_step={self.decline_step!r}, seed={self.seed}, "
+            f"webhook_time_scale={self.webhook_time_scale})"
         )

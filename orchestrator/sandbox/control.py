@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.sandbox.carts import load_cart
+from orchestrator.sandbox.control_hooks import after_submit_routes
 from orchestrator.sandbox.declines import SHAPES, STEPS
 from orchestrator.sandbox.errors import SandboxError
 from orchestrator.sandbox.model import Cart
@@ -23,6 +24,18 @@ from orchestrator.sandbox.payments import confirm_payment
 from orchestrator.sandbox.state import SandboxState
 
 Handler = Callable[[Request], Awaitable[Any]]
+
+_NUMBERS = (
+    "latency_ms",
+    "latency_jitter_ms",
+    "token_ttl_seconds",
+    "processing_ms",
+    "webhook_time_scale",
+    "webhook_timeout_seconds",
+)
+_NON_NEGATIVE = ("latency_ms", "latency_jitter_ms", "processing_ms", "webhook_time_scale")
+_POSITIVE = ("webhook_timeout_seconds",)
+CANCELED_EVENTS = ("ORDER_CANCELED", "ORDER_CANCELLED")
 
 
 def _guard(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -131,20 +144,29 @@ def control_routes(state: SandboxState) -> list[Route]:
             "decline_shape": config.decline_shape,
             "decline_step": config.decline_step,
             "seed": config.seed,
+            "webhook_time_scale": config.webhook_time_scale,
+            "webhook_timeout_seconds": config.webhook_timeout_seconds,
+            "canceled_event": config.canceled_event,
         }
 
     async def set_config(request: Request) -> Any:
         data = await _json_object(request)
-        for key in ("latency_ms", "latency_jitter_ms", "token_ttl_seconds", "processing_ms"):
+        for key in _NUMBERS:
             if key not in data:
                 continue
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise SandboxError(400, "invalid_field", f"{key} must be a number")
-            if key in ("latency_ms", "latency_jitter_ms", "processing_ms") and value < 0:
+            if key in _NON_NEGATIVE and value < 0:
                 raise SandboxError(400, "invalid_field", f"{key} must be >= 0")
+            if key in _POSITIVE and value <= 0:
+                raise SandboxError(400, "invalid_field", f"{key} must be > 0")
             setattr(state.config, key, float(value))
-        for key, allowed in (("decline_shape", SHAPES), ("decline_step", STEPS)):
+        for key, allowed in (
+            ("decline_shape", SHAPES),
+            ("decline_step", STEPS),
+            ("canceled_event", CANCELED_EVENTS),
+        ):
             if key not in data:
                 continue
             if data[key] not in allowed:
@@ -219,4 +241,5 @@ def control_routes(state: SandboxState) -> list[Route]:
         ("POST", "/_sandbox/tokens/expire", expire_tokens),
         ("POST", "/_sandbox/tokens/revoke", revoke_refresh_tokens),
     ]
-    return [Route(path, _guard(handler), methods=[method]) for method, path, handler in table]
+    routes = [Route(path, _guard(handler), methods=[method]) for method, path, handler in table]
+    return routes + after_submit_routes(state, _guard, _json_object)

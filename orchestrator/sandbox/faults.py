@@ -31,6 +31,10 @@ OPS: tuple[str, ...] = (
     "search_orders",
     "cancel_order",
 )
+#: Violet's other after-submit endpoints (acting.py): faults target them like any other op.
+AFTER_SUBMIT_OPS: tuple[str, ...] = ("cancel_bag", "refund_bag", "get_bag", "get_refunds")
+#: The endpoints Violet answers 202 whatever happened, where a ``silent_failure`` can hide.
+SILENTLY_FAILING_OPS: tuple[str, ...] = ("cancel_order", "cancel_bag", "refund_bag")
 
 ERROR = "error"
 RATE_LIMIT = "rate_limit"
@@ -41,6 +45,7 @@ DROP_AFTER_APPLY = "drop_after_apply"
 DELAY_AFTER_APPLY = "delay_after_apply"
 HUGE_ANSWER = "huge_answer"
 CART_ERROR = "cart_error"
+SILENT_FAILURE = "silent_failure"
 
 KINDS = (
     ERROR,
@@ -52,6 +57,7 @@ KINDS = (
     DELAY_AFTER_APPLY,
     HUGE_ANSWER,
     CART_ERROR,
+    SILENT_FAILURE,
 )
 #: The longest `message` a fault may carry (what a hostile Violet might echo back).
 MAX_MESSAGE = 10_000
@@ -140,11 +146,20 @@ class FaultRegistry:
 
     def add(self, spec: dict[str, Any]) -> Fault:
         op = spec.get("op")
-        if op != "*" and op not in OPS:
-            raise SandboxError(400, "invalid_field", f"op must be '*' or one of {', '.join(OPS)}")
+        every_op = OPS + AFTER_SUBMIT_OPS
+        if op != "*" and op not in every_op:
+            raise SandboxError(
+                400, "invalid_field", f"op must be '*' or one of {', '.join(every_op)}"
+            )
         kind = spec.get("kind")
         if kind not in KINDS:
             raise SandboxError(400, "invalid_field", f"kind must be one of {', '.join(KINDS)}")
+        if kind == SILENT_FAILURE and op not in SILENTLY_FAILING_OPS:
+            raise SandboxError(
+                400,
+                "invalid_field",
+                f"a silent_failure fault needs op one of {', '.join(SILENTLY_FAILING_OPS)}",
+            )
         probability = _number(spec, "probability", 0.0, 1.0)
         count = spec.get("count")
         if count is not None and (

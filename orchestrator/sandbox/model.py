@@ -70,6 +70,12 @@ class Bag:
     fulfillment_status: str = "PROCESSING"
     external_id: str | None = None
     transactions: list[dict[str, Any]] = field(default_factory=list)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    """Violet Refund records (GET /orders/{id}/bags/{bag_id}/refunds), failed ones included."""
+
+    @property
+    def refunded(self) -> int:
+        return sum(r["amount"] for r in self.refunds if r["status"] == "COMPLETED")
 
     @property
     def needs_shipping(self) -> bool:
@@ -204,7 +210,7 @@ def _render_sku(cart: Cart, bag: Bag, item: OrderSku) -> dict[str, Any]:
     return out
 
 
-def _render_bag(cart: Cart, bag: Bag) -> dict[str, Any]:
+def render_bag(cart: Cart, bag: Bag) -> dict[str, Any]:
     merchant = bag.merchant
     out: dict[str, Any] = {
         "id": bag.id,
@@ -278,7 +284,7 @@ def render_cart(cart: Cart) -> dict[str, Any]:
         "user_id": USER_ID,
         "app_id": cart.app_id,
         "developer_id": DEVELOPER_ID,
-        "bags": [_render_bag(cart, b) for b in cart.bags],
+        "bags": [render_bag(cart, b) for b in cart.bags],
         "errors": list(cart.errors),
         "status": cart.status,
         "order_status": cart.status,

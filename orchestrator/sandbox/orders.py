@@ -1,4 +1,4 @@
-"""Turning carts into orders: submit (once only), read, search by app_order_id, cancel.
+"""Turning carts into orders: submit (once only), read, search by app_order_id.
 
 Submit is the call the orchestrator must never repeat blindly; the sandbox makes a repeat
 harmless but visible: it answers with the existing order and counts a duplicate submit.
@@ -10,14 +10,13 @@ bags are accepted or rejected on the first call after that delay (``settle_due``
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
+from orchestrator.sandbox import bags
 from orchestrator.sandbox.carts import (
     Call,
     Result,
-    add_error,
     blocking_error,
     load_cart,
     price,
@@ -33,7 +32,6 @@ from orchestrator.sandbox.model import (
     IN_PROGRESS,
     PROCESSING,
     REQUIRES_ACTION,
-    Bag,
     Cart,
     render_cart,
     timestamp,
@@ -120,7 +118,7 @@ def submit_cart(state: SandboxState, cart: Cart) -> Result:
 def _complete(state: SandboxState, cart: Cart) -> Result:
     if state.config.processing_ms > 0:
         return _begin_processing(state, cart)
-    if not _settle(state, cart):
+    if not _settle(state, cart, announce_rejections=False):
         bag = cart.bags[0]
         raise bad_request(
             "external_submit_failed",
@@ -151,70 +149,27 @@ def settle_due(state: SandboxState) -> None:
             continue
         del state.processing[cart_id]
         cart = state.carts.get(cart_id)
-        if cart is not None and cart.status == PROCESSING and not _settle(state, cart):
-            cart.status = IN_PROGRESS  # every bag rejected: as a refused single-bag submit
+        if cart is not None and cart.status == PROCESSING:
+            _settle(state, cart)
 
 
-def _settle(state: SandboxState, cart: Cart) -> bool:
-    """Each bag's merchant accepts or rejects it; the order completes (and the payment is
-    captured) if any bag was accepted. False when every bag was rejected."""
-    accepted = [b for b in cart.bags if not b.merchant.rejects_submit]
-    rejected = [b for b in cart.bags if b.merchant.rejects_submit]
-    for bag in rejected:
-        _reject(state, cart, bag)
-    if not accepted:
-        cart.touch()
-        return False
-    gateway_id = cart.intent.id if cart.intent is not None else "pi_3" + secrets.token_hex(12)[:23]
-    now = timestamp()
-    for bag in accepted:
-        bag.status = "ACCEPTED"
-        bag.financial_status = "PAID"
-        bag.external_id = str(state.external_ids())
-        for item in bag.skus:
-            item.status = "PROCESSING"
-            stock = state.stock.get(item.sku.id)
-            if stock is not None:
-                state.stock[item.sku.id] = max(0, stock - item.quantity)
-        bag.transactions.append(
-            {
-                "id": state.transaction_ids(),
-                "app_id": cart.app_id,
-                "merchant_id": bag.merchant.id,
-                "order_id": cart.id,
-                "bag_id": bag.id,
-                "type": "CAPTURE",
-                "status": "COMPLETED",
-                "amount": bag.total,
-                "currency": cart.currency,
-                "gateway": "stripe",
-                "gateway_transaction_id": gateway_id,
-                "date_created": now,
-                "date_last_modified": now,
-            }
-        )
-    if cart.intent is not None:
-        cart.intent.capture_status = "CAPTURED"
-    cart.status = COMPLETED
-    cart.date_submitted = cart.date_submitted or now
+def _settle(state: SandboxState, cart: Cart, *, announce_rejections: bool = True) -> bool:
+    """Each waiting bag's merchant accepts or rejects it (bags already moved on the control
+    surface keep their status); the order completes (and the payment is captured) if any bag
+    was accepted. False when every bag was rejected."""
+    waiting = [b for b in cart.bags if b.status in (IN_PROGRESS, bags.SUBMITTED)]
+    for bag in waiting:
+        if bag.merchant.rejects_submit:
+            bags.reject(state, cart, bag)
+        else:
+            bags.accept(state, cart, bag)
+    bags.derive_order_status(state, cart)
     cart.touch()
-    return True
-
-
-def _reject(state: SandboxState, cart: Cart, bag: Bag) -> None:
-    if bag.status == "REJECTED":
-        return
-    bag.status = "REJECTED"
-    bag.financial_status = "VOIDED"
-    cart.errors.append(
-        add_error(
-            state,
-            cart,
-            bag,
-            "EXTERNAL_SUBMIT_CART",
-            f"{bag.merchant.name}: the merchant platform rejected the order",
-        )
-    )
+    settled = any(b.status != bags.REJECTED for b in cart.bags)
+    if settled or announce_rejections:
+        for bag in waiting:
+            bags.announce(state, cart, bag, "reject" if bag.status == bags.REJECTED else "accept")
+    return settled
 
 
 def get_order(state: SandboxState, call: Call) -> Result:
@@ -276,35 +231,3 @@ def search_orders(state: SandboxState, call: Call) -> Result:
         "number": page - 1,
         "empty": not content,
     }
-
-
-def cancel_order(state: SandboxState, call: Call) -> Result:
-    cart = load_cart(state, call.path_id, "order_not_found")
-    optional_object(call.body)
-    result: dict[str, Any] = {"order_id": cart.id, "app_id": cart.app_id, "cancelled_bags": []}
-    if cart.status == CANCELED:
-        result.update(status="CANCELED", message=f"order {cart.id} was already canceled")
-        return 202, result
-    if cart.status != COMPLETED:
-        result.update(
-            status="CANCELLATION_FAILURE",
-            message=f"order {cart.id} is {cart.status}; only submitted orders can be canceled "
-            "(delete the cart instead)",
-        )
-        return 202, result
-    for bag in cart.bags:
-        if bag.status != "ACCEPTED":
-            continue
-        bag.status = "CANCELED"
-        bag.financial_status = "REFUNDED"
-        result["cancelled_bags"].append(
-            {
-                "bag_id": bag.id,
-                "status": "CANCELED",
-                "refund": {"amount": bag.total, "currency": cart.currency, "status": "COMPLETED"},
-            }
-        )
-    cart.status = CANCELED
-    cart.touch()
-    result.update(status="CANCELED", message=f"order {cart.id} canceled")
-    return 202, result

@@ -209,6 +209,7 @@ class SandboxServer:
             "--latency-jitter-ms", repr(c.latency_jitter_ms),
             "--processing-ms", repr(c.processing_ms),
             "--token-ttl", repr(c.token_ttl_seconds),
+            "--webhook-time-scale", repr(c.webhook_time_scale),
             "--seed", str(c.seed),
             *(["--allow-remote-control"] if self.allow_remote_control else []),
         ]  # fmt: skip

@@ -15,7 +15,9 @@ from orchestrator.sandbox.auth import TokenAuthority
 from orchestrator.sandbox.catalog import SKUS
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.faults import FaultRegistry
-from orchestrator.sandbox.model import Cart
+from orchestrator.sandbox.model import Bag, Cart, render_cart
+from orchestrator.sandbox.sender import Sender
+from orchestrator.sandbox.webhooks import WebhookHub
 
 CALL_LOG_LIMIT = 100_000
 
@@ -46,6 +48,9 @@ class SandboxState:
         self.shipping_record_ids = Sequence(55000)
         self.payment_method_ids = Sequence(15000)
         self.external_ids = Sequence(5435463100000)
+        self.refund_ids = Sequence(41000)
+        self.webhooks = WebhookHub()
+        self.sender = Sender(self)
         self._clear()
 
     def _clear(self) -> None:
@@ -61,11 +66,18 @@ class SandboxState:
         self.calls: deque[dict[str, Any]] = deque(maxlen=CALL_LOG_LIMIT)
         #: Orders still PROCESSING: cart id -> monotonic time at which their bags settle.
         self.processing: dict[int, float] = {}
+        #: Calls to Violet's cancel and refund endpoints: order or bag id -> calls.
+        self.order_cancels: Counter[int] = Counter()
+        self.bag_cancels: Counter[int] = Counter()
+        self.bag_refunds: Counter[int] = Counter()
+        #: Merchants switched off on the control surface (MERCHANT_DISABLED sent).
+        self.disabled_merchants: set[int] = set()
 
     def reset(self) -> None:
         """Forget carts, orders, faults, counters and calls; keep config and issued tokens."""
         self._clear()
         self.faults.clear()
+        self.webhooks.clear()
         self.rng.seed(self.config.seed)
 
     def stats(self) -> dict[str, Any]:
@@ -77,4 +89,20 @@ class SandboxState:
             "deleted_carts": list(self.deleted_carts),
             "calls_by_op": dict(self.calls_by_op),
             "faults_fired": dict(self.faults_fired),
+            "order_cancels": {str(k): v for k, v in self.order_cancels.items()},
+            "bag_cancels": {str(k): v for k, v in self.bag_cancels.items()},
+            "bag_refunds": {str(k): v for k, v in self.bag_refunds.items()},
         }
+
+    def emit(self, event_type: str, cart: Cart, bag: Bag | None = None) -> None:
+        """Tell every interested webhook about the order as it is now (nothing when none)."""
+        if not self.webhooks.webhooks:
+            return
+        bag_id = bag.id if bag is not None else None
+        payload = render_cart(cart)
+        if self.webhooks.emit(event_type, cart.id, payload, order_id=cart.id, bag_id=bag_id):
+            self.sender.kick()
+
+    def emit_merchant(self, event_type: str, payload: dict[str, Any]) -> None:
+        if self.webhooks.webhooks and self.webhooks.emit(event_type, payload["id"], payload):
+            self.sender.kick()
