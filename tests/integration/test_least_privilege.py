@@ -282,6 +282,9 @@ EXPECTED_PRIVILEGES = {
     "checkout_state_transitions": {"SELECT"},
     "violet_throttle": {"SELECT", "INSERT", "UPDATE"},
     VERSION_TABLE: {"SELECT"},
+    "webhook_inbox": {"SELECT", "INSERT"},
+    "checkout_bags": {"SELECT", "INSERT"},
+    "checkout_bag_transitions": {"SELECT"},
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
