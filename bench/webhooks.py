@@ -8,6 +8,8 @@ Contenders, interleaved round by round, each storing fresh events in the same sc
             one durable event (round trip + WAL flush)
   bare64    the same INSERT from 64 concurrent tasks through a psycopg pool the receiver's size:
             what the database alone gives at this concurrency
+  group64   the receiver's own writer (`InboxWriter`: inserts that queue up share a statement)
+            from 64 concurrent tasks, no HTTP: the database side of the receiver alone
   http64    signed deliveries over HTTP to `orchestrator webhooks serve` (uvicorn, its own
             process) from 64 concurrent keep-alive connections: verify, parse, redact, INSERT,
             answer; each answer is timed from the first byte sent to the last byte read
@@ -174,6 +176,19 @@ async def bare_round(pool: AsyncConnectionPool, count: int, concurrency: int) ->
     return summary(*await run_tasks(work, concurrency, one, make))
 
 
+async def group_round(pool: AsyncConnectionPool, count: int, concurrency: int) -> dict[str, float]:
+    writer = inbox.InboxWriter(pool)
+    work = events(count)
+
+    async def make() -> None:
+        return None
+
+    async def one(_: None, event: inbox.InboxEvent) -> None:
+        await writer.insert(event)
+
+    return summary(*await run_tasks(work, concurrency, one, make))
+
+
 async def bare_one_round(url: str, count: int) -> dict[str, float]:
     work = [inbox.insert_params(event) for event in events(count)]
     conn = await AsyncConnection.connect(database.libpq_conninfo(url), autocommit=True)
@@ -220,7 +235,12 @@ def start_receiver(url: str, pool_size: int) -> tuple[subprocess.Popen[str], str
 
 async def main_async(quick: bool, concurrency: int, pool_size: int) -> dict[str, Any]:
     rounds, count = (3, 2000) if quick else (5, 8000)
-    results: dict[str, list[dict[str, float]]] = {"bare1": [], "bare64": [], "http64": []}
+    results: dict[str, list[dict[str, float]]] = {
+        "bare1": [],
+        "bare64": [],
+        "group64": [],
+        "http64": [],
+    }
     with scratch_database("bench_hooks") as (_, url):
         process, host, port = start_receiver(url, pool_size)
         pool = AsyncConnectionPool(
@@ -237,6 +257,7 @@ async def main_async(quick: bool, concurrency: int, pool_size: int) -> dict[str,
             for _ in range(rounds):
                 results["bare1"].append(await bare_one_round(url, count // 4))
                 results["bare64"].append(await bare_round(pool, count, concurrency))
+                results["group64"].append(await group_round(pool, count, concurrency))
                 results["http64"].append(await http_round(host, port, count, concurrency))
         finally:
             await pool.close()
@@ -256,6 +277,12 @@ def report(data: dict[str, Any], concurrency: int) -> dict[str, Any]:
             [
                 ratio(h["per_s"], b["per_s"])
                 for h, b in zip(results["http64"], results["bare64"], strict=True)
+            ]
+        ),
+        "http64_per_s / group64_per_s": median(
+            [
+                ratio(h["per_s"], g["per_s"])
+                for h, g in zip(results["http64"], results["group64"], strict=True)
             ]
         ),
         "http64_per_s / bare1_per_s": median(

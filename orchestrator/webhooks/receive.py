@@ -2,8 +2,9 @@
 `orchestrator webhooks serve` runs alone.
 
 For each POST it checks `X-Violet-Hmac` against the raw body (401 and nothing stored when it
-does not match), reads at most `max_body_bytes` (413), and stores the event with one INSERT
-keyed by `X-Violet-Event-Id`; it answers 200 only once that INSERT is committed, so an
+does not match), reads at most `max_body_bytes` (413), and stores the event with an INSERT
+keyed by `X-Violet-Event-Id` (deliveries arriving together share one statement: one commit,
+store/inbox.py `InboxWriter`); it answers 200 only once its row is committed, so an
 acknowledged event is never lost, and a redelivery is acknowledged again without changing
 anything. While answering it never calls Violet and never touches a checkout (no lease, no
 lock but the inbox row's own): Violet wants an answer within ~10 s, and the checkout path may
@@ -62,6 +63,7 @@ class WebhookReceiver:
         pool: psycopg_pool.AsyncConnectionPool | None = None,
         max_body_bytes: int = 1024 * 1024,
         pool_size: int = 10,
+        write_slots: int = 2,
         crash: CrashPoints | None = None,
     ) -> None:
         if (database_url is None) == (pool is None):
@@ -71,6 +73,8 @@ class WebhookReceiver:
         self._pool = pool
         self._owns_pool = pool is None
         self._pool_size = pool_size
+        self._write_slots = write_slots
+        self._writer: inbox.InboxWriter | None = None
         self._opening = asyncio.Lock()
         self.max_body_bytes = max_body_bytes
         self._crash = crash if crash is not None else CrashPoints()
@@ -131,6 +135,9 @@ class WebhookReceiver:
 
     async def close(self) -> None:
         """Close the pool if this receiver opened it."""
+        if self._writer is not None:
+            await self._writer.drain()
+            self._writer = None
         if self._owns_pool and self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -203,8 +210,9 @@ class WebhookReceiver:
         if self._pool is None:
             await self.open()
         assert self._pool is not None
-        async with self._pool.connection() as conn:
-            return await inbox.insert(conn, event)
+        if self._writer is None:
+            self._writer = inbox.InboxWriter(self._pool, slots=self._write_slots)
+        return await self._writer.insert(event)
 
 
 async def _check_schema(pool: psycopg_pool.AsyncConnectionPool) -> None:

@@ -272,3 +272,16 @@ async def test_settle_refuses_a_state_that_is_not_an_end(
 ) -> None:
     with pytest.raises(ValueError, match="pending"):
         await inbox.settle(aconn, ["x"], inbox.PENDING)
+
+
+async def test_grouped_inserts_tell_each_event_whether_it_was_new(
+    aconn: psycopg.AsyncConnection[Any],
+) -> None:
+    old = event()
+    assert await inbox.insert(aconn, old)
+    fresh = [event(), event(body={"card": "4242 4242 4242 4242"})]
+    assert await inbox.insert_many(aconn, [fresh[0], old, fresh[1]]) == [True, False, True]
+    cursor = await aconn.execute(
+        "SELECT body FROM webhook_inbox WHERE event_id = %s", (fresh[1].event_id,)
+    )
+    assert await cursor.fetchall() == [({"card": "[REDACTED]"},)]
