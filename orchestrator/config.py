@@ -180,11 +180,11 @@ class Settings(BaseSettings):
         description="Largest Violet answer read, bytes; a longer one is cut off (a cart or an"
         " order page is a few kB).",
     )
-    violet_webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        default=(),
+    violet_webhook_secrets: Annotated[tuple[SecretStr, ...] | None, NoDecode] = Field(
+        default=None,
         validation_alias=_env("VIOLET_WEBHOOK_SECRETS", "violet_webhook_secrets"),
         description="Secrets a webhook's X-Violet-Hmac may be signed with, comma-separated (more"
-        " than one while the app secret rotates); empty means the app secret alone.",
+        " than one while the app secret rotates); unset means the app secret alone.",
     )
     webhook_max_body_bytes: int = Field(
         default=1024 * 1024,
