@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -177,6 +177,27 @@ class Settings(BaseSettings):
         doc="Largest Violet answer read, bytes; a longer one is cut off (a cart or an order page"
         " is a few kB).",
     )
+    violet_webhook_secrets: Annotated[tuple[SecretStr, ...] | None, NoDecode] = Field(
+        default=None,
+        validation_alias=_env("VIOLET_WEBHOOK_SECRETS", "violet_webhook_secrets"),
+        description="Secrets a webhook's X-Violet-Hmac may be signed with, comma-separated (more"
+        " than one while the app secret rotates); unset means the app secret alone.",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        validation_alias=_env("ORCHESTRATOR_WEBHOOK_MAX_BODY_BYTES", "webhook_max_body_bytes"),
+        description="Largest webhook body the receiver reads, bytes (an order event is a few kB);"
+        " a longer one is refused with 413 and not stored.",
+    )
+
+    @field_validator("violet_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("violet_base_url")
     @classmethod

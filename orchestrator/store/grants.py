@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from orchestrator.store.schema import TABLE_NAMES, VERSION_TABLE, checkouts
+from orchestrator.store.schema import (
+    TABLE_NAMES,
+    VERSION_TABLE,
+    checkout_bags,
+    checkouts,
+    webhook_inbox,
+)
 
 #: What the application role may do per table; nothing else (no DELETE, TRUNCATE, TRIGGER,
 #: REFERENCES anywhere).
@@ -28,6 +34,13 @@ APP_PRIVILEGES: Final[Mapping[str, tuple[str, ...]]] = {
     "violet_throttle": ("SELECT", "INSERT", "UPDATE"),
     # `check_schema` at start-up: is the database at the code's revision?
     VERSION_TABLE: ("SELECT",),
+    # The receiver inserts (ON CONFLICT DO NOTHING); the applier claims and settles events.
+    # And UPDATE of the columns that record how an event ended (INBOX_COLUMNS_FIXED_AT_INSERT).
+    "webhook_inbox": ("SELECT", "INSERT"),
+    # And UPDATE of every column but BAG_COLUMNS_FIXED_AT_INSERT.
+    "checkout_bags": ("SELECT", "INSERT"),
+    # Read by the bag transition guard, which runs as the role that updates `checkout_bags`.
+    "checkout_bag_transitions": ("SELECT",),
 }
 
 #: Columns of `checkouts` written once by the INSERT and never updated by the code: who the
@@ -40,6 +53,27 @@ CHECKOUT_COLUMNS_FIXED_AT_INSERT: Final = (
     "currency",
     "created_at",
 )
+
+#: Columns of `webhook_inbox` written once, by the receiver: what Violet sent and when it came.
+INBOX_COLUMNS_FIXED_AT_INSERT: Final = (
+    "event_id",
+    "event_type",
+    "body",
+    "violet_order_id",
+    "bag_id",
+    "merchant_id",
+    "received_at",
+)
+#: Columns of `checkout_bags` that say which bag a row is.
+BAG_COLUMNS_FIXED_AT_INSERT: Final = ("checkout_id", "bag_id", "created_at")
+
+#: Tables whose UPDATE is granted by column: every column but the ones fixed at insert.
+COLUMNS_FIXED_AT_INSERT: Final[Mapping[str, tuple[str, ...]]] = {
+    checkouts.name: CHECKOUT_COLUMNS_FIXED_AT_INSERT,
+    webhook_inbox.name: INBOX_COLUMNS_FIXED_AT_INSERT,
+    checkout_bags.name: BAG_COLUMNS_FIXED_AT_INSERT,
+}
+_TABLES = {table.name: table for table in (checkouts, webhook_inbox, checkout_bags)}
 
 _MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
 
@@ -109,11 +143,12 @@ def grants_script(role: str, *, schema: str = "public", create_role: bool = True
     for table, privileges in APP_PRIVILEGES.items():
         target = f"{where}.{quote_ident(table)}"
         lines.append(f"GRANT {', '.join(privileges)} ON TABLE {target} TO {who};")
-        if table == checkouts.name:
+        fixed = COLUMNS_FIXED_AT_INSERT.get(table)
+        if fixed is not None:
             columns = [
                 quote_ident(column.name)
-                for column in checkouts.columns
-                if column.name not in CHECKOUT_COLUMNS_FIXED_AT_INSERT
+                for column in _TABLES[table].columns
+                if column.name not in fixed
             ]
             lines.append(f"GRANT UPDATE (\n{_listing(columns)}\n) ON TABLE {target} TO {who};")
     lines.append("COMMIT;")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, REAL, UUID
 
-from orchestrator import states
+from orchestrator import bag_states, states
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -205,6 +206,80 @@ violet_throttle: Final = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
     PrimaryKeyConstraint("key"),
 )
+
+# -- after submit: Violet's webhooks and each bag's life (migration 0008) -----------------------
+
+#: How an inbox event ended; `pending` until the applier settles it.
+INBOX_STATES: Final[tuple[str, ...]] = ("pending", "applied", "ignored", "failed")
+INBOX_SETTLED_STATES: Final[tuple[str, ...]] = ("applied", "ignored")
+#: Every bag status, as stored (`orchestrator.bag_states` declares them and their moves).
+BAG_STATUSES: Final[tuple[str, ...]] = bag_states.STATUSES
+
+webhook_inbox: Final = Table(
+    "webhook_inbox",
+    metadata,
+    Column("event_id", Text, nullable=False),  # X-Violet-Event-Id: a redelivery is the same row
+    Column("event_type", Text, nullable=False),
+    Column("body", JSONB, nullable=False),  # redacted by orchestrator.sensitive; tripwire-checked
+    Column("violet_order_id", BigInteger, nullable=True),
+    Column("bag_id", BigInteger, nullable=True),
+    Column("merchant_id", BigInteger, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("state", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    PrimaryKeyConstraint("event_id"),
+    CheckConstraint(_in("state", INBOX_STATES), name="state"),
+    CheckConstraint("length(event_id) BETWEEN 1 AND 200", name="event_id"),
+    CheckConstraint("event_type ~ '^[A-Z0-9_]{1,100}$'", name="event_type"),
+)
+# The applier's queue: pending events in arrival order; only pending rows are in it.
+Index(
+    "ix_webhook_inbox_pending",
+    webhook_inbox.c.received_at,
+    postgresql_where=text("state = 'pending'"),
+)
+# An order's events, in arrival order.
+Index(
+    "ix_webhook_inbox_violet_order_id",
+    webhook_inbox.c.violet_order_id,
+    webhook_inbox.c.received_at,
+    postgresql_where=webhook_inbox.c.violet_order_id.isnot(None),
+)
+
+checkout_bag_transitions: Final = Table(
+    "checkout_bag_transitions",
+    metadata,
+    Column("from_status", Text, nullable=False),
+    Column("to_status", Text, nullable=False),
+    PrimaryKeyConstraint("from_status", "to_status"),
+)
+
+checkout_bags: Final = Table(
+    "checkout_bags",
+    metadata,
+    Column("checkout_id", UUID(as_uuid=True), nullable=False),
+    Column("bag_id", BigInteger, nullable=False),
+    Column("merchant_id", BigInteger, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("status_at", DateTime(timezone=True), nullable=False),  # when the news is from
+    Column("financial_status", Text, nullable=True),
+    Column("fulfillment_status", Text, nullable=True),
+    Column("currency", Text, nullable=True),
+    Column("refunded_amount", BigInteger, nullable=False, server_default=text("0")),
+    Column("canceled_amount", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_event_id", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("checkout_id", "bag_id"),
+    ForeignKeyConstraint(["checkout_id"], ["checkouts.id"]),
+    CheckConstraint(_in("status", BAG_STATUSES), name="status"),
+    CheckConstraint("currency IS NULL OR currency ~ '^[A-Z]{3}$'", name="currency"),
+    CheckConstraint("refunded_amount >= 0 AND canceled_amount >= 0", name="amounts"),
+)
+# An event names a bag, not its checkout.
+Index("ix_checkout_bags_bag_id", checkout_bags.c.bag_id)
 
 #: The tables this project owns; everything else in the database belongs to the host.
 TABLE_NAMES: Final = frozenset(metadata.tables)

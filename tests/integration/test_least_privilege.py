@@ -282,6 +282,9 @@ EXPECTED_PRIVILEGES = {
     "checkout_state_transitions": {"SELECT"},
     "violet_throttle": {"SELECT", "INSERT", "UPDATE"},
     VERSION_TABLE: {"SELECT"},
+    "webhook_inbox": {"SELECT", "INSERT"},
+    "checkout_bags": {"SELECT", "INSERT"},
+    "checkout_bag_transitions": {"SELECT"},
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
@@ -368,3 +371,50 @@ def test_the_script_refuses_a_role_name_postgres_would_not_take_as_given(
     result = CliRunner().invoke(app, ["db", "grants", "--role", name])
     assert result.exit_code == 2
     assert why in result.output
+
+
+async def test_the_application_role_receives_and_settles_webhooks_and_moves_bags(
+    app_role: AppRole, as_app: psycopg.Connection[Any]
+) -> None:
+    """What the receiver and the applier do, as the role; what they never do is refused."""
+    from orchestrator.store import inbox
+
+    url = libpq_url(app_role.url)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        first = inbox.InboxEvent("lp-evt-1", "ORDER_UPDATED", {"id": 1}, violet_order_id=1)
+        second = inbox.InboxEvent("lp-evt-2", "MERCHANT_DISABLED", {"id": 3}, merchant_id=3)
+        assert await inbox.insert(conn, first)
+        assert await inbox.insert_many(conn, [first, second]) == [False, True]
+        async with conn.transaction():
+            claimed = await inbox.claim_pending(conn)
+            assert [row.event_id for row in claimed] == ["lp-evt-1", "lp-evt-2"]
+            assert await inbox.settle(conn, ["lp-evt-1"], inbox.APPLIED) == 1
+            assert await inbox.settle(conn, ["lp-evt-2"], inbox.IGNORED, "not ours") == 1
+    checkout_id = new_checkout(as_app)
+    as_app.execute(
+        "INSERT INTO checkout_bags (checkout_id, bag_id, status, status_at) "
+        "VALUES (%s, 11, 'ACCEPTED', now())",
+        (checkout_id,),
+    )
+    as_app.execute(
+        "UPDATE checkout_bags SET status = 'COMPLETED', fulfillment_status = 'SHIPPED' "
+        "WHERE checkout_id = %s",
+        (checkout_id,),
+    )
+    for statement in (
+        "UPDATE webhook_inbox SET body = '{}'",
+        "UPDATE webhook_inbox SET event_id = 'x'",
+        "UPDATE webhook_inbox SET received_at = now()",
+        "DELETE FROM webhook_inbox",
+        "UPDATE checkout_bags SET bag_id = 12",
+        "DELETE FROM checkout_bags",
+        "INSERT INTO checkout_bag_transitions VALUES ('REFUNDED', 'ACCEPTED')",
+    ):
+        error = refused(as_app, statement)
+        assert isinstance(error, psycopg.errors.InsufficientPrivilege), statement
+    error = refused(
+        as_app,
+        "UPDATE checkout_bags SET status = 'ACCEPTED' WHERE checkout_id = %s",
+        (checkout_id,),
+    )
+    assert error.sqlstate == SQLSTATE_ILLEGAL_TRANSITION

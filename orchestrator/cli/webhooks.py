@@ -1,0 +1,115 @@
+"""`orchestrator webhooks serve`: the webhook receiver alone under uvicorn.
+
+A sub-application of the CLI (registered with ``app.add_typer(webhooks_app, name="webhooks")``)
+and runnable as its own process, which the crash tests kill:
+``python -m orchestrator.cli.webhooks serve --port 0``. Uvicorn, the receiver and the database
+driver load when the command runs, not when `orchestrator` starts.
+Exit codes: 0 stopped by a signal; 2 bad settings; 5 the database cannot be used.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+from orchestrator.errors import ConfigError, DatabaseUnavailable, SchemaNotMigrated
+from orchestrator.logs import configure_cli_logging, printable
+from orchestrator.sensitive import redact_text
+
+if TYPE_CHECKING:
+    import uvicorn
+
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 5
+ANNOUNCE_PREFIX = "webhooks listening on "
+
+webhooks_app = typer.Typer(
+    help="Receive Violet's webhooks into the inbox.", no_args_is_help=True, rich_markup_mode=None
+)
+
+
+@webhooks_app.callback()
+def webhooks() -> None:
+    """Receive Violet's webhooks into the inbox (applied later, under each checkout's lease)."""
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"error: {printable(redact_text(message))}", err=True)
+    raise typer.Exit(code)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _server(config: uvicorn.Config, line: str) -> uvicorn.Server:
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:  # the lifespan start-up (pool, schema check) succeeded
+                print(line, flush=True)
+
+    return AnnouncingServer(config)
+
+
+@webhooks_app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8050, "--port", min=0, max=65535, help="0 picks a free port."),
+    debug: bool = typer.Option(False, "--debug", help="Log more; show tracebacks."),
+) -> None:
+    """Serve the webhook receiver until interrupted; register http://HOST:PORT/ with Violet.
+
+    Every path answers, so a reverse proxy may forward any path to it. It answers 200 only once
+    the event is stored, 401 to a wrong signature, 413 to a body over
+    ORCHESTRATOR_WEBHOOK_MAX_BODY_BYTES, 503 when the database cannot store it.
+    """
+    import uvicorn
+
+    from orchestrator.config import load_settings
+    from orchestrator.webhooks.receive import WebhookReceiver
+
+    configure_cli_logging(debug)
+    try:
+        receiver = WebhookReceiver.from_settings(load_settings())
+    except ConfigError as exc:
+        if debug:
+            raise
+        _fail(EXIT_BAD_INPUT, str(exc))
+    except (DatabaseUnavailable, SchemaNotMigrated) as exc:
+        if debug:
+            raise
+        _fail(EXIT_UNREACHABLE, str(exc))
+    sock = _bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(
+        receiver,
+        log_level="debug" if debug else "warning",
+        access_log=False,
+        lifespan="on",
+        backlog=2048,
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
+        server_header=False,
+    )
+    server = _server(config, f"{ANNOUNCE_PREFIX}http://{shown}:{sock.getsockname()[1]}/")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        _fail(EXIT_UNREACHABLE, "the receiver did not start (see the reason above)")
+
+
+if __name__ == "__main__":
+    webhooks_app()
