@@ -13,7 +13,7 @@ from orchestrator.checkout import Checkout
 from orchestrator.sandbox import SANDBOX_CREDENTIALS
 from orchestrator.states import TERMINAL_STATES, WAITING_STATES
 from orchestrator.verify import verify
-from tests.fixtures.orchestrator import test_settings as make_settings
+from tests.fixtures.orchestrator import make_settings
 from tests.fixtures.sandbox import HttpSandbox
 
 LEASE_SECONDS = 1.5

@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 from orchestrator.api import Orchestrator
 from orchestrator.cli.recovery import parse_since, recover_command, verify_command
 from orchestrator.sandbox import SANDBOX_CREDENTIALS
-from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request
-from tests.fixtures.orchestrator import test_settings as make_settings
+from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
 from tests.fixtures.sandbox import HttpSandbox
 
 app = typer.Typer()

@@ -64,3 +64,14 @@ def test_a_configured_credential_in_the_request_is_refused_when_it_is_stored() -
         request.persisted()
     assert [name for name, _ in caught.value.fields] == ["customer.last_name"]
     assert secret not in str(caught.value)
+
+
+def test_a_bad_payment_token_is_refused_naming_payment_token() -> None:
+    """A refused field is named by its whole path: the token payment's field is itself called
+    `token`, like its union tag, and only the tag is dropped from the location."""
+    request = example_request(
+        "order-1", payment={"type": "token", "token": "tok\x00visa", "provider": "STRIPE"}
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        CheckoutRequest.parse(request)
+    assert [name for name, _ in refused.value.fields] == ["payment.token"], refused.value.fields
