@@ -30,6 +30,7 @@ from orchestrator.store.schema import (
     checkout_steps,
     checkouts,
 )
+from tests.fixtures.checkout_rows import CHANGED_VALUE, PATH_TO
 from tests.fixtures.db import libpq_url
 from tests.secret_cases import CASES, SecretCase, as_json, params
 
@@ -262,48 +263,6 @@ async def test_checkpoints_are_append_only(
     async with engine.connect() as conn:
         outcomes = (await conn.execute(sa.select(checkout_steps.c.outcome).where(mine))).all()
     assert outcomes == [("unknown",)]
-
-
-# A change to every column but `state` (its moves are the transition guard's): a new column of
-# `checkouts` must be added here, so the test keeps covering the whole row.
-CHANGED_VALUE = {
-    "id": "gen_random_uuid()",
-    "app_order_id": "app_order_id || '-edited'",
-    "violet_order_id": "violet_order_id + 1",
-    "version": "version + 1",
-    "pending_step": "'price'",
-    "in_flight": "NOT in_flight",
-    "step_no": "step_no + 1",
-    "attempt": "attempt + 1",
-    "next_attempt_at": "now() + interval '1 hour'",
-    "step_started_at": "now() - interval '1 hour'",
-    "step_send_by": "coalesce(step_send_by, now()) + interval '1 hour'",
-    "lease_owner": "'someone'",
-    "lease_expires_at": "now() + interval '1 hour'",
-    "lease_epoch": "lease_epoch + 1",
-    "recoveries": "recoveries + 1",
-    "event_seq": "event_seq + 1",
-    "request": "request || '{\"edited\": true}'::jsonb",
-    "payment_kind": "CASE payment_kind WHEN 'card' THEN 'token' ELSE 'card' END",
-    "currency": "CASE currency WHEN 'EUR' THEN 'USD' ELSE 'EUR' END",
-    "sub_total": "sub_total + 1",
-    "shipping_total": "shipping_total + 1",
-    "tax_total": "tax_total + 1",
-    "discount_total": "discount_total + 1",
-    "total": "total - 1",
-    "bags": "bags || '[{\"bag_id\": 1}]'::jsonb",
-    "violet_status": "coalesce(violet_status, '') || '-edited'",
-    "waiting_reason": "coalesce(waiting_reason, '') || '-edited'",
-    "last_error": "coalesce(last_error, '{}'::jsonb) || '{\"edited\": true}'::jsonb",
-    "created_at": "created_at - interval '1 day'",
-    "updated_at": "updated_at + interval '1 second'",
-    "finished_at": "coalesce(finished_at, now()) + interval '1 second'",
-}
-PATH_TO = {
-    "submitted": ["created", "customer_applied", "paid", "priced", "submitted"],
-    "failed": ["created", "failed"],
-    "canceled": ["canceled"],
-}
 
 
 async def finished_checkout(engine: AsyncEngine, state: str) -> uuid.UUID:

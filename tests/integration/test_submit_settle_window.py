@@ -11,8 +11,8 @@ from tests.fixtures.orchestrator import (
     DIGITAL,
     TOKEN,
     checkout_request,
-    make_settings,
     one_second_calls,
+    settle_shorter_than_timeout,
 )
 from tests.fixtures.sandbox import HttpSandbox
 
@@ -24,13 +24,7 @@ async def test_a_timed_out_submit_is_not_resubmitted_while_violet_may_still_be_r
     ratio (settle 10 s < read timeout 30 s) a submit that timed out is already older than the
     settle time when it is reconciled. Same ratio here: settle 0.8 s, read timeout 1.0 s, and
     Violet takes 1.4 s to apply the submit; it is sent exactly once."""
-    settings = make_settings(
-        database_url,
-        http_sandbox.base_url,
-        submit_settle_seconds=0.8,
-        read_timeout=1.0,
-        total_timeout=1.5,
-    )
+    settings = settle_shorter_than_timeout(database_url, http_sandbox.base_url)
     control = http_sandbox.control
     async with Orchestrator(settings) as orch:
         await control.add_fault("submit", "latency", count=1, latency_ms=1400)

@@ -17,8 +17,7 @@ import time
 import httpx
 
 from orchestrator.violet import VioletClient, VioletRateLimited, VioletRetryableError
-from tests.unit.test_violet_auth import make_jwt
-from tests.unit.test_violet_errors import client_on
+from tests.fixtures.violet import client_on, day_long_token
 
 TOTAL = 0.3
 RETRY_AFTER = 2  # below MAX_INLINE_RETRY_AFTER (10 s): the client sleeps through it inline
@@ -32,8 +31,7 @@ class _RateLimited(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/login"):
-            tok = make_jwt({"exp": time.time() + 86400, "iat": time.time()})
-            return httpx.Response(200, json={"token": tok, "refresh_token": "rt"})
+            return httpx.Response(200, json={"token": day_long_token(), "refresh_token": "rt"})
         self.reads.append(asyncio.get_running_loop().time())
         return httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "2"})
 
