@@ -10,11 +10,10 @@ import pytest
 
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import Checkout
-from orchestrator.sandbox import SANDBOX_CREDENTIALS
 from orchestrator.states import TERMINAL_STATES, WAITING_STATES
 from orchestrator.verify import verify
-from tests.fixtures.orchestrator import test_settings as make_settings
-from tests.fixtures.sandbox import HttpSandbox
+from tests.fixtures.orchestrator import make_settings
+from tests.fixtures.sandbox import HttpSandbox, violet_credentials_env
 
 LEASE_SECONDS = 1.5
 
@@ -25,10 +24,7 @@ def crash_env(database_url: str, http_sandbox: HttpSandbox) -> dict[str, str]:
     return {
         "ORCHESTRATOR_DATABASE_URL": database_url,
         "VIOLET_BASE_URL": http_sandbox.base_url,
-        "VIOLET_APP_ID": str(SANDBOX_CREDENTIALS["app_id"]),
-        "VIOLET_APP_SECRET": str(SANDBOX_CREDENTIALS["app_secret"]),
-        "VIOLET_USERNAME": str(SANDBOX_CREDENTIALS["username"]),
-        "VIOLET_PASSWORD": str(SANDBOX_CREDENTIALS["password"]),
+        **violet_credentials_env(),
         "ORCHESTRATOR_LEASE_SECONDS": str(LEASE_SECONDS),
         "ORCHESTRATOR_SUBMIT_SETTLE_SECONDS": "0.3",
         "ORCHESTRATOR_BACKOFF_BASE": "0.02",

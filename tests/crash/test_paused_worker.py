@@ -16,8 +16,8 @@ import pytest
 from orchestrator.api import Orchestrator
 from tests.crash import procs, worker
 from tests.crash.conftest import assert_exactly_once, summary_of
-from tests.crash.test_timed_kills import eventually
 from tests.fixtures.db import libpq_url
+from tests.fixtures.polling import eventually
 from tests.fixtures.sandbox import HttpSandbox
 
 pytestmark = pytest.mark.crash

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -12,20 +10,12 @@ import pytest
 from orchestrator.api import Orchestrator
 from tests.crash import procs, worker
 from tests.crash.conftest import LEASE_SECONDS, assert_exactly_once, summary_of
+from tests.fixtures.polling import eventually
 from tests.fixtures.sandbox import HttpSandbox
 
 pytestmark = pytest.mark.crash
 
 N = 20
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = 30) -> None:
-    """Wait for a condition to pick a kill instant (never used to judge an outcome)."""
-    deadline = time.monotonic() + limit
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def _ops(sandbox: HttpSandbox, op: str) -> int:

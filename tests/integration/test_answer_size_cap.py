@@ -11,8 +11,8 @@ import pytest
 from orchestrator.api import Orchestrator
 from orchestrator.recovery import RecoveryJob
 from orchestrator.sandbox import SandboxControl
-from tests.crash.test_timed_kills import eventually
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
+from tests.fixtures.polling import eventually
 from tests.fixtures.sandbox import HttpSandbox
 
 CAP = 1024 * 1024

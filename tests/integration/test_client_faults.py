@@ -14,7 +14,7 @@ from orchestrator.violet import (
     VioletRetryableError,
     capture_calls,
 )
-from tests.integration.test_client_support import (
+from tests.fixtures.violet_sandbox_client import (
     Sandbox,
     no_retry_waits,
     ready_to_submit,

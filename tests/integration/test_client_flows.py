@@ -17,7 +17,7 @@ from orchestrator.violet import (
     VioletPermanentError,
     capture_calls,
 )
-from tests.integration.test_client_support import (
+from tests.fixtures.violet_sandbox_client import (
     CUSTOMER,
     Sandbox,
     card,

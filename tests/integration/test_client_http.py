@@ -20,7 +20,7 @@ from orchestrator.violet import (
     when_request_sent,
 )
 from orchestrator.violet import transport as transport_module
-from tests.integration.test_client_support import CUSTOMER, no_retry_waits, ready_to_submit
+from tests.fixtures.violet_sandbox_client import CUSTOMER, no_retry_waits, ready_to_submit
 
 __all__ = ["no_retry_waits"]
 

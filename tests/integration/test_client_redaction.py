@@ -15,7 +15,7 @@ from orchestrator.violet import (
     VioletError,
     capture_calls,
 )
-from tests.integration.test_client_support import (
+from tests.fixtures.violet_sandbox_client import (
     Sandbox,
     card,
     no_retry_waits,

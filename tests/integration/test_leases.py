@@ -1,10 +1,12 @@
-"""Leases: renewed while a slow Violet call runs, and fenced so a late writer is refused."""
+"""Leases: renewed while a slow Violet call runs, fenced so a late writer is refused, and
+given back by a command that finds nothing to drive."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import psycopg
@@ -17,7 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.sandbox import SandboxControl
 from orchestrator.store.repository import Repository
 from tests.fixtures.db import libpq_url
-from tests.fixtures.orchestrator import TOKEN, checkout_request, make_settings
+from tests.fixtures.orchestrator import DIGITAL, INTENT, TOKEN, checkout_request, make_settings
 
 
 async def test_lease_is_renewed_while_a_slow_call_runs(
@@ -112,3 +114,43 @@ async def test_a_claim_failing_for_another_reason_is_not_called_busy(engine: Asy
         await Repository(engine).claim(
             uuid.uuid4(), worker="could not obtain lock\x00", lease_seconds=5
         )
+
+
+async def test_run_racing_a_drive_to_a_waiting_state_does_not_keep_the_lease(
+    settings: Settings,
+    sandbox_transport: httpx.AsyncBaseTransport,
+    sandbox_control: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run()` reads the row, then claims it; when another worker parks it meanwhile (here in
+    `awaiting_confirmation`, lease released, not due), the claim finds nothing to drive and
+    gives the lease back: the shopper's `confirm_payment` is not refused as busy, and recovery
+    never sees a `lease_taken_over` of a checkout nobody was driving."""
+    async with (
+        Orchestrator(settings, violet_transport=sandbox_transport) as owner,
+        Orchestrator(settings, violet_transport=sandbox_transport) as other,
+    ):
+        registered = await owner.start(checkout_request(skus=DIGITAL, payment=INTENT), run=False)
+        real_claim = owner.repo.claim
+
+        async def claim_after_another_worker_parked_it(checkout_id: Any, **kwargs: Any) -> Any:
+            parked = await other.run(checkout_id)  # lands between run()'s read and its claim
+            assert parked.state == "awaiting_confirmation"
+            return await real_claim(checkout_id, **kwargs)
+
+        monkeypatch.setattr(owner.repo, "claim", claim_after_another_worker_parked_it)
+        result = await owner.run(registered.id)
+        monkeypatch.setattr(owner.repo, "claim", real_claim)
+        assert result.state == "awaiting_confirmation"
+        row = await owner.repo.get(registered.id)
+        assert row is not None
+        await sandbox_control.confirm_payment(result.violet_order_id)  # the shopper confirms
+        busy = None
+        try:
+            await other.confirm_payment(registered.id)
+        except CheckoutBusy as exc:
+            busy = exc
+    assert (row.lease_owner, row.next_attempt_at) == (None, None), (
+        f"run() kept the lease of a waiting checkout until {row.lease_expires_at}"
+    )
+    assert busy is None, f"the shopper's confirm_payment was refused: {busy}"

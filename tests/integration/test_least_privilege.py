@@ -34,6 +34,7 @@ from orchestrator.store.schema import (
     VERSION_TABLE,
 )
 from orchestrator.verify import verify
+from tests.fixtures.checkout_rows import CHANGED_VALUE, PATH_TO
 from tests.fixtures.db import libpq_url, run_sql
 from tests.fixtures.orchestrator import (
     DECLINED,
@@ -45,7 +46,6 @@ from tests.fixtures.orchestrator import (
     make_settings,
 )
 from tests.fixtures.sandbox import IN_PROCESS_BASE_URL
-from tests.integration.test_schema_guards import CHANGED_VALUE, PATH_TO
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,8 @@ from typer.testing import CliRunner
 
 from orchestrator.api import Orchestrator
 from orchestrator.cli.recovery import parse_since, recover_command, verify_command
-from orchestrator.sandbox import SANDBOX_CREDENTIALS
-from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request
-from tests.fixtures.orchestrator import test_settings as make_settings
-from tests.fixtures.sandbox import HttpSandbox
+from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
+from tests.fixtures.sandbox import HttpSandbox, violet_credentials_env
 
 app = typer.Typer()
 app.command("recover")(recover_command)
@@ -31,10 +29,7 @@ def cli_env(
     for name, value in {
         "ORCHESTRATOR_DATABASE_URL": database_url,
         "VIOLET_BASE_URL": http_sandbox.base_url,
-        "VIOLET_APP_ID": str(SANDBOX_CREDENTIALS["app_id"]),
-        "VIOLET_APP_SECRET": str(SANDBOX_CREDENTIALS["app_secret"]),
-        "VIOLET_USERNAME": str(SANDBOX_CREDENTIALS["username"]),
-        "VIOLET_PASSWORD": str(SANDBOX_CREDENTIALS["password"]),
+        **violet_credentials_env(),
         "ORCHESTRATOR_BACKOFF_BASE": "0.02",
     }.items():
         monkeypatch.setenv(name, value)

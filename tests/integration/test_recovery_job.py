@@ -16,8 +16,7 @@ from orchestrator.recovery import RecoveryJob, RecoverySummary, open_with_retry
 from orchestrator.sandbox import SandboxControl
 from orchestrator.store.database import create_engine
 from orchestrator.store.repository import Repository
-from tests.fixtures.orchestrator import DIGITAL, INTENT, TOKEN, checkout_request
-from tests.fixtures.orchestrator import test_settings as make_settings
+from tests.fixtures.orchestrator import DIGITAL, INTENT, TOKEN, checkout_request, make_settings
 
 
 async def _register(orch: Orchestrator, n: int, **kwargs: Any) -> list[str]:

@@ -11,7 +11,13 @@ import pytest
 
 from orchestrator.api import Orchestrator
 from orchestrator.errors import IllegalTransition
-from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
+from tests.fixtures.orchestrator import (
+    DIGITAL,
+    TOKEN,
+    checkout_request,
+    one_second_calls,
+    settle_shorter_than_timeout,
+)
 from tests.fixtures.sandbox import HttpSandbox
 
 
@@ -32,13 +38,7 @@ async def test_a_worker_clock_ahead_of_the_database_does_not_cut_the_settle_wind
 ) -> None:
     for module in _WALL_CLOCK_READERS:
         monkeypatch.setattr(f"{module}.datetime", _HostClockAnHourAhead)
-    settings = make_settings(
-        database_url,
-        http_sandbox.base_url,
-        submit_settle_seconds=0.8,
-        read_timeout=1.0,
-        total_timeout=1.5,
-    )
+    settings = settle_shorter_than_timeout(database_url, http_sandbox.base_url)
     control = http_sandbox.control
     async with Orchestrator(settings) as orch:
         # Violet applies the submit after 1.4 s; the client gave up after 1.0 s.
@@ -61,13 +61,7 @@ async def test_a_host_clock_ahead_of_the_database_does_not_let_cancel_miss_a_run
     Violet: cancel measures the step's age on the database's clock, so it refuses for now."""
     for module in _WALL_CLOCK_READERS:
         monkeypatch.setattr(f"{module}.datetime", _HostClockAnHourAhead)
-    settings = make_settings(
-        database_url,
-        http_sandbox.base_url,
-        submit_settle_seconds=0.3,
-        read_timeout=1.0,
-        total_timeout=1.0,
-    )
+    settings = one_second_calls(database_url, http_sandbox.base_url)
     control = http_sandbox.control
     request = checkout_request(skus=DIGITAL, payment=TOKEN)
     async with Orchestrator(settings) as orch:

@@ -67,3 +67,20 @@ def test_session_options_set_both_timeouts_and_keep_options_given_in_the_url() -
         session_options("postgresql+psycopg://u@h/db", lock_timeout=None, statement_timeout=None)
         == {}
     )
+
+
+def test_a_database_password_given_as_a_query_parameter_is_masked_too() -> None:
+    """libpq (and psycopg) also take the password as `?password=...`, the form many secret
+    managers emit: it is masked like the userinfo password wherever settings are shown
+    (`repr`, `str`, `public_values` and so `orchestrator config`)."""
+    secret = "hunter2-s3cret"
+    settings = Settings(
+        database_url=f"postgresql://app@db.internal/orders?sslmode=require&password={secret}"
+    )
+    shown = {
+        "repr": repr(settings),
+        "str": str(settings),
+        "public_values": str(settings.public_values()["database_url"]),
+    }
+    leaked = {where: text for where, text in shown.items() if secret in text}
+    assert leaked == {}, leaked

@@ -11,7 +11,8 @@ from tests.secret_cases import TEXT_CASES, SecretCase, params
 def test_an_app_order_id_that_looks_like_a_card_number_is_refused_up_front() -> None:
     with pytest.raises(InvalidRequest, match="app_order_id"):
         CheckoutRequest.parse(example_request("order-4242424242424242", payment=TOKEN))
-    CheckoutRequest.parse(example_request("order-4242424242424241", payment=TOKEN))  # not Luhn
+    not_luhn = CheckoutRequest.parse(example_request("order-4242424242424241", payment=TOKEN))
+    assert not_luhn.app_order_id == "order-4242424242424241"
 
 
 def test_card_number_detection_matches_the_tripwire_shapes() -> None:
@@ -26,7 +27,9 @@ def test_generated_ids_never_carry_long_digit_runs() -> None:
     for _ in range(2000):
         app_order_id = new_app_order_id()
         assert not contains_card_number(app_order_id)
-        CheckoutRequest.parse(example_request(app_order_id, payment=TOKEN))
+        assert CheckoutRequest.parse(example_request(app_order_id, payment=TOKEN)).app_order_id == (
+            app_order_id
+        )
 
 
 @pytest.mark.parametrize("case", params(TEXT_CASES))
@@ -36,7 +39,9 @@ def test_a_secret_in_a_free_text_field_is_refused_naming_the_field(case: SecretC
     address = {**ADDRESS, "address_2": case.text}
     request = example_request("order-1", payment=TOKEN, shipping_address=address)
     if not case.applies_in("validation"):
-        CheckoutRequest.parse(request)
+        stored = CheckoutRequest.parse(request).persisted()
+        assert case.text is not None
+        assert stored["shipping_address"]["address_2"] == case.text.strip()
         return
     with pytest.raises(InvalidRequest) as caught:
         CheckoutRequest.parse(request)
@@ -64,3 +69,14 @@ def test_a_configured_credential_in_the_request_is_refused_when_it_is_stored() -
         request.persisted()
     assert [name for name, _ in caught.value.fields] == ["customer.last_name"]
     assert secret not in str(caught.value)
+
+
+def test_a_bad_payment_token_is_refused_naming_payment_token() -> None:
+    """A refused field is named by its whole path: the token payment's field is itself called
+    `token`, like its union tag, and only the tag is dropped from the location."""
+    request = example_request(
+        "order-1", payment={"type": "token", "token": "tok\x00visa", "provider": "STRIPE"}
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        CheckoutRequest.parse(request)
+    assert [name for name, _ in refused.value.fields] == ["payment.token"], refused.value.fields

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
-from typing import Any
 
 from orchestrator.violet.auth import TokenState, decode_jwt_claims, refresh_margin
-
-
-def make_jwt(claims: dict[str, Any]) -> str:
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    return ".".join(
-        [b64(b'{"alg":"HS256","typ":"JWT"}'), b64(json.dumps(claims).encode()), b64(b"sig")]
-    )
+from tests.fixtures.violet import make_jwt
 
 
 def test_decode_claims_without_padding() -> None:

@@ -1,15 +1,11 @@
-"""The whole-call deadline bounds inline retry waits too (a review of commit 91666c9 found not).
+"""The whole-call deadline bounds inline retry waits too.
 
-`_retry_delay` refuses a retry only once the deadline has *already* passed; it never compares the
-wait it asks stamina for (a Retry-After of up to 10 s, or a backoff of up to 5 s + jitter) with
-the time left. So the call sleeps past its deadline, its next exchange is refused, and that
-refusal (a plain VioletRetryableError) replaces the error that caused the retry: a 429's
-Retry-After never reaches the runner (no global throttle, no honoured wait), and the call lasts
-far longer than `total_timeout` ("the longest one call lasts, retries included").
-
-Fixed: a Retry-After the call cannot wait out goes to the caller as it is, and the default
-backoff waits within what is left. No stamina testing mode here on purpose: it zeroes the
-Retry-After wait and hides the overrun.
+A retry whose wait (a Retry-After of up to 10 s, or a backoff of up to 5 s + jitter) does not fit
+in the time the call has left is not slept: a Retry-After the call cannot wait out goes to the
+caller as it is (so the runner honours it and the global throttle sees it), and the default
+backoff waits within what is left. A call never lasts much longer than `total_timeout` ("the
+longest one call lasts, retries included"). No stamina testing mode here on purpose: it zeroes
+the Retry-After wait and would hide an overrun.
 """
 
 from __future__ import annotations
@@ -21,8 +17,7 @@ import time
 import httpx
 
 from orchestrator.violet import VioletClient, VioletRateLimited, VioletRetryableError
-from tests.unit.test_violet_auth import make_jwt
-from tests.unit.test_violet_errors import client_on
+from tests.fixtures.violet import client_on, day_long_token
 
 TOTAL = 0.3
 RETRY_AFTER = 2  # below MAX_INLINE_RETRY_AFTER (10 s): the client sleeps through it inline
@@ -36,8 +31,7 @@ class _RateLimited(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/login"):
-            tok = make_jwt({"exp": time.time() + 86400, "iat": time.time()})
-            return httpx.Response(200, json={"token": tok, "refresh_token": "rt"})
+            return httpx.Response(200, json={"token": day_long_token(), "refresh_token": "rt"})
         self.reads.append(asyncio.get_running_loop().time())
         return httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "2"})
 
@@ -58,7 +52,7 @@ async def test_a_rate_limited_read_keeps_its_retry_after_when_the_deadline_cuts_
     finally:
         await client.aclose()
     assert len(transport.reads) == 1  # the retry (after 2 s) could never fit in 0.3 s
-    # Now: "the call's total timeout passed before this request was sent", retry_after lost.
+    # The 429 itself, not "the call's total timeout passed before this request was sent".
     assert isinstance(err, VioletRateLimited), repr(err)
     assert err.retry_after == RETRY_AFTER
 
@@ -72,5 +66,5 @@ async def test_a_call_does_not_sleep_past_its_total_timeout_before_giving_up() -
     finally:
         await client.aclose()
     elapsed = time.perf_counter() - started
-    # Now ~2.0 s: the whole Retry-After is slept, then the refused exchange gives up.
+    # Sleeping the whole Retry-After would take ~2.0 s before the refused exchange gave up.
     assert elapsed < TOTAL + 0.5, f"a {TOTAL} s call lasted {elapsed:.2f} s"

@@ -21,7 +21,7 @@ from orchestrator.violet import (
     VioletRetryableError,
     capture_calls,
 )
-from tests.unit.test_violet_auth import make_jwt
+from tests.fixtures.violet import make_jwt
 
 CART = {"id": 80001, "status": "IN_PROGRESS", "bags": [], "errors": []}
 

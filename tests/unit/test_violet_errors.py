@@ -27,7 +27,7 @@ from orchestrator.violet import (
 )
 from orchestrator.violet.errors import parse_retry_after
 from orchestrator.violet.models import TokenPayment
-from tests.unit.test_violet_auth import make_jwt
+from tests.fixtures.violet import client_on, day_long_token
 
 CART = {"id": 80001, "status": "IN_PROGRESS", "bags": [], "errors": []}
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -39,36 +39,19 @@ def _no_retry_waits() -> Iterator[None]:
         yield
 
 
-def token() -> str:
-    return make_jwt({"exp": time.time() + 86400, "iat": time.time()})
-
-
 def client_for(handler: Handler, **kwargs: Any) -> tuple[VioletClient, list[httpx.Request]]:
     """A client whose Violet answers login itself and delegates every other call to handler."""
     seen: list[httpx.Request] = []
 
     def route(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/login":
-            return httpx.Response(200, json={"token": token(), "refresh_token": "rt"})
+            return httpx.Response(200, json={"token": day_long_token(), "refresh_token": "rt"})
         if request.url.path == "/v1/auth/token":
-            return httpx.Response(200, json={"token": token()})
+            return httpx.Response(200, json={"token": day_long_token()})
         seen.append(request)
         return handler(request)
 
     return client_on(httpx.MockTransport(route), **kwargs), seen
-
-
-def client_on(transport: httpx.AsyncBaseTransport, **kwargs: Any) -> VioletClient:
-    """A client of the fake Violet at violet.test, over `transport`."""
-    return VioletClient(
-        base_url="http://violet.test/v1",
-        app_id=1,
-        app_secret="app-secret",
-        username="u@example.com",
-        password="pw",
-        transport=transport,
-        **kwargs,
-    )
 
 
 def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Handler:
@@ -321,7 +304,7 @@ async def test_client_total_timeout_is_outcome_unknown_for_writes() -> None:
     class Slow(httpx.AsyncBaseTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             if request.url.path.endswith("/login"):
-                return httpx.Response(200, json={"token": token(), "refresh_token": "rt"})
+                return httpx.Response(200, json={"token": day_long_token(), "refresh_token": "rt"})
             await asyncio.sleep(5)
             return httpx.Response(200, json=CART)
 
@@ -345,7 +328,7 @@ async def test_total_timeout_bounds_a_whole_call_with_its_retries() -> None:
             seen.append(request.url.path)
             await asyncio.sleep(0.15)
             if request.url.path.endswith("/login"):
-                return httpx.Response(200, json={"token": token(), "refresh_token": "rt"})
+                return httpx.Response(200, json={"token": day_long_token(), "refresh_token": "rt"})
             return httpx.Response(503, json={"message": "busy"})
 
     client = client_on(SlowAndFailing(), total_timeout=0.5, read_retries=8)
