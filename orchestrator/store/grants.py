@@ -16,6 +16,7 @@ from typing import Final
 from orchestrator.store.schema import (
     TABLE_NAMES,
     VERSION_TABLE,
+    bag_actions,
     checkout_bags,
     checkouts,
     webhook_inbox,
@@ -41,6 +42,11 @@ APP_PRIVILEGES: Final[Mapping[str, tuple[str, ...]]] = {
     "checkout_bags": ("SELECT", "INSERT"),
     # Read by the bag transition guard, which runs as the role that updates `checkout_bags`.
     "checkout_bag_transitions": ("SELECT",),
+    # A cancel or refund is written as an intent, then settled: UPDATE of every column but
+    # ACTION_COLUMNS_FIXED_AT_INSERT.
+    "bag_actions": ("SELECT", "INSERT"),
+    # The host's feed: appended with each change, read with a cursor, never rewritten.
+    "checkout_changes": ("SELECT", "INSERT"),
 }
 
 #: Columns of `checkouts` written once by the INSERT and never updated by the code: who the
@@ -67,13 +73,27 @@ INBOX_COLUMNS_FIXED_AT_INSERT: Final = (
 #: Columns of `checkout_bags` that say which bag a row is.
 BAG_COLUMNS_FIXED_AT_INSERT: Final = ("checkout_id", "bag_id", "created_at")
 
+#: Columns of `bag_actions` that say what was asked, by whom and when.
+ACTION_COLUMNS_FIXED_AT_INSERT: Final = (
+    "id",
+    "checkout_id",
+    "bag_id",
+    "kind",
+    "amount",
+    "skus",
+    "reason",
+    "actor",
+    "requested_at",
+)
+
 #: Tables whose UPDATE is granted by column: every column but the ones fixed at insert.
 COLUMNS_FIXED_AT_INSERT: Final[Mapping[str, tuple[str, ...]]] = {
     checkouts.name: CHECKOUT_COLUMNS_FIXED_AT_INSERT,
     webhook_inbox.name: INBOX_COLUMNS_FIXED_AT_INSERT,
     checkout_bags.name: BAG_COLUMNS_FIXED_AT_INSERT,
+    bag_actions.name: ACTION_COLUMNS_FIXED_AT_INSERT,
 }
-_TABLES = {table.name: table for table in (checkouts, webhook_inbox, checkout_bags)}
+_TABLES = {table.name: table for table in (checkouts, webhook_inbox, checkout_bags, bag_actions)}
 
 _MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
 

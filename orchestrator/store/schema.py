@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -28,6 +29,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, REAL, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
+from sqlalchemy.types import UserDefinedType
 
 from orchestrator import bag_states, states
 
@@ -280,6 +283,91 @@ checkout_bags: Final = Table(
 )
 # An event names a bag, not its checkout.
 Index("ix_checkout_bags_bag_id", checkout_bags.c.bag_id)
+
+#: Columns a finished checkout may still change (migration 0009): the lease, the audit sequence
+#: and Violet's order status, for the order's life after submit; a trigger refuses every other.
+COLUMNS_CHANGING_AFTER_FINISH: Final[tuple[str, ...]] = (
+    "lease_owner",
+    "lease_expires_at",
+    "lease_epoch",
+    "version",
+    "event_seq",
+    "violet_status",
+    "updated_at",
+)
+
+#: A requested cancel or refund: written before it is sent, sent at most once (migration 0009).
+BAG_ACTION_KINDS: Final[tuple[str, ...]] = ("cancel", "refund")
+BAG_ACTION_STATES: Final[tuple[str, ...]] = ("requested", "sent", "succeeded", "failed")
+OPEN_BAG_ACTION_STATES: Final[tuple[str, ...]] = ("requested", "sent")
+
+bag_actions: Final = Table(
+    "bag_actions",
+    metadata,
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("checkout_id", UUID(as_uuid=True), nullable=False),
+    Column("bag_id", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("state", Text, nullable=False, server_default=text("'requested'")),
+    Column("amount", BigInteger, nullable=True),
+    Column("skus", JSONB, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("actor", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("send_by", DateTime(timezone=True), nullable=True),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("answer", JSONB, nullable=True),
+    Column("error", JSONB, nullable=True),
+    PrimaryKeyConstraint("id"),
+    ForeignKeyConstraint(["checkout_id"], ["checkouts.id"]),
+    CheckConstraint(_in("kind", BAG_ACTION_KINDS), name="kind"),
+    CheckConstraint(_in("state", BAG_ACTION_STATES), name="state"),
+    CheckConstraint("amount IS NULL OR amount > 0", name="amount"),
+    CheckConstraint("length(actor) BETWEEN 1 AND 200", name="actor"),
+)
+# At most one open action per bag: a second cancel or refund waits for the first to settle.
+Index(
+    "ux_bag_actions_one_open_per_bag",
+    bag_actions.c.checkout_id,
+    bag_actions.c.bag_id,
+    unique=True,
+    postgresql_where=text(_in("state", OPEN_BAG_ACTION_STATES)),
+)
+Index("ix_bag_actions_checkout_id", bag_actions.c.checkout_id, bag_actions.c.requested_at)
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id: `checkout_changes.txid`, which orders the feed."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
+
+
+# Reflection (the drift check) then knows the type instead of warning about it.
+ischema_names["xid8"] = Xid8
+
+
+#: The feed a host follows (migration 0009): `id` is the cursor, `txid` keeps a reader from
+#: passing a row whose transaction has not committed yet; NOTIFY on `CHANGES_CHANNEL`.
+CHANGES_CHANNEL: Final = "orchestrator_changes"
+
+checkout_changes: Final = Table(
+    "checkout_changes",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("txid", Xid8(), nullable=False, server_default=text("pg_current_xact_id()")),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("checkout_id", UUID(as_uuid=True), nullable=False),
+    Column("app_order_id", Text, nullable=True),
+    Column("kind", Text, nullable=False),
+    Column("detail", JSONB, nullable=True),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint("kind ~ '^[a-z_]{1,50}$'", name="kind"),
+)
+Index("ix_checkout_changes_checkout_id", checkout_changes.c.checkout_id, checkout_changes.c.id)
 
 #: The tables this project owns; everything else in the database belongs to the host.
 TABLE_NAMES: Final = frozenset(metadata.tables)

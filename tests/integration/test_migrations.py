@@ -29,8 +29,9 @@ from tests.fixtures.db import libpq_url
 REPO = Path(__file__).resolve().parents[2]
 OUR_TABLES = {"checkouts", "checkout_events", "checkout_steps", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle", "webhook_inbox", "checkout_bags", "checkout_bag_transitions"}
+OUR_TABLES |= {"bag_actions", "checkout_changes"}
 
-HEAD = "0008"  # the newest revision: bump with every migration
+HEAD = "0009"  # the newest revision: bump with every migration
 
 
 def _tables(url: str) -> set[str]:

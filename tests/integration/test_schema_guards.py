@@ -22,6 +22,7 @@ from orchestrator import sensitive
 from orchestrator.states import CANCEL, FAIL, TERMINAL_STATES, legal_moves
 from orchestrator.store.schema import (
     CHECKOUT_STATES,
+    COLUMNS_CHANGING_AFTER_FINISH,
     SQLSTATE_APPEND_ONLY,
     SQLSTATE_ILLEGAL_TRANSITION,
     SQLSTATE_TRIPWIRE,
@@ -300,12 +301,34 @@ async def test_no_column_of_a_finished_checkout_can_be_rewritten(
     checkout_id = await finished_checkout(engine, state)
     before = await _row_json(engine, checkout_id)
     for column, value in CHANGED_VALUE.items():
+        if column in COLUMNS_CHANGING_AFTER_FINISH:
+            continue
         statement = sa.text(f"UPDATE checkouts SET {column} = {value} WHERE id = :id")
         error = await refused(engine, statement.bindparams(id=checkout_id))
         assert error.sqlstate == SQLSTATE_APPEND_ONLY, column
         assert f"checkout {checkout_id} is finished ({state})" in str(error)
         assert f"UPDATE of {column} refused" in str(error)
     assert await _row_json(engine, checkout_id) == before
+
+
+@pytest.mark.parametrize("column", COLUMNS_CHANGING_AFTER_FINISH)
+async def test_a_finished_checkout_changes_only_its_after_submit_columns(
+    engine: AsyncEngine, column: str
+) -> None:
+    """The lease, the audit sequence and Violet's status move on after submit; nothing else."""
+    checkout_id = await finished_checkout(engine, "submitted")
+    before = await _row_json(engine, checkout_id)
+    async with engine.begin() as conn:
+        updated = await conn.execute(
+            sa.text(f"UPDATE checkouts SET {column} = {CHANGED_VALUE[column]} WHERE id = :id"),
+            {"id": checkout_id},
+        )
+        assert updated.rowcount == 1
+    after = await _row_json(engine, checkout_id)
+    assert after[column] != before[column]
+    assert {k: v for k, v in after.items() if k != column} == {
+        k: v for k, v in before.items() if k != column
+    }
 
 
 async def test_a_finished_checkout_accepts_an_update_that_changes_nothing(
