@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import click
 import typer
 
 from orchestrator import aio, logs
@@ -58,19 +57,16 @@ class ExitCode(IntEnum):
 JsonOption = typer.Option(False, "--json", help="Print one JSON document instead of text.")
 
 
+_debug = False
+
+
 def configure_logging(debug: bool) -> None:
-    """WARNING to stderr (DEBUG with `--debug`); every handler scrubs secrets, tracebacks too."""
+    """WARNING to stderr (DEBUG with `--debug`, which also shows tracebacks); every handler
+    scrubs secrets, tracebacks included. Every command path calls it before it can fail, so one
+    invocation's `--debug` never carries over to the next in the same process (tests)."""
+    global _debug
+    _debug = debug
     logs.configure_cli_logging(debug)
-
-
-def _debugging() -> bool:
-    """`--debug` given to the running command or to any group above it."""
-    ctx = click.get_current_context(silent=True)
-    while ctx is not None:
-        if ctx.params.get("debug"):
-            return True
-        ctx = ctx.parent
-    return False
 
 
 def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
@@ -128,7 +124,7 @@ def cli_errors(func: Callable[P, T]) -> Callable[P, T]:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
         except Exception as exc:
-            if _debugging():
+            if _debug:
                 sys.stderr.write(logs.printable(redact_text(traceback.format_exc())))
             code, message = classify(exc)
             raise fail(code, message) from None
