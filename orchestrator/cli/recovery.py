@@ -4,7 +4,8 @@ Also a program of its own, so the recovery job can be run, and killed, as its ow
 crash tests: ``python -m orchestrator.cli.recovery recover --until-idle``.
 Exit codes: 0 ok; 1 drift found (verify), or a drive raised a bug (recover --once /
 --until-idle); 2 bad input; 5 cannot reach the database or Violet, Violet refused the
-credentials, or a database error interrupted a drive (recover --once / --until-idle).
+credentials, or a database error interrupted a drive (recover --once / --until-idle). An error
+raised out of a command maps as for every command (`cli.plumbing.classify`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # the engine loads when a command runs, not when `orchestrato
 
 _SUMMARY_KEYS = ("claimed", "advanced", "submitted", "failed", "reconciled", "still_due")
 
-parse_since = parse_time  # `verify --since` takes what `list --since` takes
+parse_since = parse_time  # the name importers of this module know; one grammar for every --since
 
 
 def register(app: typer.Typer) -> None:
