@@ -1,7 +1,7 @@
 """`orchestrator webhooks serve`: the webhook receiver alone under uvicorn.
 
-A sub-application of the CLI (registered with ``app.add_typer(webhooks_app, name="webhooks")``)
-and runnable as its own process, which the crash tests kill:
+A sub-application of the CLI (`register`), also runnable as its own process, which the crash
+tests kill:
 ``python -m orchestrator.cli.webhooks serve --port 0``. Uvicorn, the receiver and the database
 driver load when the command runs, not when `orchestrator` starts.
 Exit codes: 0 stopped by a signal; 2 bad settings; 5 the database cannot be used.
@@ -10,19 +10,15 @@ Exit codes: 0 stopped by a signal; 2 bad settings; 5 the database cannot be used
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import typer
 
-from orchestrator.errors import ConfigError, DatabaseUnavailable, SchemaNotMigrated
-from orchestrator.logs import configure_cli_logging, printable
-from orchestrator.sensitive import redact_text
+from orchestrator.cli.plumbing import ExitCode, classify, configure_logging, fail
 
 if TYPE_CHECKING:
     import uvicorn
 
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 5
 ANNOUNCE_PREFIX = "webhooks listening on "
 
 webhooks_app = typer.Typer(
@@ -35,9 +31,8 @@ def webhooks() -> None:
     """Receive Violet's webhooks into the inbox (applied later, under each checkout's lease)."""
 
 
-def _fail(code: int, message: str) -> NoReturn:
-    typer.echo(f"error: {printable(redact_text(message))}", err=True)
-    raise typer.Exit(code)
+def register(app: typer.Typer) -> None:
+    app.add_typer(webhooks_app, name="webhooks")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -79,17 +74,13 @@ def serve(
     from orchestrator.config import load_settings
     from orchestrator.webhooks.receive import WebhookReceiver
 
-    configure_cli_logging(debug)
+    configure_logging(debug)
     try:
         receiver = WebhookReceiver.from_settings(load_settings())
-    except ConfigError as exc:
+    except Exception as exc:
         if debug:
             raise
-        _fail(EXIT_BAD_INPUT, str(exc))
-    except (DatabaseUnavailable, SchemaNotMigrated) as exc:
-        if debug:
-            raise
-        _fail(EXIT_UNREACHABLE, str(exc))
+        raise fail(*classify(exc)) from None
     sock = _bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
@@ -108,7 +99,7 @@ def serve(
     finally:
         sock.close()
     if not server.started:
-        _fail(EXIT_UNREACHABLE, "the receiver did not start (see the reason above)")
+        raise fail(ExitCode.UNAVAILABLE, "the receiver did not start (see the reason above)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.cli.app import ExitCode, parse_time
+from orchestrator.cli.app import ExitCode
+from orchestrator.cli.plumbing import parse_time
 from orchestrator.engine import machine
 from orchestrator.errors import InvalidRequest
 from orchestrator.store.database import create_engine

@@ -13,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from orchestrator.api import Orchestrator
-from orchestrator.cli.recovery import parse_since, recover_command, verify_command
+from orchestrator.cli.plumbing import parse_time
+from orchestrator.cli.recovery import recover_command, verify_command
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request, make_settings
 from tests.fixtures.sandbox import HttpSandbox, violet_credentials_env
 
@@ -111,12 +112,12 @@ def test_unreachable_database_exits_5_with_one_line(
     assert "Traceback" not in result.stderr
 
 
-def test_parse_since_accepts_ages_and_iso_times() -> None:
-    assert parse_since("2026-01-02T03:04:05Z").isoformat() == "2026-01-02T03:04:05+00:00"
-    assert parse_since("2026-01-02").tzinfo is not None
-    assert parse_since("90m") < parse_since("1h")
+def test_parse_time_accepts_ages_and_iso_times() -> None:
+    assert parse_time("2026-01-02T03:04:05Z").isoformat() == "2026-01-02T03:04:05+00:00"
+    assert parse_time("2026-01-02").tzinfo is not None
+    assert parse_time("90m") < parse_time("1h")
     with pytest.raises(ValueError, match="--since"):
-        parse_since("soon")
+        parse_time("soon")
 
 
 def test_the_module_runs_as_a_program() -> None:
