@@ -22,11 +22,12 @@ what happens to them is done under the same lease as the checkout path, so the t
   send gate of the checkout steps, revision 0007).
 - `checkout_changes` is the feed a host follows: one row per change it acts on (a checkout
   finished or waiting for input, a bag's status, an action settled), appended in the transaction
-  that made the change. `id` is the cursor. Ids are taken before commit, so a reader that only
-  advanced by id could skip a row committed late with a smaller id; each row therefore records
-  its transaction (`txid`), and a reader takes only rows whose transaction is older than every
-  transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`), which makes the order
-  of the feed the order of commits as far as a cursor can see. A statement-level trigger NOTIFYs
+  that made the change; `id` is its stable id. Ids are taken before commit, so a reader advancing
+  by id alone could pass a row committed late with a smaller id. Each row records its
+  transaction (`txid`), and a reader orders by `(txid, id)` and takes only rows whose transaction
+  is older than every transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`):
+  every such transaction has ended, and any row still to come has a larger `txid`, so a cursor
+  on `(txid, id)` never passes a row it has not seen. A statement-level trigger NOTIFYs
   `orchestrator_changes` so a follower can wait instead of polling. The feed is append-only.
 
 Text and JSON columns pass the secret tripwire (revision 0006's functions).
@@ -250,6 +251,7 @@ CREATE TABLE checkout_changes (
 def _create_changes() -> None:
     op.execute(_CREATE_CHANGES)
     op.create_index("ix_checkout_changes_checkout_id", "checkout_changes", ["checkout_id", "id"])
+    op.create_index("ix_checkout_changes_txid", "checkout_changes", ["txid", "id"])
 
 
 def upgrade() -> None:

@@ -350,8 +350,9 @@ class Xid8(UserDefinedType[int]):
 ischema_names["xid8"] = Xid8
 
 
-#: The feed a host follows (migration 0009): `id` is the cursor, `txid` keeps a reader from
-#: passing a row whose transaction has not committed yet; NOTIFY on `CHANGES_CHANNEL`.
+#: The feed a host follows (migration 0009): `id` is a change's stable id; a reader's cursor is
+#: `(txid, id)`, read only below the oldest running transaction, so it never passes a row that
+#: commits later (store/changes.py); NOTIFY on `CHANGES_CHANNEL`.
 CHANGES_CHANNEL: Final = "orchestrator_changes"
 
 checkout_changes: Final = Table(
@@ -368,6 +369,7 @@ checkout_changes: Final = Table(
     CheckConstraint("kind ~ '^[a-z_]{1,50}$'", name="kind"),
 )
 Index("ix_checkout_changes_checkout_id", checkout_changes.c.checkout_id, checkout_changes.c.id)
+Index("ix_checkout_changes_txid", checkout_changes.c.txid, checkout_changes.c.id)
 
 #: The tables this project owns; everything else in the database belongs to the host.
 TABLE_NAMES: Final = frozenset(metadata.tables)
