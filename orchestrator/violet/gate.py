@@ -3,11 +3,11 @@
 A step whose create_cart or submit went unanswered is read from Violet by the next worker and,
 once the step is older than its settle window (until the sender's stored bound `step_send_by`,
 twice its client's total timeout from the step's start, plus the settle time, on the database's
-clock), done again (steps.py `_settle_or_redo`). That is safe only if the first attempt's request
+clock), done again (decisions.py `settle_or_redo`). That is safe only if the first attempt's request
 left before that bound: a worker held up past it (SIGSTOP, a stalled VM, a long pause, a row lock
 delaying its intent write) must not send it afterwards. A card payment is redone at once by the
-process holding the card (steps.py `ApplyPayment.reconcile`: a payment overwrites at Violet); it
-is gated all the same, so a paused worker does not apply its card after another process moved
+process holding the card (order_steps.py `ApplyPayment.reconcile`: a payment overwrites at Violet);
+it is gated all the same, so a paused worker does not apply its card after another process moved
 the checkout on. The runner sets a gate around such a call: the last
 local instant its request may leave, and until when the lease is surely ours. The client checks
 it at the transport, right before the first byte of the request is written (an httpcore trace
