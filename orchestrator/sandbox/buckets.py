@@ -133,9 +133,9 @@ def parse_settings(spec: dict[str, Any], base: Settings) -> Settings | None:
         raise SandboxError(400, "invalid_field", "enabled must be true or false")
     if not enabled:
         return None
-    size = _size(spec["size"], "size") if "size" in spec else base.size
-    leak = _positive(spec["leak_per_s"], "leak_per_s") if "leak_per_s" in spec else base.leak_per_s
-    scale = _positive(spec["time_scale"], "time_scale") if "time_scale" in spec else base.time_scale
+    size = _size(spec.get("size", base.size), "size")
+    leak = _positive(spec.get("leak_per_s", base.leak_per_s), "leak_per_s")
+    scale = _positive(spec.get("time_scale", base.time_scale), "time_scale")
     merchants: dict[int, tuple[int, float]] = {}
     overrides = spec.get("merchants", {})
     if not isinstance(overrides, dict):
@@ -150,8 +150,8 @@ def parse_settings(spec: dict[str, Any], base: Settings) -> Settings | None:
         where = f"merchants.{key}"
         one = _object(value, where, _MERCHANT_KEYS)
         merchants[merchant_id] = (
-            _size(one["size"], f"{where}.size") if "size" in one else size,
-            _positive(one["leak_per_s"], f"{where}.leak_per_s") if "leak_per_s" in one else leak,
+            _size(one.get("size", size), f"{where}.size"),
+            _positive(one.get("leak_per_s", leak), f"{where}.leak_per_s"),
         )
     return Settings(size, leak, scale, merchants)
 
@@ -165,7 +165,12 @@ def configured_defaults(config: SandboxConfig) -> Settings:
 
 def startup_settings(config: SandboxConfig) -> Settings | None:
     """The buckets a sandbox starts with (and returns to on reset): off unless configured."""
-    return configured_defaults(config) if config.bucket_size is not None else None
+    if config.bucket_size is None:
+        return None
+    settings = configured_defaults(config)
+    if settings.size < 1 or settings.leak_per_s <= 0 or settings.time_scale <= 0:
+        raise ValueError("bucket_size must be >= 1, bucket_leak_per_s and bucket_time_scale > 0")
+    return settings
 
 
 class MerchantBuckets:
