@@ -32,6 +32,21 @@ def main(argv: list[str] | None = None) -> None:
         default=1.0,
         help="factor on Violet's webhook retry schedule (10 attempts over ~24 h)",
     )
+    parser.add_argument(
+        "--bucket-size",
+        type=int,
+        default=None,
+        help="give each merchant a rate limit: a leaky bucket of this many requests (off if unset)",
+    )
+    parser.add_argument(
+        "--bucket-leak-per-s", type=float, default=2.0, help="requests each bucket leaks a second"
+    )
+    parser.add_argument(
+        "--bucket-time-scale",
+        type=float,
+        default=1.0,
+        help="factor on bucket durations (leak, Retry-After); 0.01 runs them 100x faster",
+    )
     parser.add_argument("--token-ttl", type=float, default=86400.0, help="access token seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
     parser.add_argument("--app-id", type=int, default=SandboxConfig.app_id)
@@ -42,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
         help="serve the unauthenticated /_sandbox control surface on a non-loopback --host too",
     )
     args = parser.parse_args(argv)
+    if args.bucket_size is not None and args.bucket_size < 1:
+        parser.error("--bucket-size must be at least 1")
+    if args.bucket_leak_per_s <= 0 or args.bucket_time_scale <= 0:
+        parser.error("--bucket-leak-per-s and --bucket-time-scale must be > 0")
     defaults = SandboxConfig()
     secrets: dict[str, Any] = {
         field: os.environ.get(name) or getattr(defaults, field)
@@ -54,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         latency_jitter_ms=args.latency_jitter_ms,
         processing_ms=args.processing_ms,
         webhook_time_scale=args.webhook_time_scale,
+        bucket_size=args.bucket_size,
+        bucket_leak_per_s=args.bucket_leak_per_s,
+        bucket_time_scale=args.bucket_time_scale,
         seed=args.seed,
         **secrets,
     )

@@ -22,10 +22,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from orchestrator.sandbox import acting, carts, orders, payments
+from orchestrator.sandbox.buckets import merchants_of
 from orchestrator.sandbox.carts import Call, Result
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.control import control_routes
-from orchestrator.sandbox.errors import AuthError, DropConnection, SandboxError
+from orchestrator.sandbox.errors import AuthError, DropConnection, SandboxError, rate_limited
 from orchestrator.sandbox.faults import (
     CART_ERROR,
     DELAY_AFTER_APPLY,
@@ -137,17 +138,11 @@ async def _sleep_unless_gone(request: Request, delay_ms: float) -> bool:
 
 def _fault_response(fault: Fault) -> Response:
     if fault.kind == RATE_LIMIT:
-        headers = {}
-        if isinstance(fault.retry_after, str):
-            headers["Retry-After"] = fault.retry_after
-        elif fault.retry_after is not None:
-            headers["Retry-After"] = f"{fault.retry_after:g}"
-        body = {
-            "code": fault.status,
-            "error": "rate_limited",
-            "message": "Too many requests to the merchant platform; retry later",
-        }
-        return json_response(fault.status, body, headers)
+        retry_after = fault.retry_after
+        if retry_after is not None and not isinstance(retry_after, str):
+            retry_after = f"{retry_after:g}"
+        refused = rate_limited(fault.status, retry_after)
+        return json_response(refused.status, refused.body(), refused.headers)
     if fault.content_type is not None and fault.message is not None:  # e.g. a proxy's HTML page
         return Response(fault.message, status_code=fault.status, media_type=fault.content_type)
     body = {
@@ -173,6 +168,22 @@ def _with_cart_error(payload: Any, fault: Fault) -> Any:
         "entity_type": "BAG",
     }
     return {**payload, "errors": [*payload["errors"], entry]}
+
+
+def _take_from_buckets(
+    state: SandboxState,
+    op: str,
+    cart_id: int | None,
+    bag_id: int | None,
+    body: Any,
+    entry: dict[str, Any],
+) -> None:
+    """One request into the bucket of every merchant the call reaches, or a 429 before the
+    operation runs (so it applies nothing), after auth as at Violet."""
+    full = state.buckets.admit(merchants_of(state, op, cart_id, bag_id, body))
+    if full:
+        entry["throttled_by"] = full
+        raise state.buckets.refusal(full)
 
 
 class _Pipeline:
@@ -269,6 +280,8 @@ class _Pipeline:
             body = _parse_body(raw_body)
             if authenticated:
                 state.auth.verify(request.headers)
+            if state.buckets.enabled:
+                _take_from_buckets(state, op, path_id, bag_id, body, entry)
             call = Call(
                 op,
                 path_id,

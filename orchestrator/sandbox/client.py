@@ -161,6 +161,39 @@ class SandboxControl:
         result = await self._call("POST", "/tokens/revoke", json=body)
         return int(result["revoked"])
 
+    # -- merchants' rate limits -------------------------------------------------------------
+
+    async def configure_buckets(
+        self,
+        *,
+        size: int | None = None,
+        leak_per_s: float | None = None,
+        time_scale: float | None = None,
+        merchants: dict[int, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Turn on per-merchant leaky buckets (all empty): `size` requests leaking `leak_per_s`
+        a second, `merchants` {id: {size?, leak_per_s?}} overriding them; returns
+        :meth:`buckets`. Omitted numbers are the sandbox's own (40, 2/s, time scale 1)."""
+        body: dict[str, Any] = {
+            k: v
+            for k, v in (("size", size), ("leak_per_s", leak_per_s), ("time_scale", time_scale))
+            if v is not None
+        }
+        if merchants is not None:
+            body["merchants"] = {str(k): v for k, v in merchants.items()}
+        result: dict[str, Any] = await self._call("POST", "/buckets", json=body)
+        return result
+
+    async def disable_buckets(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", "/buckets", json={"enabled": False})
+        return result
+
+    async def buckets(self) -> dict[str, Any]:
+        """{enabled, size, leak_per_s, time_scale, merchants: {id: {size, leak_per_s, level,
+        admitted, rate_limited}}} (merchant-id keys are strings)."""
+        result: dict[str, Any] = await self._call("GET", "/buckets")
+        return result
+
     # -- after submit: webhooks and bag moves ------------------------------------------------
 
     async def register_webhook(self, url: str, events: list[str] | None = None) -> int:

@@ -51,6 +51,14 @@ class SandboxConfig:
     #: The event type sent for a canceled bag: the API enum's "ORDER_CANCELED" or the guide's
     #: "ORDER_CANCELLED" (Violet uses both spellings).
     canceled_event: str = "ORDER_CANCELED"
+    #: Each merchant platform's rate limit as a leaky bucket of this many requests (Violet
+    #: relays the platform's 429); None leaves rate limits off. Changeable at runtime on
+    #: ``/_sandbox/buckets``, per merchant too.
+    bucket_size: int | None = None
+    #: Requests each bucket leaks per second (a Shopify store: 40 leaking 2/s).
+    bucket_leak_per_s: float = 2.0
+    #: Bucket durations (leak, Retry-After) are real ones times this; tests compress them.
+    bucket_time_scale: float = 1.0
 
     def __repr__(self) -> str:
         # The app secret and password never appear in logs, even for the sandbox.
@@ -60,5 +68,7 @@ class SandboxConfig:
             f"latency_jitter_ms={self.latency_jitter_ms}, "
             f"processing_ms={self.processing_ms}, decline_shape={self.decline_shape!r}, "
             f"decline_step={self.decline_step!r}, seed={self.seed}, "
-            f"webhook_time_scale={self.webhook_time_scale})"
+            f"webhook_time_scale={self.webhook_time_scale}, bucket_size={self.bucket_size}, "
+            f"bucket_leak_per_s={self.bucket_leak_per_s}, "
+            f"bucket_time_scale={self.bucket_time_scale})"
         )

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from orchestrator.sandbox.buckets import MerchantBuckets, configured_defaults, parse_settings
 from orchestrator.sandbox.carts import load_cart
 from orchestrator.sandbox.control_hooks import after_submit_routes
 from orchestrator.sandbox.declines import SHAPES, STEPS
@@ -227,6 +228,14 @@ def control_routes(state: SandboxState) -> list[Route]:
             raise SandboxError(400, "invalid_field", "refresh_token must be a string")
         return {"revoked": state.auth.revoke_refresh_tokens(token)}
 
+    async def get_buckets(request: Request) -> Any:
+        return state.buckets.to_json()
+
+    async def set_buckets(request: Request) -> Any:
+        settings = parse_settings(await _json_object(request), configured_defaults(state.config))
+        state.buckets = MerchantBuckets(settings)
+        return state.buckets.to_json()
+
     table: list[tuple[str, str, Handler]] = [
         ("POST", "/_sandbox/reset", reset),
         ("GET", "/_sandbox/config", get_config),
@@ -240,6 +249,8 @@ def control_routes(state: SandboxState) -> list[Route]:
         ("GET", "/_sandbox/stats", stats),
         ("POST", "/_sandbox/tokens/expire", expire_tokens),
         ("POST", "/_sandbox/tokens/revoke", revoke_refresh_tokens),
+        ("GET", "/_sandbox/buckets", get_buckets),
+        ("POST", "/_sandbox/buckets", set_buckets),
     ]
     routes = [Route(path, _guard(handler), methods=[method]) for method, path, handler in table]
     return routes + after_submit_routes(state, _guard, _json_object)

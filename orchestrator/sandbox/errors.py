@@ -61,3 +61,14 @@ def bad_request(error: str, message: str) -> SandboxError:
 
 def not_found(error: str, message: str) -> SandboxError:
     return SandboxError(404, error, message)
+
+
+def rate_limited(status: int = 429, retry_after: str | None = None) -> SandboxError:
+    """The answer Violet relays when a merchant platform's rate limit trips (README §3.4)."""
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return SandboxError(
+        status,
+        "rate_limited",
+        "Too many requests to the merchant platform; retry later",
+        headers,
+    )

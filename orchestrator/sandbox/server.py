@@ -211,6 +211,9 @@ class SandboxServer:
             "--token-ttl", repr(c.token_ttl_seconds),
             "--webhook-time-scale", repr(c.webhook_time_scale),
             "--seed", str(c.seed),
+            *(["--bucket-size", str(c.bucket_size)] if c.bucket_size is not None else []),
+            "--bucket-leak-per-s", repr(c.bucket_leak_per_s),
+            "--bucket-time-scale", repr(c.bucket_time_scale),
             *(["--allow-remote-control"] if self.allow_remote_control else []),
         ]  # fmt: skip
 

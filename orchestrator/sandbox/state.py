@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrator.sandbox.auth import TokenAuthority
+from orchestrator.sandbox.buckets import MerchantBuckets, startup_settings
 from orchestrator.sandbox.catalog import SKUS
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.faults import FaultRegistry
@@ -72,9 +73,12 @@ class SandboxState:
         self.bag_refunds: Counter[int] = Counter()
         #: Merchants switched off on the control surface (MERCHANT_DISABLED sent).
         self.disabled_merchants: set[int] = set()
+        #: Each merchant platform's rate limit, as the sandbox started (off unless configured).
+        self.buckets = MerchantBuckets(startup_settings(self.config))
 
     def reset(self) -> None:
-        """Forget carts, orders, faults, counters and calls; keep config and issued tokens."""
+        """Forget carts, orders, faults, counters and calls, empty the merchants' buckets (back to
+        the sandbox's startup bucket settings); keep config and issued tokens."""
         self._clear()
         self.faults.clear()
         self.webhooks.clear()
