@@ -162,10 +162,10 @@ def refund_plan(order: Cart, ask: Ask) -> dict[str, Any]:
                     ]
                 )
             amount += (item.price or 0) * line.quantity
-    if left is not None and amount is not None and amount > left:
-        raise InvalidRequest([("amount", f"at most {left} is left to refund on bag {ask.bag_id}")])
     if left is not None and left <= 0:
         raise InvalidRequest([("bag_id", f"bag {ask.bag_id} has nothing left to refund")])
+    if left is not None and amount is not None and amount > left:
+        raise InvalidRequest([("amount", f"at most {left} is left to refund on bag {ask.bag_id}")])
     return {"status": bag.status, "refunded": before, "amount": amount if amount else left}
 
 
