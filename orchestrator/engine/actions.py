@@ -348,7 +348,7 @@ async def _settle(worker: Worker, lease: Lease, item: store.Unsettled) -> int:
         except VioletError as exc:
             log.info("bag action %s: order read failed (%s)", action.id, exc)
             order = None
-    events = _call_events(calls)
+    events = [*_takeover(lease), *_call_events(calls)]
     if order is None:
         await store.release(worker.repo.engine, lease, events)
         return 0
