@@ -15,14 +15,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 from psycopg.errors import LockNotAvailable, UniqueViolation
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator.checkout import iso
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, IllegalTransition, LeaseLost
 from orchestrator.store import changes
@@ -112,6 +111,13 @@ class BagNews:
 
     status: str
     refunded_amount: int
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a Z, like every JSON document the orchestrator prints."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _json(value: Any) -> str | None:
