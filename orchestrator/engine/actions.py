@@ -32,7 +32,7 @@ from orchestrator.engine import action_rules as rules
 from orchestrator.engine.action_rules import CANCEL, REFUND, Ask
 from orchestrator.engine.steps import error_summary
 from orchestrator.engine.worker import Worker
-from orchestrator.errors import CheckoutBusy, IllegalTransition
+from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, IllegalTransition
 from orchestrator.store import actions as store
 from orchestrator.store import database
 from orchestrator.store.actions import FAILED, SENT, SUCCEEDED, BagAction, Lease, Move
@@ -112,8 +112,14 @@ async def _act(worker: Worker, row: CheckoutRow, ask: Ask) -> BagAction:
     with worker.leases.holding(row.id):
         try:
             return await _under_lease(worker, row, lease, ask, before)
-        except BaseException:
+        except BaseException as exc:
             await _give_back(worker, lease)
+            if isinstance(exc, Exception) and database.is_database_error(exc):
+                raise DatabaseUnavailable(
+                    f"database unavailable ({database.error_reason(exc)}); the {ask.kind} of "
+                    f"bag {ask.bag_id}, if its intent was written, is never sent again: "
+                    "recovery settles it by reading the order (`orchestrator bag-actions`)"
+                ) from exc
             raise
 
 
