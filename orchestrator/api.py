@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -38,6 +38,7 @@ from orchestrator.errors import (
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
 from orchestrator.store import database
+from orchestrator.store.actions import BagAction
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, Cart, VioletClient, VioletError
@@ -178,6 +179,7 @@ class Orchestrator:
             lease_seconds=self.settings.lease_seconds,
             max_retry_after=self.settings.max_retry_after,
             cards=self._cards,
+            action_settle_seconds=self.settings.action_settle_seconds,
         )
 
     def _database_url(self) -> str:
@@ -464,6 +466,54 @@ class Orchestrator:
             raise CheckoutNotFound.for_ref(ref)  # never repeats a card number given as a ref
         self.worker.forget_card_if_past_payment(row)
         return row
+
+    # -- after submit: a bag's cancel and refund (engine/actions.py) ---------------------
+
+    async def cancel_bag(
+        self,
+        ref: uuid.UUID | str,
+        bag_id: int,
+        *,
+        actor: str,
+        reason: str | None = None,
+        reason_code: str | None = None,
+    ) -> BagAction:
+        """Cancel one bag of a submitted checkout at Violet, sent at most once; `actor` (who
+        asks) is recorded. The returned action is `sent` until the bag shows it (docs/actions.md),
+        `succeeded` when it already does, `failed` with its `error` when Violet refused it."""
+        from orchestrator.engine import actions
+
+        row = await self._row(ref)
+        return await actions.cancel_bag(
+            self.worker, row, bag_id, actor=actor, reason=reason, reason_code=reason_code
+        )
+
+    async def refund_bag(
+        self,
+        ref: uuid.UUID | str,
+        bag_id: int,
+        *,
+        actor: str,
+        amount: int | None = None,
+        skus: Sequence[tuple[int, int]] | None = None,
+        reason: str | None = None,
+    ) -> BagAction:
+        """Refund `amount` minor units, the `skus` given as (sku_id, quantity), or (neither) all
+        that is left of one bag; sent at most once, like `cancel_bag`."""
+        from orchestrator.engine import actions
+        from orchestrator.violet.models import SkuLine
+
+        row = await self._row(ref)
+        lines = None if skus is None else [SkuLine(sku_id=s, quantity=q) for s, q in skus]
+        return await actions.refund_bag(
+            self.worker, row, bag_id, actor=actor, amount=amount, skus=lines, reason=reason
+        )
+
+    async def bag_actions(self, ref: uuid.UUID | str) -> list[BagAction]:
+        """Every cancel and refund asked of the checkout's bags, oldest first."""
+        from orchestrator.engine import actions
+
+        return await actions.actions_of(self.worker, await self._row(ref))
 
 
 __all__ = ["Orchestrator", "VioletError", "default_worker_id"]

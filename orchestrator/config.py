@@ -135,6 +135,15 @@ class Settings(BaseSettings):
         doc="How long a drive keeps reading an order Violet took but has not settled"
         " (PROCESSING, bags SUBMITTED) before recording it submitted with the bags as last seen.",
     )
+    action_settle_seconds: float = _number(
+        "ORCHESTRATOR_ACTION_SETTLE_SECONDS",
+        "action_settle_seconds",
+        900.0,
+        ge=0,
+        le=7 * 86400,
+        doc="How long a bag's cancel or refund that Violet answered 202 may take to show on the"
+        " bag before recovery reads the order and records it failed when nothing moved.",
+    )
     max_recoveries: int = _number(
         "ORCHESTRATOR_MAX_RECOVERIES",
         "max_recoveries",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from orchestrator.api import Orchestrator
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
+from orchestrator.store.actions import BagAction
 
 T = TypeVar("T")
 
@@ -98,3 +99,37 @@ class SyncOrchestrator:
 
     def migrate(self) -> None:
         self._call(self._async.migrate())
+
+    # -- after submit: a bag's cancel and refund -------------------------------------------
+
+    def cancel_bag(
+        self,
+        ref: uuid.UUID | str,
+        bag_id: int,
+        *,
+        actor: str,
+        reason: str | None = None,
+        reason_code: str | None = None,
+    ) -> BagAction:
+        return self._call(
+            self._async.cancel_bag(ref, bag_id, actor=actor, reason=reason, reason_code=reason_code)
+        )
+
+    def refund_bag(
+        self,
+        ref: uuid.UUID | str,
+        bag_id: int,
+        *,
+        actor: str,
+        amount: int | None = None,
+        skus: Sequence[tuple[int, int]] | None = None,
+        reason: str | None = None,
+    ) -> BagAction:
+        return self._call(
+            self._async.refund_bag(
+                ref, bag_id, actor=actor, amount=amount, skus=skus, reason=reason
+            )
+        )
+
+    def bag_actions(self, ref: uuid.UUID | str) -> list[BagAction]:
+        return self._call(self._async.bag_actions(ref))

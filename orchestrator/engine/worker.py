@@ -35,6 +35,9 @@ class Worker:
     #: Longest Retry-After honoured: it also caps how long claims wait on the shared throttle.
     max_retry_after: float
     cards: dict[uuid.UUID, CardPayment] = field(default_factory=dict)
+    #: How long a sent cancel or refund may take to show on its bag before a read settles it
+    #: as not applied (engine/actions.py `reconcile_actions`).
+    action_settle_seconds: float = 900.0
 
     async def drive(self, row: CheckoutRow, *, intent_committed: bool) -> DriveResult:
         """Drive a checkout whose lease this worker holds, renewing the lease meanwhile.

@@ -47,6 +47,7 @@ from orchestrator.violet.models import (
     Customer,
     OrderCancellation,
     PaymentMethod,
+    Refund,
     ShippingSelection,
     SkuLine,
 )
@@ -413,3 +414,57 @@ class VioletClient:
             OrderCancellation.model_validate_json,
             summarize_cancel,
         )
+
+    async def cancel_bag(
+        self,
+        order_id: int,
+        bag_id: int,
+        *,
+        reason: str | None = None,
+        reason_code: str | None = None,
+    ) -> OrderCancellation:
+        """Ask Violet to cancel one bag of a submitted order (never retried once sent: Violet
+        answers 202 whether it worked or not, so the answer is a claim a read must confirm)."""
+        path = f"/orders/{order_id}/bags/{bag_id}/cancel"
+        body: dict[str, Any] = {}
+        if reason is not None:
+            body["reason"] = reason
+        if reason_code is not None:
+            body["reason_code"] = reason_code
+        response = await self._call(ops.CANCEL_BAG, path, body)
+        return read_parsed(
+            ops.CANCEL_BAG,
+            path,
+            response,
+            OrderCancellation.model_validate_json,
+            summarize_cancel,
+        )
+
+    async def refund_bag(
+        self,
+        order_id: int,
+        bag_id: int,
+        *,
+        amount: int | None = None,
+        skus: Sequence[SkuLine] | None = None,
+        reason: str | None = None,
+    ) -> Refund:
+        """Ask Violet to refund a bag: `amount` minor units, the given `skus`, or (neither) all
+        that is left. Never retried once sent: a second request is a second refund."""
+        path = f"/orders/{order_id}/bags/{bag_id}/refunds"
+        body: dict[str, Any] = {}
+        if amount is not None:
+            body["amount"] = amount
+        if skus is not None:
+            body["skus"] = [{"sku_id": s.sku_id, "quantity": s.quantity} for s in skus]
+        if reason is not None:
+            body["reason"] = reason
+        response = await self._call(ops.REFUND_BAG, path, body)
+        return read_parsed(
+            ops.REFUND_BAG, path, response, Refund.model_validate_json, _summarize_refund
+        )
+
+
+def _summarize_refund(value: Refund) -> dict[str, Any]:
+    """What the audit keeps of a refund answer: its id, amount and status."""
+    return {"id": value.id, "bag_id": value.bag_id, "amount": value.amount, "status": value.status}

@@ -42,3 +42,7 @@ SUBMIT = Op("submit", "POST", read=False, gated=True)
 GET_ORDER = Op("get_order", "GET", read=True)
 SEARCH_ORDERS = Op("search_orders", "POST", read=True)
 CANCEL_ORDER = Op("cancel_order", "POST", read=False)
+# A bag's cancel or refund after submit: Violet has no idempotency key and answers 202 whether it
+# worked or not, so a second request is a second cancel or a second refund (engine/actions.py).
+CANCEL_BAG = Op("cancel_bag", "POST", read=False, gated=True)
+REFUND_BAG = Op("refund_bag", "POST", read=False, gated=True)

@@ -17,10 +17,11 @@ import pytest
 
 import orchestrator
 from orchestrator import api, checkout, config, errors, request, sync
-from orchestrator.store import database
+from orchestrator.store import actions, database
 
 EXPECTED = {
     "AuditEvent",
+    "BagAction",
     "Checkout",
     "CheckoutBusy",
     "CheckoutConflict",
@@ -55,6 +56,9 @@ OPERATIONS = (
     "confirm_payment",
     "provide_payment",
     "payment_secret",
+    "cancel_bag",
+    "refund_bag",
+    "bag_actions",
 )
 
 
@@ -93,6 +97,7 @@ def test_each_exported_name_is_the_object_its_module_defines() -> None:
         "Settings": config,
         "load_settings": config,
         "migrate": database,
+        "BagAction": actions,
     }
     for name in EXPECTED:
         home = homes.get(name, errors)
@@ -150,7 +155,7 @@ def test_the_front_doors_are_context_managers_that_start_and_run_by_default() ->
 
 
 def test_checkouts_and_audit_events_are_frozen_records_with_json() -> None:
-    for record in (orchestrator.Checkout, orchestrator.AuditEvent):
+    for record in (orchestrator.Checkout, orchestrator.AuditEvent, orchestrator.BagAction):
         assert dataclasses.is_dataclass(record)
         assert vars(record)["__dataclass_params__"].frozen
         assert callable(record.to_json)
