@@ -40,6 +40,8 @@ LIMIT %(limit)s
 
 #: The cursor before the first change.
 START: Final = "0:0"
+_MAX_TXID: Final = 2**64 - 1  # xid8
+_MAX_ID: Final = 2**63 - 1  # bigint
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,23 @@ class Change:
 
 
 def parse_cursor(cursor: str) -> tuple[str, int]:
-    """`"txid:id"` as its two parts; ValueError naming the cursor when it is not one."""
+    """`"txid:id"` as its two parts; ValueError naming the cursor when it is not one.
+
+    Checked here rather than left to the database, so a caller learns which value was wrong
+    (not a cast error) and nothing out of range reaches the query."""
     txid, sep, change_id = cursor.partition(":")
-    if not sep or not txid.isdigit() or not change_id.isdigit():
+    if (
+        not sep
+        or not (_is_number(txid) and int(txid) <= _MAX_TXID)
+        or not (_is_number(change_id) and int(change_id) <= _MAX_ID)
+    ):
         raise ValueError(f"not a changes cursor: {cursor[:40]!r} (expected TXID:ID, e.g. 0:0)")
     return txid, int(change_id)
+
+
+def _is_number(text: str) -> bool:
+    # ASCII only: str.isdigit() also accepts digits PostgreSQL does not read as such.
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
 
 def append_params(
