@@ -27,11 +27,13 @@ if _typing.TYPE_CHECKING:
         VioletError,
     )
     from orchestrator.request import CheckoutRequest
+    from orchestrator.store.changes import Change
     from orchestrator.store.database import migrate
     from orchestrator.sync import SyncOrchestrator
 
 _HOMES = {
     "AuditEvent": "orchestrator.checkout",
+    "Change": "orchestrator.store.changes",
     "Checkout": "orchestrator.checkout",
     "CheckoutBusy": "orchestrator.errors",
     "CheckoutConflict": "orchestrator.errors",
@@ -55,6 +57,7 @@ _HOMES = {
 
 __all__ = [
     "AuditEvent",
+    "Change",
     "Checkout",
     "CheckoutBusy",
     "CheckoutConflict",

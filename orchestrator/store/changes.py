@@ -4,18 +4,31 @@ A change is appended in the transaction that makes it (never after), so the feed
 exactly when the change happened. Readers see a row only once every transaction older than it
 has ended (migration 0009 explains the rule), so a cursor never passes a row that commits later:
 each change is delivered at least once, with `id` as its stable id for the host to dedupe.
+Transaction ids are server-wide, so a transaction running in any database of the server holds
+back the changes newer than it for as long as it runs: a change shows within the longest running
+transaction, and a follower polls again after a wake-up that found nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+log = logging.getLogger(__name__)
+
+#: The channel a transaction that appends a change notifies (migration 0009's row trigger).
+CHANNEL: Final = "orchestrator_changes"
 
 #: The kinds of change a host acts on (the `kind` column; CHECK: lower-case words).
 CHECKOUT_FINISHED: Final = "checkout_finished"
@@ -129,3 +142,87 @@ async def read(conn: AsyncConnection[Any], after: str = START, limit: int = 100)
         )
         for row in rows
     ]
+
+
+#: Reads after a wake-up: the first at once, then these apart, doubling, until `poll_seconds`.
+_FIRST_RETRY: Final = 0.05
+
+
+async def follow(
+    read_after: Callable[[str], Awaitable[list[Change]]],
+    connect: Callable[[], Awaitable[AsyncConnection[Any]]],
+    after: str = START,
+    *,
+    poll_seconds: float = 5.0,
+) -> AsyncIterator[Change]:
+    """Every change after `after` as it comes, for as long as the caller iterates.
+
+    `read_after(cursor)` reads a page of the feed; `connect()` opens the dedicated connection
+    that LISTENs. A NOTIFY wakes the follower, and it reads again a few times shortly after:
+    the change that notified may still be held back by an older transaction, which ends
+    without notifying anyone. Without any NOTIFY it polls every `poll_seconds` (one can be
+    missed across a reconnect, and a lost listener falls back to polling until it is back).
+    """
+    parse_cursor(after)
+    cursor = after
+    listener: AsyncConnection[Any] | None = None
+    retry: float | None = None  # the next short wait after a wake-up; None: poll_seconds
+    try:
+        while True:
+            if listener is None:
+                listener = await _listen(connect)
+            found = await read_after(cursor)
+            for change in found:
+                yield change
+                cursor = change.cursor
+            if found:
+                retry = _FIRST_RETRY  # a full page, or more held back: read again soon
+                continue
+            wait = poll_seconds if retry is None else retry
+            retry = None if retry is None or retry * 2 >= poll_seconds else retry * 2
+            if listener is None:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                if await _notified(listener, wait):
+                    retry = _FIRST_RETRY
+            except psycopg.Error as exc:
+                log.warning("changes: the LISTEN connection failed (%s); reconnecting", exc)
+                await _close(listener)
+                listener = None
+    finally:
+        if listener is not None:
+            await _close(listener)
+
+
+async def _listen(
+    connect: Callable[[], Awaitable[AsyncConnection[Any]]],
+) -> AsyncConnection[Any] | None:
+    """A connection LISTENing on the channel, or None (polling goes on) when none opens.
+
+    LISTEN comes before the next read, so a change committed after that read notifies it."""
+    try:
+        conn = await connect()
+    except psycopg.Error as exc:
+        log.warning("changes: cannot LISTEN (%s); polling instead", exc)
+        return None
+    try:
+        await conn.execute(f"LISTEN {CHANNEL}")
+    except psycopg.Error as exc:
+        log.warning("changes: cannot LISTEN (%s); polling instead", exc)
+        await _close(conn)
+        return None
+    return conn
+
+
+async def _notified(listener: AsyncConnection[Any], wait: float) -> bool:
+    """Whether a NOTIFY arrived within `wait` seconds (every one already queued is taken)."""
+    woke = False
+    async for _ in listener.notifies(timeout=wait, stop_after=1):
+        woke = True
+    return woke
+
+
+async def _close(conn: AsyncConnection[Any]) -> None:
+    with contextlib.suppress(psycopg.Error):
+        await conn.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator import states
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
+from orchestrator.store import changes
 from orchestrator.store.group_commit import GroupCommitter
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepRecord
 from orchestrator.store.withhold import tripwire_finding, withhold_write
@@ -109,6 +110,57 @@ WITH d AS (
 SELECT * FROM upd
 """
 
+_WAITING_SQL = states.sql_list(states.WAITING_STATES)
+_TOTALS = ("sub_total", "shipping_total", "tax_total", "discount_total", "total")
+
+
+def _append_changes(new: Callable[[str, str], str], old: Callable[[str], str], source: str) -> str:
+    """The CTE that appends a write's change to the feed (store/changes.py), if it makes one.
+
+    A checkout that reaches a terminal state or starts waiting for input is a change the host
+    acts on; appended in the write's own statement, it is in the feed exactly when the write is.
+    Any other write appends nothing (the WHERE is false on its parameters). `new(name, type)` is
+    the value written, `old(name)` the row's value before the write, `source` the FROM clause
+    (a row only when the fenced update was made)."""
+    state, reason = new("state", "text"), new("waiting_reason", "text")
+    totals = ", ".join(f"'{name}', {new(name, 'bigint')}" for name in _TOTALS)
+    finished = (
+        f"jsonb_build_object('state', {state}, 'violet_order_id', "
+        f"{new('violet_order_id', 'bigint')}, 'currency', {old('currency')}, "
+        f"'totals', jsonb_build_object({totals})) || CASE WHEN {state} = '{states.FAILED}' "
+        f"THEN jsonb_build_object('error_type', {new('last_error', 'jsonb')} ->> 'type') "
+        "ELSE '{}'::jsonb END"
+    )
+    return f"""
+    INSERT INTO checkout_changes (checkout_id, app_order_id, kind, detail)
+    SELECT {new("id", "uuid")}, {old("app_order_id")},
+        CASE WHEN {state} IN {states.TERMINAL_SQL} THEN '{changes.CHECKOUT_FINISHED}'
+             ELSE '{changes.CHECKOUT_WAITING}' END,
+        CASE WHEN {state} IN {states.TERMINAL_SQL} THEN {finished}
+             ELSE jsonb_build_object('state', {state}, 'waiting_reason', {reason}) END
+    FROM {source}
+    WHERE ({state} IN {states.TERMINAL_SQL} AND {state} IS DISTINCT FROM {old("state")})
+       OR ({state} IN {_WAITING_SQL} AND {reason} IS NOT NULL
+           AND ({old("waiting_reason")} IS NULL OR {state} IS DISTINCT FROM {old("state")}))
+"""
+
+
+def _param(name: str, sql_type: str) -> str:
+    return f"%({name})s::{sql_type}"
+
+
+def _prev(name: str) -> str:
+    return f"prev.{name}"
+
+
+def _batch(name: str, _sql_type: str) -> str:
+    return f"d.{name}"
+
+
+def _locked(name: str) -> str:
+    return f"locked.prev_{name}"
+
+
 _WRITE_SQL = f"""
 WITH upd AS (
     UPDATE checkouts SET
@@ -148,14 +200,17 @@ WITH upd AS (
 -- The row as it was before this write (every CTE reads the same snapshot): a checkpoint given
 -- no start time gets the start of the step that was in flight, committed by an earlier write
 -- that the runner may not have heard back from yet (a write behind a call).
-prev AS (SELECT step_started_at FROM checkouts WHERE id = %(id)s),
+prev AS (
+    SELECT step_started_at, state, waiting_reason, app_order_id, currency
+    FROM checkouts WHERE id = %(id)s
+),
 st AS (
     INSERT INTO checkout_steps (checkout_id, step_no, step, attempt, outcome, started_at, result)
     SELECT %(id)s, s.step_no, s.step, s.attempt, s.outcome,
            COALESCE(s.started_at, prev.step_started_at), s.result
     FROM upd, prev, jsonb_to_recordset(%(steps)s::jsonb) AS s(
         step_no int, step text, attempt int, outcome text, started_at timestamptz, result jsonb)
-)
+), ch AS ({_append_changes(_param, _prev, "upd, prev")})
 SELECT * FROM upd
 """
 
@@ -175,7 +230,9 @@ _WRITE_MANY_SQL = f"""
 WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d({_BATCH_ROW_COLUMNS})
 ), locked AS (
-    SELECT c.id, c.step_started_at AS prev_started_at
+    SELECT c.id, c.step_started_at AS prev_started_at, c.state AS prev_state,
+           c.waiting_reason AS prev_waiting_reason, c.app_order_id AS prev_app_order_id,
+           c.currency AS prev_currency
     FROM checkouts c JOIN d ON c.id = d.id AND c.lease_epoch = d.lease_epoch
     ORDER BY c.id FOR UPDATE OF c
 ), upd AS (
@@ -226,7 +283,7 @@ WITH d AS (
         started_at timestamptz, result jsonb)
     JOIN upd ON upd.id = s.checkout_id
     JOIN locked ON locked.id = s.checkout_id
-)
+), ch AS ({_append_changes(_batch, _locked, "d JOIN upd USING (id) JOIN locked USING (id)")})
 SELECT * FROM upd
 """
 
