@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator import SyncOrchestrator
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import Checkout
 from orchestrator.config import Settings
@@ -19,7 +20,14 @@ from orchestrator.states import SUBMIT
 from orchestrator.store.changes import START, Change
 from tests.crash import procs, worker
 from tests.crash.conftest import crash_env, observer  # noqa: F401 (fixtures)
-from tests.fixtures.orchestrator import DECLINED, DIGITAL, TOKEN, VISA, checkout_request
+from tests.fixtures.orchestrator import (
+    DECLINED,
+    DIGITAL,
+    TOKEN,
+    VISA,
+    checkout_request,
+    make_settings,
+)
 from tests.fixtures.sandbox import HttpSandbox
 
 
@@ -174,3 +182,18 @@ async def test_a_worker_killed_around_the_terminal_write_leaves_one_finished_cha
     found = of(await observer.changes(limit=1000), checkout)
     assert len(found) == 1, found
     assert_finished(found[0], checkout)
+
+
+def test_the_sync_facade_reads_and_follows_the_feed(
+    database_url: str, http_sandbox: HttpSandbox
+) -> None:
+    settings = make_settings(database_url, http_sandbox.base_url)
+    with SyncOrchestrator(settings) as orch:
+        first = orch.start(checkout_request(payment=TOKEN))
+        second = orch.start(checkout_request(payment=DECLINED))
+        changes = orch.follow(poll_seconds=0.2)
+        came = [next(changes), next(changes)]  # the poll delivers them, held back or not
+        changes.close()  # stops the follower (its LISTEN connection closed)
+        assert [c.checkout_id for c in came] == [first.id, second.id]
+        assert orch.changes() == came
+        assert orch.changes(came[0].cursor, limit=1) == [came[1]]
