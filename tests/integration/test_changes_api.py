@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from orchestrator import SyncOrchestrator
@@ -17,9 +18,10 @@ from orchestrator.checkout import Checkout
 from orchestrator.config import Settings
 from orchestrator.errors import InvalidRequest
 from orchestrator.states import SUBMIT
-from orchestrator.store.changes import START, Change
+from orchestrator.store.changes import CHANNEL, START, Change
 from tests.crash import procs, worker
 from tests.crash.conftest import crash_env, observer  # noqa: F401 (fixtures)
+from tests.fixtures.db import libpq_url
 from tests.fixtures.orchestrator import (
     DECLINED,
     DIGITAL,
@@ -103,6 +105,21 @@ async def test_a_parked_checkout_makes_one_waiting_change_then_one_finished(
         (finished,) = await settled(other, 1, after=waiting.cursor)
         assert_finished(finished, submitted)
         assert len(await other.changes()) == 2
+
+
+async def test_a_checkout_run_notifies_followers_once_not_per_step_write(
+    orch: Orchestrator, database_url: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(database_url), autocommit=True
+    ) as listener:
+        await listener.execute(f"LISTEN {CHANNEL}")
+        checkout = await orch.start(checkout_request(payment=TOKEN))
+        assert checkout.state == "submitted"
+        steps = len([e for e in await orch.history(checkout.id) if e.kind == "step_started"])
+        assert steps >= 5  # several step writes, one change
+        heard = [n.channel async for n in listener.notifies(timeout=1.0)]
+    assert heard == [CHANNEL]
 
 
 async def test_grouped_step_writes_append_each_change_once(orch: Orchestrator) -> None:
