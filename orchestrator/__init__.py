@@ -28,12 +28,14 @@ if _typing.TYPE_CHECKING:
     )
     from orchestrator.request import CheckoutRequest
     from orchestrator.store.actions import BagAction
+    from orchestrator.store.changes import Change
     from orchestrator.store.database import migrate
     from orchestrator.sync import SyncOrchestrator
 
 _HOMES = {
     "AuditEvent": "orchestrator.checkout",
     "BagAction": "orchestrator.store.actions",
+    "Change": "orchestrator.store.changes",
     "Checkout": "orchestrator.checkout",
     "CheckoutBusy": "orchestrator.errors",
     "CheckoutConflict": "orchestrator.errors",
@@ -58,6 +60,7 @@ _HOMES = {
 __all__ = [
     "AuditEvent",
     "BagAction",
+    "Change",
     "Checkout",
     "CheckoutBusy",
     "CheckoutConflict",

@@ -12,12 +12,13 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,12 +34,15 @@ from orchestrator.errors import (
     CheckoutNotFound,
     DatabaseUnavailable,
     IllegalTransition,
+    InvalidRequest,
     PaymentNotConfirmed,
 )
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
+from orchestrator.store import changes as feed
 from orchestrator.store import database
 from orchestrator.store.actions import BagAction
+from orchestrator.store.changes import Change
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, Cart, VioletClient, VioletError
@@ -460,6 +464,49 @@ class Orchestrator:
         row = await self._row(ref)
         return [AuditEvent.from_mapping(e) for e in await self.repo.events(row.id)]
 
+    # -- the changes feed (docs/changes.md) ---------------------------------------------
+
+    async def changes(self, after: str = feed.START, limit: int = 100) -> list[Change]:
+        """The changes after the cursor `after` (oldest first, at most `limit`).
+
+        Each change is delivered at least once: process it, then store its `cursor` and pass
+        that back; dedupe by `id` (a change read again after a crash has the same id).
+        """
+        _check_feed_args(after, limit)
+        assert self._pool is not None, "call open() first"
+        async with self._pool.connection() as conn:
+            return await feed.read(conn, after, limit)
+
+    async def follow(
+        self, after: str = feed.START, *, limit: int = 100, poll_seconds: float = 5.0
+    ) -> AsyncGenerator[Change, None]:
+        """Every change after `after`, as it comes, for as long as the caller iterates.
+
+        A LISTEN on its own connection wakes it when a change commits; it also polls every
+        `poll_seconds` (a NOTIFY can be missed across a reconnect). At least once, like
+        `changes`: store each change's `cursor` once processed, resume from it after a restart.
+        """
+        _check_feed_args(after, limit)
+        if not poll_seconds > 0:
+            raise InvalidRequest([("poll_seconds", "expected a number of seconds above 0")])
+
+        async def read_after(cursor: str) -> list[Change]:
+            return await self.changes(cursor, limit)
+
+        async for change in feed.follow(
+            read_after, self._listener, after, poll_seconds=poll_seconds
+        ):
+            yield change
+
+    async def _listener(self) -> psycopg.AsyncConnection[Any]:
+        """A connection of its own for LISTEN: a pooled one would go back to the pool."""
+        return await psycopg.AsyncConnection.connect(
+            database.libpq_conninfo(self.engine.url),
+            autocommit=True,
+            application_name="orchestrator-follow",
+            connect_timeout=5,
+        )
+
     async def _row(self, ref: uuid.UUID | str) -> CheckoutRow:
         row = await self.repo.get(ref)
         if row is None:
@@ -517,6 +564,20 @@ class Orchestrator:
 
 
 __all__ = ["Orchestrator", "VioletError", "default_worker_id"]
+
+
+#: The most changes one read returns.
+MAX_CHANGES_LIMIT = 1000
+
+
+def _check_feed_args(after: str, limit: int) -> None:
+    """InvalidRequest naming a bad cursor or limit, before any query."""
+    try:
+        feed.parse_cursor(after)
+    except ValueError as exc:
+        raise InvalidRequest([("after", str(exc))]) from None
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHANGES_LIMIT:
+        raise InvalidRequest([("limit", f"expected a whole number from 1 to {MAX_CHANGES_LIMIT}")])
 
 
 def _check_cancelable(row: CheckoutRow) -> None:

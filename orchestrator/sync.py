@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.store.actions import BagAction
+from orchestrator.store.changes import START, Change
 
 T = TypeVar("T")
 
@@ -87,6 +88,28 @@ class SyncOrchestrator:
 
     def payment_secret(self, ref: uuid.UUID | str) -> dict[str, str]:
         return self._call(self._async.payment_secret(ref))
+
+    def changes(self, after: str = START, limit: int = 100) -> list[Change]:
+        return self._call(self._async.changes(after, limit))
+
+    def follow(
+        self, after: str = START, *, limit: int = 100, poll_seconds: float = 5.0
+    ) -> Iterator[Change]:
+        """`Orchestrator.follow` as a blocking generator; closing it stops the follower."""
+        changes = self._async.follow(after, limit=limit, poll_seconds=poll_seconds)
+
+        async def next_change() -> Change:
+            return await anext(changes)
+
+        try:
+            while True:
+                try:
+                    change = self._call(next_change())
+                except StopAsyncIteration:
+                    return
+                yield change
+        finally:
+            self._call(changes.aclose())
 
     @property
     def settings(self) -> Settings:

@@ -27,8 +27,11 @@ what happens to them is done under the same lease as the checkout path, so the t
   transaction (`txid`), and a reader orders by `(txid, id)` and takes only rows whose transaction
   is older than every transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`):
   every such transaction has ended, and any row still to come has a larger `txid`, so a cursor
-  on `(txid, id)` never passes a row it has not seen. A statement-level trigger NOTIFYs
-  `orchestrator_changes` so a follower can wait instead of polling. The feed is append-only.
+  on `(txid, id)` never passes a row it has not seen. A row trigger NOTIFYs
+  `orchestrator_changes` so a follower can wait instead of polling: per row, because a statement
+  trigger fires for a statement that appends nothing (every step write carries an append that
+  is empty unless the checkout finished or started waiting), and PostgreSQL folds a
+  transaction's identical notifications into one. The feed is append-only.
 
 Text and JSON columns pass the secret tripwire (revision 0006's functions).
 A migration is a frozen copy: nothing is imported from the application.
@@ -186,7 +189,7 @@ TRIGGERS = (
     """,
     """
     CREATE TRIGGER checkout_changes_notify AFTER INSERT ON checkout_changes
-    FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_notify_changes()
+    FOR EACH ROW EXECUTE FUNCTION orchestrator_notify_changes()
     """,
     """
     CREATE TRIGGER checkout_changes_tripwire BEFORE INSERT ON checkout_changes

@@ -21,7 +21,16 @@ __all__ = ["ExitCode", "app", "main"]  # ExitCode too: scripts and tests know it
 
 # The modules under `orchestrator.cli` whose `register(app)` adds their commands, in the order
 # `--help` lists them (top-level commands first, then the groups, each in this order).
-COMMAND_MODULES = ("checkouts", "queries", "actions", "db", "tools", "recovery", "webhooks")
+COMMAND_MODULES = (
+    "checkouts",
+    "queries",
+    "actions",
+    "changes",
+    "db",
+    "tools",
+    "recovery",
+    "webhooks",
+)
 
 app = typer.Typer(
     help="Drive Violet checkouts as persisted, crash-safe state machines.",

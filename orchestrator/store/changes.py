@@ -4,18 +4,31 @@ A change is appended in the transaction that makes it (never after), so the feed
 exactly when the change happened. Readers see a row only once every transaction older than it
 has ended (migration 0009 explains the rule), so a cursor never passes a row that commits later:
 each change is delivered at least once, with `id` as its stable id for the host to dedupe.
+Transaction ids are server-wide, so a transaction running in any database of the server holds
+back the changes newer than it for as long as it runs: a change shows within the longest running
+transaction, and a follower polls again after a wake-up that found nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+log = logging.getLogger(__name__)
+
+#: The channel a transaction that appends a change notifies (migration 0009's row trigger).
+CHANNEL: Final = "orchestrator_changes"
 
 #: The kinds of change a host acts on (the `kind` column; CHECK: lower-case words).
 CHECKOUT_FINISHED: Final = "checkout_finished"
@@ -40,6 +53,8 @@ LIMIT %(limit)s
 
 #: The cursor before the first change.
 START: Final = "0:0"
+_MAX_TXID: Final = 2**64 - 1  # xid8
+_MAX_ID: Final = 2**63 - 1  # bigint
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +70,11 @@ class Change:
     detail: dict[str, Any] | None
 
     def to_json(self) -> dict[str, Any]:
+        """Stable field names, the time in ISO-8601 UTC (as every JSON document we print)."""
         return {
             "id": self.id,
             "cursor": self.cursor,
-            "at": self.at.isoformat(),
+            "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "checkout_id": str(self.checkout_id),
             "app_order_id": self.app_order_id,
             "kind": self.kind,
@@ -67,11 +83,23 @@ class Change:
 
 
 def parse_cursor(cursor: str) -> tuple[str, int]:
-    """`"txid:id"` as its two parts; ValueError naming the cursor when it is not one."""
+    """`"txid:id"` as its two parts; ValueError naming the cursor when it is not one.
+
+    Checked here rather than left to the database, so a caller learns which value was wrong
+    (not a cast error) and nothing out of range reaches the query."""
     txid, sep, change_id = cursor.partition(":")
-    if not sep or not txid.isdigit() or not change_id.isdigit():
+    if (
+        not sep
+        or not (_is_number(txid) and int(txid) <= _MAX_TXID)
+        or not (_is_number(change_id) and int(change_id) <= _MAX_ID)
+    ):
         raise ValueError(f"not a changes cursor: {cursor[:40]!r} (expected TXID:ID, e.g. 0:0)")
     return txid, int(change_id)
+
+
+def _is_number(text: str) -> bool:
+    # ASCII only: str.isdigit() also accepts digits PostgreSQL does not read as such.
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
 
 def append_params(
@@ -115,3 +143,92 @@ async def read(conn: AsyncConnection[Any], after: str = START, limit: int = 100)
         )
         for row in rows
     ]
+
+
+#: Reads after a wake-up: the first at once, then 0.05 s apart, doubling up to 1.6 s (3.15 s
+#: in all: longer than most transactions run), then every `poll_seconds` again.
+_FIRST_RETRY: Final = 0.05
+_LAST_RETRY: Final = 1.6
+
+
+async def follow(
+    read_after: Callable[[str], Awaitable[list[Change]]],
+    connect: Callable[[], Awaitable[AsyncConnection[Any]]],
+    after: str = START,
+    *,
+    poll_seconds: float = 5.0,
+) -> AsyncIterator[Change]:
+    """Every change after `after` as it comes, for as long as the caller iterates.
+
+    `read_after(cursor)` reads a page of the feed; `connect()` opens the dedicated connection
+    that LISTENs. A NOTIFY wakes the follower, and it reads again a few times shortly after:
+    the change that notified may still be held back by an older transaction, which ends
+    without notifying anyone. Without any NOTIFY it polls every `poll_seconds` (one can be
+    missed across a reconnect, and a lost listener falls back to polling until it is back).
+    """
+    parse_cursor(after)
+    cursor = after
+    listener: AsyncConnection[Any] | None = None
+    # The next short wait after a wake-up (None: poll_seconds). The start and a reconnect are
+    # wake-ups too: a change that notified before the LISTEN may still be held back.
+    retry: float | None = _FIRST_RETRY
+    try:
+        while True:
+            if listener is None:
+                listener = await _listen(connect)
+                retry = _FIRST_RETRY if listener is not None else retry
+            found = await read_after(cursor)
+            for change in found:
+                yield change
+                cursor = change.cursor
+            if found:
+                retry = _FIRST_RETRY  # a full page, or more held back: read again soon
+                continue
+            wait = poll_seconds if retry is None else min(retry, poll_seconds)
+            retry = None if retry is None or retry >= _LAST_RETRY else retry * 2
+            if listener is None:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                if await _notified(listener, wait):
+                    retry = _FIRST_RETRY
+            except psycopg.Error as exc:
+                log.warning("changes: the LISTEN connection failed (%s); reconnecting", exc)
+                await _close(listener)
+                listener = None
+    finally:
+        if listener is not None:
+            await _close(listener)
+
+
+async def _listen(
+    connect: Callable[[], Awaitable[AsyncConnection[Any]]],
+) -> AsyncConnection[Any] | None:
+    """A connection LISTENing on the channel, or None (polling goes on) when none opens.
+
+    LISTEN comes before the next read, so a change committed after that read notifies it."""
+    try:
+        conn = await connect()
+    except psycopg.Error as exc:
+        log.warning("changes: cannot LISTEN (%s); polling instead", exc)
+        return None
+    try:
+        await conn.execute(f"LISTEN {CHANNEL}")
+    except psycopg.Error as exc:
+        log.warning("changes: cannot LISTEN (%s); polling instead", exc)
+        await _close(conn)
+        return None
+    return conn
+
+
+async def _notified(listener: AsyncConnection[Any], wait: float) -> bool:
+    """Whether a NOTIFY arrived within `wait` seconds (every one already queued is taken)."""
+    woke = False
+    async for _ in listener.notifies(timeout=wait, stop_after=1):
+        woke = True
+    return woke
+
+
+async def _close(conn: AsyncConnection[Any]) -> None:
+    with contextlib.suppress(psycopg.Error):
+        await conn.close()

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator import states
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
+from orchestrator.store import changes
 from orchestrator.store.group_commit import GroupCommitter
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepRecord
 from orchestrator.store.withhold import tripwire_finding, withhold_write
@@ -109,6 +110,46 @@ WITH d AS (
 SELECT * FROM upd
 """
 
+_TOTALS = ("sub_total", "shipping_total", "tax_total", "discount_total", "total")
+
+
+def _change(write: dict[str, Any]) -> dict[str, Any] | None:
+    """The change a write makes for the host's feed (store/changes.py), if it may make one.
+
+    A checkout that reaches a terminal state or starts waiting for input is a change the host
+    acts on; anything else is not, and costs no more than this test. Built from the write as
+    it is sent (the values the tripwire withheld, if any), so the feed says what is stored."""
+    state = write["state"]
+    if state in states.TERMINAL_STATES:
+        detail = {
+            "state": state,
+            "violet_order_id": write["violet_order_id"],
+            "currency": write["currency"],
+            "totals": {name: write[name] for name in _TOTALS},
+        }
+        if state == states.FAILED:
+            detail["error_type"] = (write["last_error"] or {}).get("type")
+        return {"kind": changes.CHECKOUT_FINISHED, "detail": detail}
+    if state in states.WAITING_STATES and write["waiting_reason"] is not None:
+        detail = {"state": state, "waiting_reason": write["waiting_reason"]}
+        return {"kind": changes.CHECKOUT_WAITING, "detail": detail}
+    return None
+
+
+def _append_change(checkout_id: str, new_state: str, old: str, source: str) -> str:
+    """The CTE that appends a write's change (`c`, from `_change`) in the write's statement, so
+    the feed holds it exactly when the write is stored; `source` yields a row only when the
+    fenced update was made. Appended once: by the write that enters the terminal state, or the
+    one that starts a wait (a waiting row written again, its lease released say, is no change).
+    Kept short: psycopg caches the parse of a statement of up to 4 kB only."""
+    return f"""
+    INSERT INTO checkout_changes (checkout_id, app_order_id, kind, detail)
+    SELECT {checkout_id}, {old}app_order_id, c.kind, c.detail FROM {source}
+    WHERE c.kind IS NOT NULL AND ({new_state} IS DISTINCT FROM {old}state
+        OR c.kind = '{changes.CHECKOUT_WAITING}' AND {old}waiting_reason IS NULL)
+"""
+
+
 _WRITE_SQL = f"""
 WITH upd AS (
     UPDATE checkouts SET
@@ -148,14 +189,22 @@ WITH upd AS (
 -- The row as it was before this write (every CTE reads the same snapshot): a checkpoint given
 -- no start time gets the start of the step that was in flight, committed by an earlier write
 -- that the runner may not have heard back from yet (a write behind a call).
-prev AS (SELECT step_started_at FROM checkouts WHERE id = %(id)s),
+prev AS (SELECT step_started_at, state, waiting_reason, app_order_id FROM checkouts
+    WHERE id = %(id)s),
 st AS (
     INSERT INTO checkout_steps (checkout_id, step_no, step, attempt, outcome, started_at, result)
     SELECT %(id)s, s.step_no, s.step, s.attempt, s.outcome,
            COALESCE(s.started_at, prev.step_started_at), s.result
     FROM upd, prev, jsonb_to_recordset(%(steps)s::jsonb) AS s(
         step_no int, step text, attempt int, outcome text, started_at timestamptz, result jsonb)
-)
+), ch AS ({
+    _append_change(
+        "%(id)s",
+        "%(state)s",
+        "prev.",
+        "upd, prev, jsonb_to_record(%(change)s::jsonb) AS c(kind text, detail jsonb)",
+    )
+})
 SELECT * FROM upd
 """
 
@@ -165,7 +214,7 @@ _BATCH_ROW_COLUMNS = (
     "due_in float8, "
     "recoveries int, event_seq int, violet_order_id bigint, sub_total bigint, "
     "shipping_total bigint, tax_total bigint, discount_total bigint, total bigint, bags jsonb, "
-    "violet_status text, waiting_reason text, last_error jsonb, terminal bool"
+    "violet_status text, waiting_reason text, last_error jsonb, terminal bool, change jsonb"
 )
 
 # The same write for several checkouts in one statement (group commit, see group_commit.py).
@@ -175,7 +224,8 @@ _WRITE_MANY_SQL = f"""
 WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d({_BATCH_ROW_COLUMNS})
 ), locked AS (
-    SELECT c.id, c.step_started_at AS prev_started_at
+    SELECT c.id, c.step_started_at AS prev_started_at, c.state, c.waiting_reason,
+           c.app_order_id
     FROM checkouts c JOIN d ON c.id = d.id AND c.lease_epoch = d.lease_epoch
     ORDER BY c.id FOR UPDATE OF c
 ), upd AS (
@@ -226,7 +276,15 @@ WITH d AS (
         started_at timestamptz, result jsonb)
     JOIN upd ON upd.id = s.checkout_id
     JOIN locked ON locked.id = s.checkout_id
-)
+), ch AS ({
+    _append_change(
+        "d.id",
+        "d.state",
+        "locked.",
+        "d JOIN upd USING (id) JOIN locked USING (id), "
+        "jsonb_to_record(d.change) AS c(kind text, detail jsonb)",
+    )
+})
 SELECT * FROM upd
 """
 
@@ -299,6 +357,8 @@ def _write_params(write: dict[str, Any]) -> dict[str, Any]:
     params = dict(write)
     for name in ("bags", "last_error", "events", "steps"):
         params[name] = None if write[name] is None else _dumps(write[name])
+    change = _change(write)
+    params["change"] = None if change is None else _dumps(change)
     return params
 
 
@@ -529,6 +589,7 @@ class Repository:
             "violet_status": row.violet_status,
             "waiting_reason": row.waiting_reason,
             "last_error": row.last_error,
+            "currency": row.currency,
             "terminal": terminal,
             "worker": worker,
             "events": _events_payload(row, events),
@@ -611,6 +672,8 @@ class Repository:
         rows = [
             {k: v for k, v in w.items() if k not in ("events", "steps", "worker")} for w in writes
         ]
+        for row in rows:
+            row["change"] = _change(row)
         events = _children(writes, "events", worker=True)
         steps = _children(writes, "steps", worker=False)
         params = {"rows": _dumps(rows), "events": _dumps(events), "steps": _dumps(steps)}

@@ -17,11 +17,12 @@ import pytest
 
 import orchestrator
 from orchestrator import api, checkout, config, errors, request, sync
-from orchestrator.store import actions, database
+from orchestrator.store import actions, changes, database
 
 EXPECTED = {
     "AuditEvent",
     "BagAction",
+    "Change",
     "Checkout",
     "CheckoutBusy",
     "CheckoutConflict",
@@ -59,6 +60,7 @@ OPERATIONS = (
     "cancel_bag",
     "refund_bag",
     "bag_actions",
+    "changes",
 )
 
 
@@ -93,6 +95,7 @@ def test_each_exported_name_is_the_object_its_module_defines() -> None:
         "SyncOrchestrator": sync,
         "Checkout": checkout,
         "AuditEvent": checkout,
+        "Change": changes,
         "CheckoutRequest": request,
         "Settings": config,
         "load_settings": config,
@@ -146,6 +149,15 @@ def test_both_front_doors_offer_each_operation(name: str) -> None:
     assert callable(method) and not inspect.iscoroutinefunction(method), name
 
 
+def test_both_front_doors_follow_the_changes_feed() -> None:
+    assert inspect.isasyncgenfunction(orchestrator.Orchestrator.follow)
+    assert inspect.isgeneratorfunction(orchestrator.SyncOrchestrator.follow)
+    for front_door in (orchestrator.Orchestrator, orchestrator.SyncOrchestrator):
+        for name in ("changes", "follow"):
+            after = inspect.signature(getattr(front_door, name)).parameters["after"]
+            assert after.default == "0:0", (front_door, name)
+
+
 def test_the_front_doors_are_context_managers_that_start_and_run_by_default() -> None:
     assert inspect.iscoroutinefunction(orchestrator.Orchestrator.__aenter__)
     assert callable(orchestrator.SyncOrchestrator.__enter__)
@@ -155,7 +167,8 @@ def test_the_front_doors_are_context_managers_that_start_and_run_by_default() ->
 
 
 def test_checkouts_and_audit_events_are_frozen_records_with_json() -> None:
-    for record in (orchestrator.Checkout, orchestrator.AuditEvent, orchestrator.BagAction):
+    records = (orchestrator.Checkout, orchestrator.AuditEvent, orchestrator.BagAction)
+    for record in (*records, orchestrator.Change):
         assert dataclasses.is_dataclass(record)
         assert vars(record)["__dataclass_params__"].frozen
         assert callable(record.to_json)
