@@ -1,0 +1,515 @@
+"""Recording what Violet says about an order's bags, under the checkout's lease, in one transaction.
+
+Webhooks, read-backs and `verify` all end here: `record` takes the checkout's lease the way a
+claim does (only when free; a finished checkout's expired lease too), so it never races the
+checkout path or a cancel being sent, and it never waits for a row lock (NOWAIT: a held row is
+`busy`, the caller retries later). Inside that one transaction it keeps each bag's row in
+`checkout_bags` only moving forward (`bag_states.supersedes`: old news never moves a bag back),
+records Violet's order status, appends the audit events and the host's changes, and settles a
+sent cancel or refund that the news proves done. A kill at any point rolls all of it back.
+
+The news is read from Violet's Order as JSON (a webhook's body, a read-back's answer), so every
+source goes through the same reading (`news_from_order`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.errors import LockNotAvailable
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from orchestrator import bag_states, states
+from orchestrator.store import changes
+
+#: The source of news read from Violet rather than pushed by a webhook.
+READ_BACK: Final = "read_back"
+#: Audit kinds written here.
+WEBHOOK_APPLIED: Final = "webhook_applied"
+BAG_READ_BACK: Final = "bag_read_back"
+BAG_ACTION_SETTLED: Final = "bag_action_settled"
+#: The crash point between taking the lease and the bag writes (kill -9 tests).
+CRASH_AFTER_LEASE: Final = "webhook_apply_after_lease"
+
+#: A bag reaching one of these settles the open action of that kind that was sent.
+_SETTLES: Final[dict[str, str]] = {
+    bag_states.CANCELED: "cancel",
+    bag_states.REFUNDED: "refund",
+    bag_states.PARTIALLY_REFUNDED: "refund",
+}
+# Fulfilment has no status graph; on news of the same time its later value wins.
+_FULFILLMENT_RANK: Final = {"PROCESSING": 0, "SHIPPED": 1, "DELIVERED": 2}
+_FAILED_TRANSACTION: Final = frozenset({"FAILED", "ERROR", "PENDING", "DECLINED", "CANCELED"})
+_MAX_ID: Final = 2**63 - 1
+# The lease is held only inside this transaction; the expiry is a bound should it outlive it.
+_LEASE_SECONDS: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BagNews:
+    """One bag as Violet showed it at `at`."""
+
+    bag_id: int
+    status: str
+    at: datetime
+    merchant_id: int | None = None
+    financial_status: str | None = None
+    fulfillment_status: str | None = None
+    currency: str | None = None
+    refunded_amount: int = 0
+    canceled_amount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderNews:
+    """An Order as Violet showed it at `at`: its status and its bags."""
+
+    order_id: int | None
+    violet_status: str | None
+    at: datetime
+    bags: tuple[BagNews, ...] = ()
+
+    @property
+    def submitted(self) -> bool:
+        """Violet has taken the order (it is past IN_PROGRESS, or a bag is)."""
+        if self.violet_status not in (None, bag_states.IN_PROGRESS):
+            return True
+        return any(bag.status != bag_states.IN_PROGRESS for bag in self.bags)
+
+
+@dataclass(slots=True)
+class Recorded:
+    """What `record` did: `busy` (nothing written), or the moves it wrote."""
+
+    checkout_id: UUID
+    app_order_id: str | None = None
+    state: str | None = None
+    busy: str | None = None
+    moved: list[dict[str, Any]] = field(default_factory=list)
+    settled_actions: list[str] = field(default_factory=list)
+    violet_status: tuple[str | None, str | None] | None = None
+    made_due: bool = False
+
+
+# -- reading the news -----------------------------------------------------------------------------
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and 0 <= value <= _MAX_ID else None
+
+
+def _as_text(value: Any, limit: int = 100) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Violet's timestamps (`2023-08-31T17:55:36.000Z`), timezone-aware; None if unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _refunded(transactions: Any) -> int:
+    """The sum of the bag's REFUND transactions that went through."""
+    total = 0
+    for item in transactions if isinstance(transactions, list) else ():
+        if not isinstance(item, Mapping) or str(item.get("type") or "").upper() != "REFUND":
+            continue
+        if str(item.get("status") or "").upper() in _FAILED_TRANSACTION:
+            continue
+        total += _as_int(item.get("amount")) or 0
+    return total
+
+
+def _bag_news(bag: Mapping[str, Any], at: datetime, currency: str | None) -> BagNews | None:
+    bag_id = _as_int(bag.get("id"))
+    status = bag.get("status")
+    if not bag_id or not isinstance(status, str) or not bag_states.is_status(status):
+        return None  # a status this code does not know is not news it can keep
+    total = _as_int(bag.get("total")) or 0
+    return BagNews(
+        bag_id=bag_id,
+        status=status,
+        at=at,
+        merchant_id=_as_int(bag.get("merchant_id")),
+        financial_status=_as_text(bag.get("financial_status")),
+        fulfillment_status=_as_text(bag.get("fulfillment_status")),
+        currency=_currency(bag.get("currency")) or currency,
+        refunded_amount=_refunded(bag.get("transactions")),
+        canceled_amount=total if status == bag_states.CANCELED else 0,
+    )
+
+
+def _currency(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) == 3 and value.isupper() else None
+
+
+def news_from_order(order: Any, *, fallback_at: datetime) -> OrderNews:
+    """The news in one Order (JSON): the time it is from is its `date_last_modified`
+    (`fallback_at` when it has none), the same for each of its bags."""
+    fields: Mapping[str, Any] = order if isinstance(order, Mapping) else {}
+    at = parse_time(fields.get("date_last_modified")) or fallback_at
+    currency = _currency(fields.get("currency"))
+    raw_bags = fields.get("bags")
+    found = (
+        _bag_news(bag, at, currency)
+        for bag in (raw_bags if isinstance(raw_bags, list) else ())
+        if isinstance(bag, Mapping)
+    )
+    status = fields.get("status")
+    return OrderNews(
+        order_id=_as_int(fields.get("id")),
+        violet_status=_as_text(status, 50) if isinstance(status, str) else None,
+        at=at,
+        bags=tuple(bag for bag in found if bag is not None),
+    )
+
+
+# -- deciding -------------------------------------------------------------------------------------
+
+
+def is_newer(held: Mapping[str, Any], news: BagNews) -> bool:
+    """Whether `news` replaces the bag row `held`: by `bag_states.supersedes`, or, for news of
+    the very same time and status, when it shows the bag further along (shipped, more refunded)."""
+    if bag_states.supersedes(held["status"], held["status_at"], news.status, news.at):
+        return True
+    if news.status != held["status"] or news.at != held["status_at"]:
+        return False
+    return (
+        _FULFILLMENT_RANK.get(news.fulfillment_status or "", -1)
+        > _FULFILLMENT_RANK.get(held["fulfillment_status"] or "", -1)
+        or news.refunded_amount > held["refunded_amount"]
+        or news.canceled_amount > held["canceled_amount"]
+    )
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+_LOCK_SQL: Final = (
+    "SELECT id, app_order_id, state, pending_step, in_flight, lease_owner, lease_expires_at, "
+    "lease_expires_at < now() AS lease_expired, event_seq, violet_status, next_attempt_at, "
+    "next_attempt_at > now() AS later "
+    "FROM checkouts WHERE id = %(id)s FOR UPDATE NOWAIT"
+)
+_TAKE_SQL: Final = (
+    "UPDATE checkouts SET lease_owner = %(worker)s, "
+    "lease_expires_at = now() + %(lease_s)s * interval '1 second', "
+    "lease_epoch = lease_epoch + 1, version = version + 1 WHERE id = %(id)s"
+)
+_RELEASE_SQL: Final = (
+    "UPDATE checkouts SET lease_owner = NULL, lease_expires_at = NULL, version = version + 1, "
+    "event_seq = %(event_seq)s, violet_status = %(violet_status)s, updated_at = now() "
+    "WHERE id = %(id)s AND lease_owner = %(worker)s"
+)
+# Only an unfinished row's due time may change (a finished row keeps it, 0009).
+_DUE_NOW_SQL: Final = "UPDATE checkouts SET next_attempt_at = now() WHERE id = %(id)s"
+_BAGS_SQL: Final = (
+    "SELECT bag_id, status, status_at, fulfillment_status, refunded_amount, canceled_amount "
+    "FROM checkout_bags WHERE checkout_id = %(id)s"
+)
+_UPSERT_BAG_SQL: Final = """
+INSERT INTO checkout_bags (checkout_id, bag_id, merchant_id, status, status_at, financial_status,
+    fulfillment_status, currency, refunded_amount, canceled_amount, last_event_id)
+VALUES (%(checkout_id)s, %(bag_id)s, %(merchant_id)s, %(status)s, %(status_at)s,
+    %(financial_status)s, %(fulfillment_status)s, %(currency)s, %(refunded_amount)s,
+    %(canceled_amount)s, %(last_event_id)s)
+ON CONFLICT (checkout_id, bag_id) DO UPDATE SET
+    merchant_id = COALESCE(EXCLUDED.merchant_id, checkout_bags.merchant_id),
+    status = EXCLUDED.status, status_at = EXCLUDED.status_at,
+    financial_status = EXCLUDED.financial_status,
+    fulfillment_status = EXCLUDED.fulfillment_status,
+    currency = COALESCE(EXCLUDED.currency, checkout_bags.currency),
+    refunded_amount = EXCLUDED.refunded_amount, canceled_amount = EXCLUDED.canceled_amount,
+    last_event_id = EXCLUDED.last_event_id, updated_at = now()
+"""
+_TOUCH_BAGS_SQL: Final = (
+    "UPDATE checkout_bags SET updated_at = now() "
+    "WHERE checkout_id = %(id)s AND bag_id = ANY(%(bag_ids)s)"
+)
+_SETTLE_ACTION_SQL: Final = (
+    "UPDATE bag_actions SET state = 'succeeded', settled_at = now(), "
+    "answer = COALESCE(answer, '{}'::jsonb) || %(evidence)s "
+    "WHERE checkout_id = %(id)s AND bag_id = %(bag_id)s AND kind = %(kind)s AND state = 'sent' "
+    "RETURNING id, kind, actor, amount"
+)
+_EVENT_SQL: Final = (
+    "INSERT INTO checkout_events (checkout_id, seq, kind, from_state, to_state, worker, detail) "
+    "VALUES (%(id)s, %(seq)s, %(kind)s, %(state)s, %(state)s, %(worker)s, %(detail)s)"
+)
+
+
+class _Trail:
+    """The audit events of one transaction, numbered after the row's `event_seq`."""
+
+    def __init__(self, conn: AsyncConnection[Any], row: Mapping[str, Any], worker: str) -> None:
+        self.conn, self.row, self.worker = conn, row, worker
+        self.seq: int = row["event_seq"]
+
+    async def add(self, kind: str, detail: dict[str, Any]) -> None:
+        self.seq += 1
+        params = {
+            "id": self.row["id"],
+            "seq": self.seq,
+            "kind": kind,
+            "state": self.row["state"],
+            "worker": self.worker,
+            "detail": Jsonb(detail),
+        }
+        await self.conn.execute(_EVENT_SQL, params)
+
+
+async def _lock_free_checkout(
+    conn: AsyncConnection[Any], checkout_id: UUID
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Lock the checkout row if nobody holds it, inside the caller's transaction: (row, None),
+    (row, why busy), or (None, None) when there is no such checkout. Never waits: a row lock held
+    right now is busy too (the savepoint keeps the caller's transaction usable)."""
+    try:
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(_LOCK_SQL, {"id": checkout_id})
+            row = await cur.fetchone()
+    except LockNotAvailable:
+        return None, "the checkout row is being written"
+    if row is None:
+        return None, None
+    if row["lease_owner"] is None:
+        return row, None
+    # A finished row's expired lease is an interrupted after-life job's: taken like a claim.
+    # An unfinished one's is left to recovery, which counts takeovers (poison).
+    if row["state"] in states.TERMINAL_STATES and row["lease_expired"]:
+        return row, None
+    return row, f"leased by {row['lease_owner']} until {row['lease_expires_at']:%H:%M:%S}"
+
+
+async def record(
+    conn: AsyncConnection[Any],
+    checkout_id: UUID,
+    news: OrderNews,
+    *,
+    source: str,
+    worker: str,
+    event_type: str | None = None,
+    via: str | None = None,
+    crash: Callable[[str], None] | None = None,
+) -> Recorded:
+    """Record `news` for one checkout under its lease, in one transaction (a savepoint of the
+    caller's when it has one open), or report it busy and write nothing.
+
+    `source` is the webhook's event id, or READ_BACK (`via` names the reader: the read-back job,
+    verify). A webhook is always audited (`webhook_applied`, even when it was old news); a
+    read-back only when it changed something, but it marks its bags heard from (`updated_at`).
+    An unfinished checkout whose submit is in flight and whose order the news shows submitted
+    is made due now, so recovery reconciles it at once (the engine settles it; nothing else
+    here touches the checkout path's columns).
+    """
+    async with conn.transaction():
+        row, busy = await _lock_free_checkout(conn, checkout_id)
+        if row is None and busy is None:
+            raise LookupError(f"no checkout {checkout_id}")
+        result = Recorded(checkout_id)
+        if row is not None:
+            result.app_order_id, result.state = row["app_order_id"], row["state"]
+        if busy is not None or row is None:
+            result.busy = busy
+            return result
+        params = {"id": checkout_id, "worker": worker, "lease_s": _LEASE_SECONDS}
+        await conn.execute(_TAKE_SQL, params)
+        if crash is not None:
+            crash(CRASH_AFTER_LEASE)
+        trail = _Trail(conn, row, worker)
+        heard = await _write_bags(conn, row, news, source, result)
+        await _settle_actions(conn, trail, news, source, result)
+        violet_status = row["violet_status"]
+        if heard is not None and news.violet_status not in (None, violet_status):
+            violet_status = news.violet_status
+            result.violet_status = (row["violet_status"], violet_status)
+        if _submit_in_flight(row) and news.submitted:
+            if row["later"] is not False:
+                await conn.execute(_DUE_NOW_SQL, {"id": checkout_id})
+            result.made_due = True
+        await _audit(trail, news, source, event_type, via, result)
+        if source == READ_BACK and heard:
+            await conn.execute(_TOUCH_BAGS_SQL, {"id": checkout_id, "bag_ids": heard})
+        await conn.execute(
+            _RELEASE_SQL, {**params, "event_seq": trail.seq, "violet_status": violet_status}
+        )
+    return result
+
+
+def _submit_in_flight(row: Mapping[str, Any]) -> bool:
+    return (
+        row["state"] not in states.TERMINAL_STATES
+        and row["pending_step"] == states.SUBMIT
+        and bool(row["in_flight"])
+    )
+
+
+async def _write_bags(
+    conn: AsyncConnection[Any],
+    row: Mapping[str, Any],
+    news: OrderNews,
+    source: str,
+    result: Recorded,
+) -> list[int] | None:
+    """Upsert the bags the news moves forward; returns the ids of the bags the news speaks of,
+    or None when the news is older than the newest held (the order status is then not taken)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_BAGS_SQL, {"id": row["id"]})
+        held = {bag["bag_id"]: bag for bag in await cur.fetchall()}
+    newest = max((bag["status_at"] for bag in held.values()), default=None)
+    for bag in news.bags:
+        current = held.get(bag.bag_id)
+        if current is not None and not is_newer(current, bag):
+            continue
+        await conn.execute(
+            _UPSERT_BAG_SQL,
+            {
+                "checkout_id": row["id"],
+                "bag_id": bag.bag_id,
+                "merchant_id": bag.merchant_id,
+                "status": bag.status,
+                "status_at": bag.at,
+                "financial_status": bag.financial_status,
+                "fulfillment_status": bag.fulfillment_status,
+                "currency": bag.currency,
+                "refunded_amount": bag.refunded_amount,
+                "canceled_amount": bag.canceled_amount,
+                "last_event_id": source,
+            },
+        )
+        before = None if current is None else current["status"]
+        result.moved.append(
+            {
+                "bag_id": bag.bag_id,
+                "from": before,
+                "to": bag.status,
+                "fulfillment_status": bag.fulfillment_status,
+                "refunded_amount": bag.refunded_amount,
+                "canceled_amount": bag.canceled_amount,
+                "grew": current is not None
+                and (
+                    bag.refunded_amount > current["refunded_amount"]
+                    or bag.canceled_amount > current["canceled_amount"]
+                ),
+            }
+        )
+    if newest is not None and news.at < newest:
+        return None
+    return [bag.bag_id for bag in news.bags]
+
+
+async def _settle_actions(
+    conn: AsyncConnection[Any], trail: _Trail, news: OrderNews, source: str, result: Recorded
+) -> None:
+    """A bag that reached CANCELED / (PARTIALLY_)REFUNDED settles the sent action of that kind."""
+    for move in result.moved:
+        kind = _SETTLES.get(move["to"])
+        if kind is None or (move["from"] == move["to"] and not move["grew"]):
+            continue
+        evidence = {"settled_by": source, "bag_status": move["to"], "at": news.at.isoformat()}
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                _SETTLE_ACTION_SQL,
+                {
+                    "id": trail.row["id"],
+                    "bag_id": move["bag_id"],
+                    "kind": kind,
+                    "evidence": Jsonb(evidence),
+                },
+            )
+            settled = await cur.fetchall()
+        for action in settled:
+            detail = {
+                "action_id": str(action["id"]),
+                "kind": action["kind"],
+                "bag_id": move["bag_id"],
+                "state": "succeeded",
+                "actor": action["actor"],
+                "evidence": source,
+            }
+            await trail.add(BAG_ACTION_SETTLED, detail)
+            await changes.append(
+                conn, trail.row["id"], trail.row["app_order_id"], changes.ACTION_SETTLED, detail
+            )
+            result.settled_actions.append(str(action["id"]))
+
+
+async def _audit(
+    trail: _Trail,
+    news: OrderNews,
+    source: str,
+    event_type: str | None,
+    via: str | None,
+    result: Recorded,
+) -> None:
+    """The checkout's audit event for this news, and a `bag_status` change per bag it moved."""
+    for move in result.moved:
+        if move["from"] != move["to"]:
+            await changes.append(
+                trail.conn,
+                trail.row["id"],
+                trail.row["app_order_id"],
+                changes.BAG_STATUS,
+                {
+                    "bag_id": move["bag_id"],
+                    "from": move["from"],
+                    "to": move["to"],
+                    "source": source,
+                    "at": news.at.isoformat(),
+                },
+            )
+    changed = bool(result.moved) or result.violet_status is not None or result.made_due
+    detail: dict[str, Any] = {
+        "order_id": news.order_id,
+        "news_at": news.at.isoformat(),
+        "bags": [{k: v for k, v in m.items() if k != "grew"} for m in result.moved],
+    }
+    if result.violet_status is not None:
+        detail["violet_status"] = {"from": result.violet_status[0], "to": result.violet_status[1]}
+    if result.made_due:
+        detail["submit_evidence"] = "the order is submitted at Violet: due for reconcile now"
+    if source != READ_BACK:
+        detail.update(event_id=source, event_type=event_type, changed=changed)
+        await trail.add(WEBHOOK_APPLIED, detail)
+    elif changed:
+        detail["via"] = via
+        await trail.add(BAG_READ_BACK, detail)
+
+
+async def bag_rows(conn: AsyncConnection[Any], checkout_id: UUID) -> list[dict[str, Any]]:
+    """A checkout's bag rows, by bag id (what tests and read-backs look at)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM checkout_bags WHERE checkout_id = %(id)s ORDER BY bag_id",
+            {"id": checkout_id},
+        )
+        return await cur.fetchall()
+
+
+def statuses(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """`{bag_id: status}` of bag rows."""
+    return {row["bag_id"]: row["status"] for row in rows}
+
+
+async def checkout_of_order(conn: AsyncConnection[Any], violet_order_id: int) -> UUID | None:
+    """Our checkout of a Violet order, if it is ours."""
+    cursor = await conn.execute(
+        "SELECT id FROM checkouts WHERE violet_order_id = %(order_id)s",
+        {"order_id": violet_order_id},
+    )
+    found = await cursor.fetchone()
+    return None if found is None else UUID(str(found[0]))
