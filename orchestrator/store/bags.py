@@ -14,7 +14,8 @@ source goes through the same reading (`news_from_order`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -24,9 +25,10 @@ from psycopg import AsyncConnection
 from psycopg.errors import LockNotAvailable
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from orchestrator import bag_states, states
-from orchestrator.store import changes
+from orchestrator.store import changes, database
 
 #: The source of news read from Violet rather than pushed by a webhook.
 READ_BACK: Final = "read_back"
@@ -49,6 +51,9 @@ _FAILED_TRANSACTION: Final = frozenset({"FAILED", "ERROR", "PENDING", "DECLINED"
 _MAX_ID: Final = 2**63 - 1
 # The lease is held only inside this transaction; the expiry is a bound should it outlive it.
 _LEASE_SECONDS: Final = 30.0
+# After-life statements wait briefly for locks (a checkout's row itself is taken with NOWAIT).
+_LOCK_TIMEOUT_S: Final = 2.0
+_STATEMENT_TIMEOUT_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,3 +518,60 @@ async def checkout_of_order(conn: AsyncConnection[Any], violet_order_id: int) ->
     )
     found = await cursor.fetchone()
     return None if found is None else UUID(str(found[0]))
+
+
+_STALE_SQL: Final = f"""
+SELECT c.id, c.violet_order_id, c.app_order_id, coalesce(b.heard, c.finished_at) AS last_news
+FROM checkouts c
+LEFT JOIN LATERAL (
+    SELECT max(updated_at) AS heard, count(*) AS known,
+           bool_and(status IN {bag_states.sql_list(bag_states.FINAL_STATUSES)}) AS all_final
+    FROM checkout_bags WHERE checkout_id = c.id
+) b ON true
+WHERE c.state = '{states.SUBMITTED}' AND c.violet_order_id IS NOT NULL
+  AND NOT (b.known > 0 AND b.known >= jsonb_array_length(c.bags) AND b.all_final)
+  AND coalesce(b.heard, c.finished_at) < now() - %(older_than)s * interval '1 second'
+ORDER BY last_news
+LIMIT %(limit)s
+"""
+
+
+async def stale_orders(
+    conn: AsyncConnection[Any], *, older_than: float, limit: int
+) -> list[dict[str, Any]]:
+    """Submitted checkouts with a bag not final whose last news (the newest bag row, or the
+    finish when none) is older than `older_than` seconds, stalest first: what a read-back fills."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_STALE_SQL, {"older_than": older_than, "limit": limit})
+        return await cur.fetchall()
+
+
+@contextlib.asynccontextmanager
+async def pool(url: Any, *, size: int = 2) -> AsyncIterator[AsyncConnectionPool]:
+    """A small pool of its own for after-life work (autocommit; short lock and statement
+    timeouts), opened for as long as the block runs."""
+    timeouts = database.session_options(
+        url, lock_timeout=_LOCK_TIMEOUT_S, statement_timeout=_STATEMENT_TIMEOUT_S
+    )
+    opened = AsyncConnectionPool(
+        database.libpq_conninfo(url),
+        min_size=1,
+        max_size=size,
+        open=False,
+        kwargs={"autocommit": True, "application_name": "orchestrator-after-submit", **timeouts},
+    )
+    await opened.open(wait=True, timeout=30)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def record_read(
+    pool: AsyncConnectionPool, worker: str, checkout_id: UUID, order: Any, *, via: str
+) -> Recorded:
+    """Record an Order read from Violet (its JSON) for one checkout: source READ_BACK, the time
+    of the news its `date_last_modified` (now when it has none)."""
+    news = news_from_order(order, fallback_at=datetime.now(UTC))
+    async with pool.connection() as conn:
+        return await record(conn, checkout_id, news, source=READ_BACK, worker=worker, via=via)

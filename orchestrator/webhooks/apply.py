@@ -21,12 +21,10 @@ answer lost) makes the checkout due now; recovery's reconcile reads the cart and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -46,9 +44,6 @@ MAX_ATTEMPTS: Final = 5
 #: A busy checkout's event is tried again after base x 2^(attempts-1) seconds, at most cap.
 BACKOFF_BASE_S: Final = 0.25
 BACKOFF_CAP_S: Final = 30.0
-# The applier's statements wait briefly for locks (a checkout's row is taken with NOWAIT).
-_LOCK_TIMEOUT_S: Final = 2.0
-_STATEMENT_TIMEOUT_S: Final = 30.0
 
 
 @dataclass(slots=True)
@@ -77,24 +72,8 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:webhooks"
 
 
-@contextlib.asynccontextmanager
-async def applier_pool(url: Any, *, size: int = 2) -> AsyncIterator[AsyncConnectionPool]:
-    """A small pool of its own for the applier (autocommit; short lock and statement timeouts)."""
-    timeouts = database.session_options(
-        url, lock_timeout=_LOCK_TIMEOUT_S, statement_timeout=_STATEMENT_TIMEOUT_S
-    )
-    pool = AsyncConnectionPool(
-        database.libpq_conninfo(url),
-        min_size=1,
-        max_size=size,
-        open=False,
-        kwargs={"autocommit": True, "application_name": "orchestrator-webhooks", **timeouts},
-    )
-    await pool.open(wait=True, timeout=30)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+#: The applier's own small pool (store/bags.py `pool`).
+applier_pool = bags.pool
 
 
 class _Retry(Exception):
