@@ -185,7 +185,9 @@ class RecoveryJob:
         self._unfinished = _Unfinished()
         async with contextlib.AsyncExitStack() as stack:
             if self.webhooks:
-                pool = await stack.enter_async_context(applier_pool(self.repo.engine.url))
+                pool = await stack.enter_async_context(
+                    applier_pool(self.repo.engine.url, wait=False, wait_seconds=2.0)
+                )
                 run.applier = WebhookApplier(
                     pool, worker=self.worker.id, crash=self.worker.runner.crash
                 )
@@ -207,8 +209,8 @@ class RecoveryJob:
         """Apply one small batch of pending webhook events (database trouble: the claim right
         after reports it and waits)."""
         run.webhooks_settled = False
-        if run.applier is None:
-            return
+        if run.applier is None or run.db_down_since is not None:
+            return  # the claim reports the database down and waits; webhooks wait with it
         try:
             done = await run.applier.apply_pending(WEBHOOK_BATCH)
         except Exception as exc:

@@ -547,9 +547,12 @@ async def stale_orders(
 
 
 @contextlib.asynccontextmanager
-async def pool(url: Any, *, size: int = 2) -> AsyncIterator[AsyncConnectionPool]:
+async def pool(
+    url: Any, *, size: int = 2, wait: bool = True, wait_seconds: float = 30.0
+) -> AsyncIterator[AsyncConnectionPool]:
     """A small pool of its own for after-life work (autocommit; short lock and statement
-    timeouts), opened for as long as the block runs."""
+    timeouts), open for as long as the block runs. `wait` False opens it without waiting for a
+    first connection: a database down shows (PoolTimeout, after `wait_seconds`) when it is used."""
     timeouts = database.session_options(
         url, lock_timeout=_LOCK_TIMEOUT_S, statement_timeout=_STATEMENT_TIMEOUT_S
     )
@@ -557,10 +560,11 @@ async def pool(url: Any, *, size: int = 2) -> AsyncIterator[AsyncConnectionPool]
         database.libpq_conninfo(url),
         min_size=1,
         max_size=size,
+        timeout=wait_seconds,
         open=False,
         kwargs={"autocommit": True, "application_name": "orchestrator-after-submit", **timeouts},
     )
-    await opened.open(wait=True, timeout=30)
+    await opened.open(wait=wait, timeout=wait_seconds)
     try:
         yield opened
     finally:

@@ -33,6 +33,7 @@ from psycopg.errors import LockNotAvailable, QueryCanceled
 from psycopg_pool import AsyncConnectionPool
 
 from orchestrator.engine.crashpoints import CrashPoints
+from orchestrator.errors import OrchestratorError
 from orchestrator.store import bags, database, inbox, merchants
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def default_worker_id() -> str:
 applier_pool = bags.pool
 
 
-class _Retry(Exception):
+class _Retry(OrchestratorError):
     """Leave the event pending and try it again later (its checkout is busy)."""
 
 
