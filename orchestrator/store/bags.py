@@ -202,7 +202,6 @@ async def record(
             crash(CRASH_AFTER_LEASE)
         trail = _Trail(conn, row, worker)
         heard = await _write_bags(conn, row, news, source, result)
-        await _settle_actions(conn, trail, news, source, result)
         violet_status = row["violet_status"]
         if heard is not None and news.violet_status not in (None, violet_status):
             violet_status = news.violet_status
@@ -212,6 +211,7 @@ async def record(
                 await conn.execute(_DUE_NOW_SQL, {"id": checkout_id})
             result.made_due = True
         await _audit(trail, news, source, event_type, via, result)
+        await _settle_actions(conn, trail, news, source, result)
         if source == READ_BACK and heard:
             await conn.execute(_TOUCH_BAGS_SQL, {"id": checkout_id, "bag_ids": heard})
         await conn.execute(
@@ -235,8 +235,9 @@ async def _write_bags(
     source: str,
     result: Recorded,
 ) -> list[int] | None:
-    """Upsert the bags the news moves forward; returns the ids of the bags the news speaks of,
-    or None when the news is older than the newest held (the order status is then not taken)."""
+    """Upsert the bags the news moves forward (a `bag_status` change for each whose status
+    moved); returns the ids of the bags the news speaks of, or None when the news is older than
+    the newest held (the order status is then not taken)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_BAGS_SQL, {"id": row["id"]})
         held = {bag["bag_id"]: bag for bag in await cur.fetchall()}
@@ -262,6 +263,20 @@ async def _write_bags(
             },
         )
         before = None if current is None else current["status"]
+        if before != bag.status:
+            await changes.append(
+                conn,
+                row["id"],
+                row["app_order_id"],
+                changes.BAG_STATUS,
+                {
+                    "bag_id": bag.bag_id,
+                    "from": before,
+                    "to": bag.status,
+                    "source": source,
+                    "at": news.at.isoformat(),
+                },
+            )
         result.moved.append(
             {
                 "bag_id": bag.bag_id,
@@ -326,22 +341,7 @@ async def _audit(
     via: str | None,
     result: Recorded,
 ) -> None:
-    """The checkout's audit event for this news, and a `bag_status` change per bag it moved."""
-    for move in result.moved:
-        if move["from"] != move["to"]:
-            await changes.append(
-                trail.conn,
-                trail.row["id"],
-                trail.row["app_order_id"],
-                changes.BAG_STATUS,
-                {
-                    "bag_id": move["bag_id"],
-                    "from": move["from"],
-                    "to": move["to"],
-                    "source": source,
-                    "at": news.at.isoformat(),
-                },
-            )
+    """The checkout's audit event for this news."""
     changed = bool(result.moved) or result.violet_status is not None or result.made_due
     detail: dict[str, Any] = {
         "order_id": news.order_id,

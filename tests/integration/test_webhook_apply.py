@@ -340,3 +340,36 @@ async def test_end_to_end_sandbox_to_receiver_to_inbox_to_bags(
     assert await query(pool, "SELECT count(*) FROM webhook_inbox WHERE state <> 'applied'") == [
         (0,)
     ]
+
+
+async def test_a_refund_seen_settles_the_refund_that_was_sent(
+    orch: Orchestrator, sandbox_control: SandboxControl, pool: Any, applier: WebhookApplier
+) -> None:
+    checkout = await submitted(orch)
+    bag_id = checkout.bags[0]["bag_id"]
+    action_id = uuid.uuid4()
+    async with pool.connection() as conn:  # a refund the host asked for, sent, outcome unknown
+        await conn.execute(
+            "INSERT INTO bag_actions (id, checkout_id, bag_id, kind, state, amount, actor, "
+            "sent_at) VALUES (%(id)s, %(checkout)s, %(bag)s, 'refund', 'sent', 100, "
+            "'support:ada', now())",
+            {"id": action_id, "checkout": checkout.id, "bag": bag_id},
+        )
+    shipped = await move(sandbox_control, checkout, "ship")
+    refunded = await move(sandbox_control, checkout, "refund")
+    await deliver(pool, shipped, topic="ORDER_SHIPPED")
+    assert (await applier.apply_pending()).applied == 1
+    assert (await query(pool, "SELECT state FROM bag_actions"))[0][0] == "sent"  # not yet
+    event_id = await deliver(pool, refunded, topic="ORDER_REFUNDED")
+    assert (await applier.apply_pending()).applied == 1
+
+    [(state, answer)] = await query(pool, "SELECT state, answer FROM bag_actions")
+    assert state == "succeeded" and answer["settled_by"] == event_id
+    [settled] = await audit(pool, checkout.id, "bag_action_settled")
+    assert (settled["action_id"], settled["actor"]) == (str(action_id), "support:ada")
+    feed = await query(
+        pool,
+        "SELECT kind FROM checkout_changes WHERE checkout_id = %(id)s ORDER BY id",
+        {"id": checkout.id},
+    )
+    assert [f[0] for f in feed][-2:] == ["bag_status", "action_settled"]
