@@ -200,6 +200,15 @@ class Settings(BaseSettings):
         description="Largest webhook body the receiver reads, bytes (an order event is a few kB);"
         " a longer one is refused with 413 and not stored.",
     )
+    readback_after: float = _number(
+        "ORCHESTRATOR_READBACK_AFTER",
+        "readback_after",
+        3600.0,
+        ge=0,
+        le=30 * 86400,
+        doc="Seconds without news of a submitted order with a bag not final after which"
+        " `orchestrator readback` reads it from Violet (webhooks are best-effort).",
+    )
 
     @field_validator("violet_webhook_secrets", mode="before")
     @classmethod

@@ -6,6 +6,10 @@ index scan) with ``FOR UPDATE SKIP LOCKED`` and drives
 each with the runner, which reconciles an in-flight step before anything else. PostgreSQL is the
 only coordinator, so copies on many machines never drive the same checkout at once, and a shared
 throttle row (set by any worker on a 429) slows all of them down together.
+
+Before each claim it applies a small batch of pending webhook events (webhooks/apply.py), so a
+`recover` loop covers webhooks too; an event that proves an in-flight submit happened makes that
+checkout due, and the claim right after it reconciles it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, LeaseLost
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow
 from orchestrator.store.repository import Claim
+from orchestrator.webhooks.apply import WebhookApplier, applier_pool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ IDLE_HORIZON_S = 5.0
 IDLE_POLL_CAP_S = 5.0
 #: Connection errors: retry with backoff from 0.5 s, doubling, capped here.
 DB_RETRY_CAP_S = 10.0
+#: Most webhook events applied before each claim (the claim loop must not starve behind them).
+WEBHOOK_BATCH = 20
 
 
 @dataclass(slots=True)
@@ -68,6 +75,11 @@ class RecoverySummary:
     #: Checkouts kept waiting because Violet refused our credentials (the run stopped claiming).
     credentials_refused: int = 0
     still_due: int = 0
+    #: Webhook events settled (applied, ignored, failed) and left pending (checkout busy).
+    webhooks_applied: int = 0
+    webhooks_ignored: int = 0
+    webhooks_failed: int = 0
+    webhooks_retried: int = 0
     duration_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +119,10 @@ class _Run:
     db_down_since: float | None = None
     db_delay: float = 0.5
     started: float = field(default_factory=time.monotonic)
+    #: Applies webhook events before each claim (None: this job leaves them alone).
+    applier: WebhookApplier | None = None
+    #: The last pass settled webhook events: there may be more right away.
+    webhooks_settled: bool = False
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)
@@ -134,8 +150,10 @@ class RecoveryJob:
         idle_horizon: float = IDLE_HORIZON_S,
         idle_poll_cap: float = IDLE_POLL_CAP_S,
         db_retry_timeout: float | None = 60.0,
+        webhooks: bool = True,
     ) -> None:
         self.worker = worker
+        self.webhooks = webhooks
         self.repo = worker.repo  # the claim loop's queries (the drives use the worker's)
         self.idle_horizon = idle_horizon
         self.idle_poll_cap = idle_poll_cap
@@ -165,18 +183,47 @@ class RecoveryJob:
             raise ValueError("concurrency and batch must be >= 1")
         run = _Run(mode, concurrency, batch, poll, stop or asyncio.Event(), progress)
         self._unfinished = _Unfinished()
-        try:
-            while not run.stop.is_set():
-                claims = await self._claim(run)
-                if claims is None:  # throttled or the database is down: waited, try again
-                    continue
-                self._launch(run, claims)
-                if mode == "once" or not await self._wait_for_work(run, claims):
-                    break
-        finally:
-            await self._finish(run)
+        async with contextlib.AsyncExitStack() as stack:
+            if self.webhooks:
+                pool = await stack.enter_async_context(
+                    applier_pool(self.repo.engine.url, wait=False, wait_seconds=2.0)
+                )
+                run.applier = WebhookApplier(
+                    pool, worker=self.worker.id, crash=self.worker.runner.crash
+                )
+            try:
+                while not run.stop.is_set():
+                    await self._apply_webhooks(run)
+                    claims = await self._claim(run)
+                    if claims is None:  # throttled or the database is down: waited, try again
+                        continue
+                    self._launch(run, claims)
+                    if mode == "once" or not await self._wait_for_work(run, claims):
+                        break
+            finally:
+                await self._finish(run)
         log.info("recovery finished: %s", run.summary.line())
         return run.summary
+
+    async def _apply_webhooks(self, run: _Run) -> None:
+        """Apply one small batch of pending webhook events (database trouble: the claim right
+        after reports it and waits)."""
+        run.webhooks_settled = False
+        if run.applier is None or run.db_down_since is not None:
+            return  # the claim reports the database down and waits; webhooks wait with it
+        try:
+            done = await run.applier.apply_pending(WEBHOOK_BATCH)
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
+            log.warning("webhook events not applied (%s)", database.error_reason(exc))
+            return
+        summary = run.summary
+        summary.webhooks_applied += done.applied
+        summary.webhooks_ignored += done.ignored
+        summary.webhooks_failed += done.failed
+        summary.webhooks_retried += done.retried
+        run.webhooks_settled = done.settled > 0
 
     async def _claim(self, run: _Run) -> list[Claim] | None:
         """Claim what is due and this run has room for; None after waiting instead (on the
@@ -234,7 +281,7 @@ class RecoveryJob:
 
     async def _wait_for_work(self, run: _Run, claims: list[Claim]) -> bool:
         """Wait until claiming again is worthwhile; False when until-idle mode is done."""
-        if claims:
+        if claims or run.webhooks_settled:
             run.idle_wait = run.poll
             if len(run.tasks) >= run.concurrency:
                 await self._wait_any(run.tasks, run.stop, run.poll)
@@ -249,6 +296,9 @@ class RecoveryJob:
                 if not database.is_database_error(exc):
                     raise
                 return True  # the next claim attempt reports and retries
+            retry = run.applier.next_retry_in() if run.applier is not None else None
+            if retry is not None and retry <= self.idle_horizon:
+                soon = min(soon, retry + 0.01) if soon is not None else retry + 0.01
             if soon is None:
                 return False
             await _sleep(soon, run.stop)

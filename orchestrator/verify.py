@@ -1,26 +1,37 @@
 """`verify`: compare what we recorded with what Violet says, so "exactly once" is a measured number.
 
-For each checkout that has a Violet cart it reads the cart (read-only) and reports every
+For each checkout that has a Violet cart it reads the cart (read-only at Violet) and reports every
 disagreement: state vs Violet's status, per-bag status, totals. With `check_duplicates` it also
 searches Violet by `app_order_id` and counts orders that have more than one live cart.
+
+What it reads of an order Violet took (a submitted checkout, or a failed one whose bags Violet
+settled) is recorded like a read-back (`store.bags.record_read`): each bag's status, forward only,
+and Violet's order status, under the checkout's lease. The report compares with what was recorded
+before the read: drift is what the record held, not what it holds after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from orchestrator import states
 from orchestrator.engine.worker import Worker
+from orchestrator.store import bags, database
 from orchestrator.store.records import TOTAL_FIELDS, CheckoutRow
 from orchestrator.violet import Cart, OrderStatus, VioletError, VioletNotFound
 from orchestrator.violet.models import OPEN_BAG_STATUSES, REFUSED_BAG_STATUSES
 
 DELETED = "DELETED"
 """How a cart Violet answers 404 for (released by us) appears in the report."""
+
+log = logging.getLogger(__name__)
 
 
 def _bag_phase(status: str | None) -> str:
@@ -65,6 +76,10 @@ class VerifyReport:
     duplicates_checked: bool = False
     duplicate_carts: dict[str, list[int]] = field(default_factory=dict)
     duplicate_orders: dict[str, list[int]] = field(default_factory=dict)
+    #: Checkouts whose record the read changed (bag rows, Violet's order status).
+    recorded: int = 0
+    #: Checkouts whose read could not be recorded now (busy): the next read-back records it.
+    unrecorded: int = 0
     duration_s: float = 0.0
 
     @property
@@ -82,6 +97,8 @@ class VerifyReport:
             "drift": self.drift,
             "disagreements": [d.to_json() for d in self.disagreements],
             "unreadable": self.unreadable,
+            "recorded": self.recorded,
+            "unrecorded": self.unrecorded,
             "duration_s": round(self.duration_s, 3),
         }
         if self.duplicates_checked:
@@ -134,6 +151,32 @@ def compare(row: CheckoutRow, cart: Cart | None) -> list[Drift]:
     return found
 
 
+def _worth_recording(row: CheckoutRow, cart: Cart | None) -> bool:
+    """An order Violet took: a submitted checkout's, or a failed one's whose bags Violet moved."""
+    if cart is None or row.state not in (states.SUBMITTED, states.FAILED):
+        return False
+    return row.state == states.SUBMITTED or cart.is_submitted
+
+
+async def _record(
+    pool: AsyncConnectionPool, worker: Worker, row: CheckoutRow, cart: Cart, report: VerifyReport
+) -> None:
+    try:
+        done = await bags.record_read(
+            pool, worker.id, row.id, cart.model_dump(mode="json"), via="verify"
+        )
+    except Exception as exc:
+        if not database.is_database_error(exc):
+            raise
+        log.warning("checkout %s: read not recorded (%s)", row.id, database.error_reason(exc))
+        report.unrecorded += 1
+        return
+    if done.busy is not None:
+        report.unrecorded += 1
+    elif done.moved or done.violet_status is not None:
+        report.recorded += 1
+
+
 async def verify(
     worker: Worker,
     *,
@@ -145,8 +188,20 @@ async def verify(
     """Read every (or a sample of the) checkout's cart from Violet and report drift.
 
     `worker` is an open `Orchestrator`'s: its repository lists the checkouts, its client reads
-    Violet.
+    Violet. What it reads of orders Violet took is recorded (module docstring).
     """
+    async with bags.pool(worker.repo.engine.url) as pool:
+        return await _verify(worker, pool, since, sample, check_duplicates, concurrency)
+
+
+async def _verify(
+    worker: Worker,
+    pool: AsyncConnectionPool,
+    since: datetime | None,
+    sample: int | None,
+    check_duplicates: bool,
+    concurrency: int,
+) -> VerifyReport:
     started = time.monotonic()
     report = VerifyReport(duplicates_checked=check_duplicates)
     rows = await worker.repo.with_violet_order(since=since, sample=sample)
@@ -161,6 +216,9 @@ async def verify(
                 except VioletNotFound:
                     cart = None
                 report.disagreements.extend(compare(row, cart))
+                if _worth_recording(row, cart):
+                    assert cart is not None
+                    await _record(pool, worker, row, cart, report)
                 if check_duplicates:
                     found = await worker.client.search_orders(
                         app_order_id=row.app_order_id, exclude_in_progress=False

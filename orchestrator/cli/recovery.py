@@ -1,11 +1,17 @@
-"""`orchestrator recover` and `orchestrator verify`, registered by `cli.app`.
+"""`orchestrator recover`, `orchestrator verify` and `orchestrator readback`, registered by
+`cli.app`.
 
 Also a program of its own, so the recovery job can be run, and killed, as its own process by the
 crash tests: ``python -m orchestrator.cli.recovery recover --until-idle``.
 Exit codes: 0 ok; 1 drift found (verify), or a drive raised a bug (recover --once /
 --until-idle); 2 bad input; 5 cannot reach the database or Violet, Violet refused the
-credentials, or a database error interrupted a drive (recover --once / --until-idle). An error
-raised out of a command maps as for every command (`cli.plumbing.classify`).
+credentials, a database error interrupted a drive (recover --once / --until-idle), or an order
+could not be read (readback). An error raised out of a command maps as for every command
+(`cli.plumbing.classify`).
+
+`readback` is a command of its own, not a mode of `recover`: it spends Violet calls on a schedule
+of its own (hourly, say, from cron) within a budget per run, while `recover` runs continuously
+and calls Violet only for checkouts that need it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from orchestrator.cli.plumbing import (
 if TYPE_CHECKING:  # the engine loads when a command runs, not when `orchestrator` starts
     from rich.console import Console
 
+    from orchestrator.readback import ReadBackReport
     from orchestrator.recovery import Mode, RecoverySummary
     from orchestrator.verify import VerifyReport
 
@@ -37,9 +44,10 @@ _SUMMARY_KEYS = ("claimed", "advanced", "submitted", "failed", "reconciled", "st
 
 
 def register(app: typer.Typer) -> None:
-    """`recover` and `verify` at the top level."""
+    """`recover`, `verify` and `readback` at the top level."""
     app.command("recover")(recover_command)
     app.command("verify")(verify_command)
+    app.command("readback")(readback_command)
 
 
 def _install_stop(stop: asyncio.Event) -> None:
@@ -209,10 +217,50 @@ def verify_command(
         raise typer.Exit(int(ExitCode.UNAVAILABLE))
 
 
+@cli_errors
+def readback_command(
+    budget: int = typer.Option(
+        100, "--budget", min=0, max=100_000, help="Most orders read from Violet in this run."
+    ),
+    older_than: float | None = typer.Option(
+        None,
+        "--older-than",
+        min=0,
+        help="Seconds without news before an order is read (default ORCHESTRATOR_READBACK_AFTER).",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    debug: bool = typer.Option(False, "--debug", help="Log more; show tracebacks."),
+) -> None:
+    """Read submitted orders with no recent news from Violet and record their bags (fills the
+    gaps webhooks leave); exit 5 if an order could not be read."""
+    configure_logging(debug)
+
+    from orchestrator.api import Orchestrator
+    from orchestrator.readback import read_back
+    from orchestrator.store import bags
+
+    async def main() -> ReadBackReport:
+        async with Orchestrator(settings()) as orch:
+            after = orch.settings.readback_after if older_than is None else older_than
+            async with bags.pool(orch.engine.url) as pool:
+                return await read_back(orch.worker, pool, older_than=after, budget=budget)
+
+    report = run(main())
+    if json_output:
+        typer.echo(json.dumps(report.to_json(), default=str))
+    else:
+        typer.echo(
+            f"read {report.read} of {report.stale} stale orders: changed {report.changed}, "
+            f"busy {report.busy}, unreadable {len(report.unreadable)}"
+        )
+    if report.unreadable:
+        raise typer.Exit(int(ExitCode.UNAVAILABLE))
+
+
 def _app() -> typer.Typer:
-    """The program ``python -m orchestrator.cli.recovery``: these two commands alone."""
+    """The program ``python -m orchestrator.cli.recovery``: these commands alone."""
     app = typer.Typer(
-        help="Recovery and verification (also available as `orchestrator`).",
+        help="Recovery, verification and read-backs (also available as `orchestrator`).",
         rich_markup_mode=None,
     )
     register(app)

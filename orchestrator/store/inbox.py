@@ -191,3 +191,18 @@ async def retry_failed(conn: AsyncConnection[Any], event_ids: Sequence[str]) -> 
         {"ids": list(event_ids)},
     )
     return cursor.rowcount
+
+
+_NOTE_ATTEMPT_SQL: Final = (
+    "UPDATE webhook_inbox SET attempts = attempts + 1, reason = %(reason)s "
+    "WHERE event_id = %(id)s AND state = 'pending' RETURNING attempts"
+)
+
+
+async def note_attempt(conn: AsyncConnection[Any], event_id: str, reason: str) -> int:
+    """Count an attempt that left the event pending (its checkout busy, an error to retry), with
+    why; returns the attempts so far (0: the event is no longer pending)."""
+    safe_reason = sensitive.redact_text(reason)[:500]
+    cursor = await conn.execute(_NOTE_ATTEMPT_SQL, {"id": event_id, "reason": safe_reason})
+    found = await cursor.fetchone()
+    return int(found[0]) if found is not None else 0

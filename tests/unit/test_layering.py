@@ -39,11 +39,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     "api": _FRONT,
     "sync": _FRONT | {"api"},
     "audit": _BASE | {"states", "store", "checkout"},
-    "recovery": _FRONT | {"bag_states"},
+    "recovery": _FRONT | {"bag_states", "webhooks"},
     "verify": _FRONT | {"bag_states"},
+    "readback": _FRONT | {"bag_states"},
     "webhooks": _FRONT | {"bag_states", "audit"},
     "sandbox": frozenset(),
-    "console": _FRONT | {"api", "sync", "audit", "recovery", "verify", "webhooks", "bag_states"},
+    "console": _FRONT
+    | {"api", "sync", "audit", "recovery", "verify", "readback", "webhooks", "bag_states"},
     "__init__": _FRONT | {"api", "sync"},
 }
 ALLOWED["cli"] = frozenset(ALLOWED) - {"cli", "__init__"}
