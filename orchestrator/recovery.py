@@ -26,9 +26,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 from orchestrator import states
+from orchestrator.engine.actions import reconcile_actions
 from orchestrator.engine.runner import DriveResult
 from orchestrator.engine.worker import Worker
-from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, LeaseLost
+from orchestrator.errors import (
+    CheckoutBusy,
+    DatabaseUnavailable,
+    LeaseLost,
+    OrchestratorError,
+    VioletError,
+)
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow
 from orchestrator.store.repository import Claim
@@ -49,6 +56,8 @@ IDLE_POLL_CAP_S = 5.0
 DB_RETRY_CAP_S = 10.0
 #: Most webhook events applied before each claim (the claim loop must not starve behind them).
 WEBHOOK_BATCH = 20
+#: Most Violet reads spent per pass settling cancels and refunds nobody is working on.
+ACTION_READS = 5
 
 
 @dataclass(slots=True)
@@ -80,6 +89,8 @@ class RecoverySummary:
     webhooks_ignored: int = 0
     webhooks_failed: int = 0
     webhooks_retried: int = 0
+    #: Cancels and refunds settled by reading their order (their answer or news never came).
+    actions_settled: int = 0
     duration_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -194,6 +205,7 @@ class RecoveryJob:
             try:
                 while not run.stop.is_set():
                     await self._apply_webhooks(run)
+                    await self._settle_actions(run)
                     claims = await self._claim(run)
                     if claims is None:  # throttled or the database is down: waited, try again
                         continue
@@ -224,6 +236,20 @@ class RecoveryJob:
         summary.webhooks_failed += done.failed
         summary.webhooks_retried += done.retried
         run.webhooks_settled = done.settled > 0
+
+    async def _settle_actions(self, run: _Run) -> None:
+        """Read back a few cancels and refunds left open past their settle window; never sends.
+        Database or Violet trouble leaves them for a later pass (the claim reports the database)."""
+        if run.db_down_since is not None:
+            return
+        try:
+            run.summary.actions_settled += await reconcile_actions(self.worker, ACTION_READS)
+        except (VioletError, OrchestratorError) as exc:
+            log.warning("open bag actions not settled this pass (%s)", exc)
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
+            log.warning("open bag actions not settled (%s)", database.error_reason(exc))
 
     async def _claim(self, run: _Run) -> list[Claim] | None:
         """Claim what is due and this run has room for; None after waiting instead (on the

@@ -248,3 +248,23 @@ async def test_no_card_data_or_secret_is_stored_with_an_action(
             bag=bag_id + 1,
             reason=f"card {card}",
         )
+
+
+async def test_the_recovery_job_settles_an_open_action_past_its_window(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    """`recover` reads back a cancel whose 202 hid a failure, as `reconcile_actions` alone does."""
+    from orchestrator.recovery import RecoveryJob
+
+    checkout, bag_id = await submitted(orch)
+    await http_sandbox.control.add_fault("cancel_bag", "silent_failure", count=1)
+    action = await orch.cancel_bag(checkout.id, bag_id, actor="support:cy")
+    assert action.state == "sent"
+    await asyncio.sleep(SETTLE_S + 0.2)
+
+    summary = await RecoveryJob(orch.worker, idle_horizon=0.0).run("once")
+
+    assert summary.actions_settled == 1
+    [settled] = await orch.bag_actions(checkout.id)
+    assert settled.state == "failed"
+    assert (await http_sandbox.control.stats())["bag_cancels"] == {str(bag_id): 1}
