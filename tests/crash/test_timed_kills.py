@@ -133,7 +133,11 @@ async def test_a_frozen_worker_cannot_overwrite_the_one_that_took_over(
     assert "lease lost, late write refused" in child.log()
     checkouts = await assert_exactly_once(observer, http_sandbox, {"frozen-1": "submitted"})
     kinds = [e.kind for e in await observer.history(checkouts[0].id)]
-    assert kinds.count("transition") == 6 and kinds[-1] == "transition"
+    # The checkout path's trail ends with its last transition; `verify` (in assert_exactly_once)
+    # then records the bags it read back, after it.
+    checkout_path = [k for k in kinds if k != "bag_read_back"]
+    assert checkout_path.count("transition") == 6 and checkout_path[-1] == "transition"
+    assert kinds[len(checkout_path) :] == ["bag_read_back"] * (len(kinds) - len(checkout_path))
 
 
 async def test_submit_answer_lost_is_reconciled_not_resubmitted(
