@@ -4,7 +4,9 @@ It serves the built-in sandbox over HTTP from a thread of this process, drives a
 checkouts (single and multi-merchant, partial acceptance, a declined card, 3-D Secure, a payment
 intent), then makes a child worker die (SIGKILL at a named crash point, right after Violet took the
 submit) and recovers its checkout here: the timeline shows the takeover and the reconciliation,
-and the sandbox shows exactly one submit. Nothing is left running afterwards.
+and the sandbox shows exactly one submit. Last, it follows the two-merchant order's bags after
+submit over webhooks (demo_after_submit.py): one shipped, one refunded. Nothing is left running
+afterwards.
 """
 
 from __future__ import annotations

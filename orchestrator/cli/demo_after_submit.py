@@ -4,7 +4,7 @@ It serves the webhook receiver from this process (a thread, like the sandbox) an
 with the sandbox, which then signs and sends every bag move as Violet would. The merchant ships
 and completes one bag through the sandbox's control surface; the demo, as a host's support desk
 would, refunds the other through the library. Once the sandbox has delivered every event of the
-order to the inbox, a recovery pass applies them under the checkout's lease. What it shows is
+order to the inbox, the applier applies them under the checkout's lease. What it shows is
 read back from where a host reads it: the bag rows, the checkout's audit trail, the changes feed.
 """
 
@@ -22,11 +22,11 @@ from orchestrator.api import Orchestrator
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.cli.demo_serve import served
 from orchestrator.cli.render import Output, bag_move, show_timeline
-from orchestrator.recovery import RecoveryJob
 from orchestrator.sandbox import SandboxControl
 from orchestrator.store import database, schema
 from orchestrator.store.actions import BagAction
 from orchestrator.store.changes import Change
+from orchestrator.webhooks.apply import WebhookApplier, applier_pool
 from orchestrator.webhooks.receive import WebhookReceiver
 
 ACTOR: Final = "demo"
@@ -39,7 +39,7 @@ _EXPECTED_EVENTS: Final = 3
 _DELIVERY_WAIT_S: Final = 10.0
 _FEED_WAIT_S: Final = 5.0
 _POLL_S: Final = 0.05
-#: The recovery pass waits for work due this soon; nothing the demo leaves is due later.
+#: The applier waits this long for an event whose checkout was busy (retried after a backoff).
 _IDLE_HORIZON_S: Final = 1.0
 _FEED_PAGE: Final = 1000
 _BAG_COLUMNS: Final = (
@@ -165,20 +165,30 @@ async def play_after_submit(
             f"   refund of bag {result.refunded_bag} asked by '{ACTOR}': {result.refund.state}"
         )
         result.delivered, result.problem = await _wait_delivered(control, order_id)
-    summary = await RecoveryJob(orch.worker, idle_horizon=_IDLE_HORIZON_S).run("until-idle")
-    result.applied = summary.webhooks_applied
-    progress(f"   {result.delivered} webhooks delivered to the inbox, {result.applied} applied")
+    await _apply(orch)
     result.refunds_at_violet = int(
         (await control.stats())["bag_refunds"].get(str(result.refunded_bag), 0)
     )
     result.bags = await _bag_rows(orch, checkout)
     result.events = [e for e in await audit.timeline(orch.engine, checkout.id) if e.seq not in seen]
+    result.applied = sum(1 for e in result.events if e.kind == "webhook_applied")
+    progress(f"   {result.delivered} webhooks delivered to the inbox, {result.applied} applied")
     result.changes = await _changes_of(orch, checkout, feed_from)
     if result.problem is None and result.applied != result.delivered:
         result.problem = f"{result.delivered} webhooks delivered, {result.applied} applied"
     if result.problem is None and result.refunds_at_violet != 1:
         result.problem = f"Violet saw {result.refunds_at_violet} refunds, expected exactly 1"
     return result
+
+
+async def _apply(orch: Orchestrator) -> None:
+    """Apply the inbox's pending events, each under its checkout's lease.
+
+    The applier rather than a whole recovery pass: the database may be the user's scratch one,
+    and a recovery pass would also drive other checkouts due there, against the demo's sandbox.
+    """
+    async with applier_pool(orch.settings.database_url) as pool:
+        await WebhookApplier(pool).run_until_idle(horizon=_IDLE_HORIZON_S)
 
 
 async def _wait_delivered(control: SandboxControl, order_id: int) -> tuple[int, str | None]:
