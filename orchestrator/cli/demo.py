@@ -4,7 +4,9 @@ It serves the built-in sandbox over HTTP from a thread of this process, drives a
 checkouts (single and multi-merchant, partial acceptance, a declined card, 3-D Secure, a payment
 intent), then makes a child worker die (SIGKILL at a named crash point, right after Violet took the
 submit) and recovers its checkout here: the timeline shows the takeover and the reconciliation,
-and the sandbox shows exactly one submit. Nothing is left running afterwards.
+and the sandbox shows exactly one submit. Last, it follows the two-merchant order's bags after
+submit over webhooks (demo_after_submit.py): one shipped, one refunded. Nothing is left running
+afterwards.
 """
 
 from __future__ import annotations
@@ -14,28 +16,25 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from orchestrator import audit
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import AuditEvent, Checkout
+from orchestrator.cli import demo_after_submit as after
+from orchestrator.cli.demo_serve import served_sandbox
 from orchestrator.cli.render import Output, show_timeline
 from orchestrator.config import Settings
 from orchestrator.errors import CheckoutBusy
-from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxConfig, SandboxControl, create_app
+from orchestrator.sandbox import SANDBOX_CREDENTIALS, SandboxConfig, SandboxControl
 from orchestrator.sandbox.examples import (
     DECLINED,
     INTENT,
@@ -55,6 +54,9 @@ logger = logging.getLogger(__name__)
 CRASH_POINT = "after_call:submit"
 """Violet accepted the submit, the worker died before recording it: the hardest case."""
 
+MULTI = "multi"
+"""The scenario whose two bags the demo follows after submit."""
+
 _SKUS = {"physical": PHYSICAL, "two_merchants": TWO_MERCHANTS, "one_rejected": ONE_REJECTED}
 
 
@@ -71,7 +73,7 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("single", "one merchant, card", "physical", VISA, SUBMITTED),
-    Scenario("multi", "two merchants, token", "two_merchants", TOKEN, SUBMITTED),
+    Scenario(MULTI, "two merchants, token", "two_merchants", TOKEN, SUBMITTED),
     Scenario("partial", "two merchants, one rejects", "one_rejected", TOKEN, SUBMITTED),
     Scenario("declined", "declined card", "physical", DECLINED, FAILED),
     Scenario(
@@ -147,12 +149,13 @@ class DemoResult:
     database: str
     sandbox: str
     outcomes: list[Outcome]
+    after_submit: after.AfterSubmit = field(default_factory=after.AfterSubmit)
     inspect_hint: str = ""
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return all(o.ok for o in self.outcomes)
+        return all(o.ok for o in self.outcomes) and self.after_submit.ok
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,55 +166,20 @@ class DemoResult:
             "seconds": round(self.seconds, 2),
             "inspect_hint": self.inspect_hint,
             "checkouts": [o.to_json() for o in self.outcomes],
+            "after_submit": self.after_submit.to_json(),
         }
-
-
-# -- the sandbox, served from a thread --------------------------------------------------------
-
-
-@contextmanager
-def served_sandbox(first_cart_id: int = SandboxConfig.first_cart_id) -> Iterator[str]:
-    """The sandbox over HTTP on a free local port, from a daemon thread; yields its root URL.
-
-    A thread rather than a child process: killing the demo can never orphan it.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(SandboxConfig(first_cart_id=first_cart_id)),
-        loop="asyncio",
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="demo-sandbox", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the demo sandbox did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 # -- the run ----------------------------------------------------------------------------------
 
 
-def _demo_database(settings: Settings) -> tuple[str, database.EmbeddedPostgres | None, int]:
+def _demo_database(
+    settings: Settings,
+) -> tuple[str, database.EmbeddedPostgres | None, SandboxConfig]:
     """The configured database, or an embedded one kept apart from the user's (data_dir/demo),
-    and the first Violet cart id the demo's fresh sandbox may hand out: above every id an
-    earlier run left there (the unique `violet_order_id` would refuse a repeated one)."""
+    and the demo's fresh sandbox: its first cart id and webhook event id above every one an
+    earlier run left there (the unique `violet_order_id` would refuse a repeated cart id, the
+    inbox would take a repeated event id for a redelivery)."""
     if settings.database_url:
         url = database.normalize_url(settings.database_url)
         embedded = None
@@ -220,7 +188,11 @@ def _demo_database(settings: Settings) -> tuple[str, database.EmbeddedPostgres |
         url = embedded.start()
     database.migrate(url)
     last_id = database.highest_violet_order_id(url) or 0
-    return url, embedded, max(SandboxConfig.first_cart_id, last_id + 1)
+    sandbox = SandboxConfig(
+        first_cart_id=max(SandboxConfig.first_cart_id, last_id + 1),
+        first_event_id=after.highest_event_id(url) + 1,
+    )
+    return url, embedded, sandbox
 
 
 def _request(scenario: Scenario, run_id: str) -> dict[str, Any]:
@@ -348,9 +320,9 @@ async def run_demo(
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:8]
     progress("starting the database and the local Violet sandbox ...")
-    url, embedded, first_cart_id = await asyncio.to_thread(_demo_database, settings)
+    url, embedded, sandbox = await asyncio.to_thread(_demo_database, settings)
     try:
-        with served_sandbox(first_cart_id) as root:
+        with served_sandbox(sandbox) as root:
             demo_settings = _demo_settings(url, root)
             result = DemoResult(run_id, database.describe_url(url), f"{root}/v1", [])
             result.inspect_hint = _inspect_hint(settings, run_id)
@@ -358,9 +330,15 @@ async def run_demo(
                 Orchestrator(demo_settings) as orch,
                 SandboxControl(f"{root}/_sandbox") as control,
             ):
+                feed_from = await after.feed_position(orch)
                 for number, scenario in enumerate(SCENARIOS, start=1):
                     progress(f"{number}. {scenario.title}")
                     result.outcomes.append(await _play(orch, control, scenario, run_id, progress))
+                progress(f"{len(SCENARIOS) + 1}. after submit: one bag shipped, one refunded")
+                multi = next(o.checkout for o in result.outcomes if o.scenario.name == MULTI)
+                result.after_submit = await after.play_after_submit(
+                    orch, control, multi, feed_from, progress
+                )
     finally:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
@@ -387,6 +365,7 @@ def show(out: Output, result: DemoResult) -> None:
         show_timeline(out, outcome.events, title=title)
         if outcome.note:
             out.line(f"note: {outcome.note}")
+    after.show_after_submit(out, result.after_submit)
     out.line()
     for outcome in result.outcomes:
         c = outcome.checkout
@@ -398,5 +377,11 @@ def show(out: Output, result: DemoResult) -> None:
             f"{outcome.submits_at_violet} [{verdict}]",
             style="green" if outcome.ok else "bold red",
         )
+    late = result.after_submit
+    problem = f"UNEXPECTED: {late.problem or 'wrong bag status'}"
+    out.line(
+        f"{after.verdict(late)} [{'ok' if late.ok else problem}]",
+        style="green" if late.ok else "bold red",
+    )
     out.line(f"database {result.database}, sandbox {result.sandbox}, {result.seconds:.1f} s")
     out.line(f"look again later: {result.inspect_hint}")

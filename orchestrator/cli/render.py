@@ -201,8 +201,39 @@ def _http(event: AuditEvent) -> str:
     return f"{event.http_method or ''} {event.http_path or ''} -> {status}{latency}".strip()
 
 
+def bag_move(bag_id: Any, old: Any, new: Any, fulfillment: Any = None) -> str:
+    """`bag 1 ACCEPTED -> COMPLETED/SHIPPED`; first news of a bag shows its status alone."""
+    to = f"{new}/{fulfillment}" if fulfillment else str(new)
+    return f"bag {bag_id} {old} -> {to}" if old else f"bag {bag_id} {to}"
+
+
+def _bag_news(detail: dict[str, Any]) -> str:
+    """The bags a webhook or read-back moved, e.g. `ORDER_COMPLETED: bag 1 ACCEPTED -> ...`."""
+    moved = [
+        bag_move(b.get("bag_id"), b.get("from"), b.get("to"), b.get("fulfillment_status"))
+        for b in detail.get("bags") or ()
+        if b.get("from") != b.get("to")
+    ]
+    head = detail.get("event_type") or detail.get("via") or ""
+    return f"{head}: {', '.join(moved) or 'no bag moved'}".lstrip(": ")
+
+
+def _after_submit(event: AuditEvent) -> str | None:
+    """The detail line of an event of a checkout's life after submit (None: not one)."""
+    detail = event.detail or {}
+    if event.kind in ("webhook_applied", "bag_read_back"):
+        return _bag_news(detail)
+    if event.kind.startswith("bag_action_"):
+        state = f": {detail['state']}" if "state" in detail else ""
+        return f"{detail.get('kind')} of bag {detail.get('bag_id')} by {detail.get('actor')}{state}"
+    return None
+
+
 def _event_error(event: AuditEvent) -> str:
     if not (event.error_class or event.error_type or event.error_message):
+        late = _after_submit(event)
+        if late is not None:
+            return late
         if event.kind in ("lease_taken_over", "reconciled", "retry_scheduled") and event.detail:
             return ", ".join(f"{k}={v}" for k, v in event.detail.items())
         if event.kind == "waiting" and event.detail:

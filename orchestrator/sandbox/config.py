@@ -43,6 +43,10 @@ class SandboxConfig:
     #: The first cart (order) id it hands out. Violet never reuses an id; a fresh sandbox in
     #: front of a database that outlived the last one must start above the ids stored there.
     first_cart_id: int = 80000
+    #: The first webhook event id it hands out (its webhooks, faults and deliveries share the
+    #: counter). The inbox keys events by id: a fresh sandbox in front of an inbox that outlived
+    #: the last one must start above the ids stored there, or its events read as redeliveries.
+    first_event_id: int = 1
     #: Webhook retry gaps are Violet's (10 attempts over ~24 h) times this factor, and so are
     #: the pause windows of a failing webhook; tests compress them (e.g. 0.0001).
     webhook_time_scale: float = 1.0

@@ -50,7 +50,7 @@ class SandboxState:
         self.payment_method_ids = Sequence(15000)
         self.external_ids = Sequence(5435463100000)
         self.refund_ids = Sequence(41000)
-        self.webhooks = WebhookHub()
+        self.webhooks = WebhookHub(self.config.first_event_id)
         self.sender = Sender(self)
         self._clear()
 

@@ -176,8 +176,8 @@ def _fault_spec(spec: dict[str, Any], next_id: int) -> DeliveryFault:
 class WebhookHub:
     """What the sandbox has to send, and everything it tried; mutated inside one event loop."""
 
-    def __init__(self) -> None:
-        self._ids = 1
+    def __init__(self, first_id: int = 1) -> None:
+        self._ids = first_id
         self.generation = 0
         self.clear()
 

@@ -88,7 +88,29 @@ def _check_demo(completed_stdout: str) -> dict[str, Any]:
     assert outcomes["partial"]["partially_accepted"] is True
     assert outcomes["declined"]["last_error_type"] == "card_declined"
     assert outcomes["declined"]["submits_at_violet"] == 0
+    _check_after_submit(summary["after_submit"], outcomes["multi"])
     return summary
+
+
+def _check_after_submit(late: dict[str, Any], multi: dict[str, Any]) -> None:
+    """The two-merchant order's bags after submit: one shipped and completed by its merchant,
+    the other refunded through the library once, each as the applied webhooks recorded it."""
+    assert late["ok"] is True, late
+    assert late["app_order_id"] == multi["app_order_id"]
+    bags = {b["bag_id"]: b for b in late["bags"]}
+    assert set(bags) == {late["shipped_bag"], late["refunded_bag"]}
+    shipped, refunded = bags[late["shipped_bag"]], bags[late["refunded_bag"]]
+    assert (shipped["status"], shipped["fulfillment_status"]) == ("COMPLETED", "SHIPPED")
+    assert refunded["status"] == "REFUNDED" and refunded["refunded_amount"] > 0
+    assert late["refund"]["state"] == "succeeded" and late["refund"]["actor"] == "demo"
+    assert late["refunds_at_violet"] == 1
+    assert late["webhooks_delivered"] == late["webhooks_applied"] == 3
+    assert late["events"].count("webhook_applied") == 3
+    assert {"bag_action_requested", "bag_action_sent", "bag_action_settled"} <= set(late["events"])
+    feed = [(c["kind"], (c["detail"] or {}).get("to")) for c in late["changes"]]
+    assert feed[0] == ("checkout_finished", None)
+    assert ("bag_status", "COMPLETED") in feed and ("bag_status", "REFUNDED") in feed
+    assert ("action_settled", None) in feed
 
 
 def test_demo_on_a_test_database_ends_cleanly_and_runs_again(
