@@ -4,78 +4,58 @@ It composes the store, the Violet client, the runner and the lease keeper into o
 (shared with the jobs); card data is held in memory only, for as long as the checkout has not
 passed payment: a card is dropped whenever its checkout is read past payment (or gone), and at
 every card start for all held cards at once.
+
+Its parts: `wiring` builds the worker, `guards` holds the commands' refusals, and the class gains
+the changes feed (`feed`) and a bag's cancel and refund (`bags`) from mixins.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import states
+from orchestrator.api import wiring
+from orchestrator.api.bags import BagCommands
+from orchestrator.api.feed import ChangesFeed
+from orchestrator.api.guards import (
+    check_awaiting_payment,
+    check_cancelable,
+    check_confirmable,
+    nothing_to_drive,
+    unconfirmed_intent_status,
+)
+from orchestrator.api.wiring import default_worker_id
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
 from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.engine.leases import LeaseKeeper
-from orchestrator.engine.runner import RetryPolicy, Runner
+from orchestrator.engine.runner import Runner
 from orchestrator.engine.worker import Worker
 from orchestrator.errors import (
     CheckoutConflict,
     CheckoutNotFound,
     DatabaseUnavailable,
     IllegalTransition,
-    InvalidRequest,
     PaymentNotConfirmed,
 )
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
-from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
-from orchestrator.store import changes as feed
+from orchestrator.states import APPLY_PAYMENT, CREATE_CART
 from orchestrator.store import database
-from orchestrator.store.actions import BagAction
-from orchestrator.store.changes import Change
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
-from orchestrator.violet import CardPayment, Cart, VioletClient, VioletError
-
-#: Stripe PaymentIntent statuses that mean the shopper has not (yet) confirmed the payment.
-_UNCONFIRMED = frozenset({"REQUIRES_PAYMENT_METHOD", "REQUIRES_CONFIRMATION", "REQUIRES_ACTION"})
+from orchestrator.violet import CardPayment, VioletClient, VioletError
 
 
-def unconfirmed_intent_status(cart: Cart) -> str | None:
-    """The intent's status when the shopper has not confirmed it yet, else None."""
-    for transaction in cart.payment_transactions:
-        status = str(transaction.get("capture_status") or "").upper()
-        if status in _UNCONFIRMED:
-            return status
-    return None
-
-
-def default_worker_id() -> str:
-    """host:pid:random — unique per process, readable in the audit trail."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def _card(payment: CardPaymentRequest) -> CardPayment:
-    return CardPayment(
-        card_number=payment.card_number,
-        card_cvc=payment.card_cvc,
-        card_exp_month=payment.card_exp_month,
-        card_exp_year=payment.card_exp_year,
-        card_postal_code=payment.card_postal_code,
-    )
-
-
-class Orchestrator:
+class Orchestrator(ChangesFeed, BagCommands):
     """Start, drive, inspect, cancel and resume checkouts.
 
     ``async with Orchestrator(settings) as orch: checkout = await orch.start(request)``.
@@ -117,81 +97,21 @@ class Orchestrator:
             self.settings.require_violet_credentials()
             self._client = VioletClient.from_settings(self.settings, transport=self._transport)
         if self._engine is None:
-            url = await asyncio.to_thread(self._database_url)
-            # The step writes have their own psycopg pool; the engine serves schema checks and
-            # the occasional query, so a small pool keeps the server's connection count low.
-            self._engine = database.create_engine(
-                url,
-                pool_size=2,
-                lock_timeout=self.settings.db_lock_timeout,
-                statement_timeout=self.settings.db_statement_timeout,
-            )
+            url = await asyncio.to_thread(wiring.database_url, self.settings)
+            self._engine = wiring.create_engine(self.settings, url)
         await database.check_schema(self._engine)
-        # The step writes: a lock held elsewhere or a stuck statement fails the write (a database
-        # error: the checkout is kept for recovery) instead of blocking the worker for good.
-        timeouts = database.session_options(
-            self._engine.url,
-            lock_timeout=self.settings.db_lock_timeout,
-            statement_timeout=self.settings.db_statement_timeout,
+        self._pool = await wiring.open_pool(self.settings, self._engine)
+        self._worker = wiring.build_worker(
+            self.settings,
+            worker_id=self.worker_id,
+            engine=self._engine,
+            pool=self._pool,
+            client=self._client,
+            cards=self._cards,
+            crash=self._crash,
         )
-        self._pool = AsyncConnectionPool(
-            database.libpq_conninfo(self._engine.url),
-            min_size=1,
-            max_size=self.settings.db_pool_size,
-            open=False,
-            kwargs={
-                "autocommit": True,
-                "application_name": "orchestrator",
-                "connect_timeout": 5,
-                **timeouts,
-            },
-        )
-        await self._pool.open(wait=True, timeout=30)
-        self._worker = self._build_worker(self._engine, self._pool, self._client)
         self._opened = True
         return self
-
-    def _build_worker(
-        self, engine: AsyncEngine, pool: AsyncConnectionPool, client: VioletClient
-    ) -> Worker:
-        repo = Repository(engine, pool, write_slots=self.settings.db_write_slots)
-        leases = LeaseKeeper(repo, worker=self.worker_id, lease_seconds=self.settings.lease_seconds)
-        runner = Runner(
-            repo,
-            client,
-            worker=self.worker_id,
-            lease_seconds=self.settings.lease_seconds,
-            settle_seconds=self.settings.submit_settle_seconds,
-            retry=RetryPolicy(
-                max_attempts=self.settings.max_attempts,
-                base=self.settings.backoff_base,
-                cap=self.settings.backoff_cap,
-                max_retry_after=self.settings.max_retry_after,
-            ),
-            max_recoveries=self.settings.max_recoveries,
-            crash=self._crash,
-            overlap_writes=self.settings.overlap_writes,
-            outcome_wait=self.settings.submit_outcome_wait,
-            leases=leases,
-        )
-        return Worker(
-            repo,
-            client,
-            leases,
-            runner,
-            id=self.worker_id,
-            lease_seconds=self.settings.lease_seconds,
-            max_retry_after=self.settings.max_retry_after,
-            cards=self._cards,
-            action_settle_seconds=self.settings.action_settle_seconds,
-        )
-
-    def _database_url(self) -> str:
-        """The configured database, or the embedded one (migrated, since nobody else will)."""
-        url = database.resolve_database_url(self.settings)
-        if not self.settings.database_url:
-            database.migrate(url)
-        return url
 
     async def close(self) -> None:
         if not self._opened:
@@ -303,7 +223,7 @@ class Orchestrator:
         if inserted is None:
             return Checkout.from_row(await self._existing(req))
         if isinstance(req.payment, CardPaymentRequest):
-            self._cards[inserted.id] = _card(req.payment)
+            self._cards[inserted.id] = wiring.card_payment(req.payment)
         if not run:
             return Checkout.from_row(inserted)
         return await self.drive_claimed(inserted, intent_committed=True)
@@ -328,7 +248,7 @@ class Orchestrator:
         deadline = asyncio.get_running_loop().time() + retry_wait
         while True:
             row = await self._row(ref)
-            if _nothing_to_drive(row):
+            if nothing_to_drive(row):
                 return Checkout.from_row(row)
             if row.next_attempt_at is not None and row.lease_owner is None:
                 wait = (row.next_attempt_at - datetime.now(UTC)).total_seconds()
@@ -337,7 +257,7 @@ class Orchestrator:
                         return Checkout.from_row(row)
                     await asyncio.sleep(wait)
             claimed = await self._claim(row)
-            if _nothing_to_drive(claimed):  # another worker got there between read and claim
+            if nothing_to_drive(claimed):  # another worker got there between read and claim
                 await self._give_back(claimed)
                 return Checkout.from_row(claimed)
             checkout = await self.drive_claimed(claimed, intent_committed=False)
@@ -391,7 +311,7 @@ class Orchestrator:
             await self.leases.release(claimed, due_in=due_in)
 
     def _check_cancelable(self, row: CheckoutRow) -> None:
-        _check_cancelable(row)
+        check_cancelable(row)
         if row.in_flight and row.pending_step == CREATE_CART and row.step_started_at is not None:
             # Violet may still be making the cart: a search now would miss it, and it would be
             # left behind. Once the window has passed, cancel finds and releases it.
@@ -409,7 +329,7 @@ class Orchestrator:
         Violet already completed the order, never submits twice.
         """
         row = await self._row(ref)
-        _check_confirmable(row)
+        check_confirmable(row)
         if row.state == states.AWAITING_CONFIRMATION and row.violet_order_id is not None:
             # Submitting an unconfirmed intent would fail the checkout for good: ask Violet first.
             cart = await self.client.get_cart(row.violet_order_id)
@@ -419,7 +339,7 @@ class Orchestrator:
                     f"the shopper has not confirmed the payment yet (Violet shows the intent "
                     f"as {pending}); nothing was changed"
                 )
-        row = await self._claim_while(row, _check_confirmable)
+        row = await self._claim_while(row, check_confirmable)
         resume_step = states.step_after_confirm(row.state)
         with self.leases.holding(row.id):
             await self.runner.confirm(row, resume_step)
@@ -431,9 +351,9 @@ class Orchestrator:
         """Give card data again to a checkout waiting in `awaiting_payment`, and drive it on."""
         card = CardPaymentRequest.parse(payment)
         row = await self._row(ref)
-        _check_awaiting_payment(row)
-        row = await self._claim_while(row, _check_awaiting_payment)
-        self._cards[row.id] = _card(card)
+        check_awaiting_payment(row)
+        row = await self._claim_while(row, check_awaiting_payment)
+        self._cards[row.id] = wiring.card_payment(card)
         row.pending_step = APPLY_PAYMENT
         row.waiting_reason = None
         return await self.drive_claimed(row, intent_committed=False)
@@ -464,49 +384,6 @@ class Orchestrator:
         row = await self._row(ref)
         return [AuditEvent.from_mapping(e) for e in await self.repo.events(row.id)]
 
-    # -- the changes feed (docs/changes.md) ---------------------------------------------
-
-    async def changes(self, after: str = feed.START, limit: int = 100) -> list[Change]:
-        """The changes after the cursor `after` (oldest first, at most `limit`).
-
-        Each change is delivered at least once: process it, then store its `cursor` and pass
-        that back; dedupe by `id` (a change read again after a crash has the same id).
-        """
-        _check_feed_args(after, limit)
-        assert self._pool is not None, "call open() first"
-        async with self._pool.connection() as conn:
-            return await feed.read(conn, after, limit)
-
-    async def follow(
-        self, after: str = feed.START, *, limit: int = 100, poll_seconds: float = 5.0
-    ) -> AsyncGenerator[Change, None]:
-        """Every change after `after`, as it comes, for as long as the caller iterates.
-
-        A LISTEN on its own connection wakes it when a change commits; it also polls every
-        `poll_seconds` (a NOTIFY can be missed across a reconnect). At least once, like
-        `changes`: store each change's `cursor` once processed, resume from it after a restart.
-        """
-        _check_feed_args(after, limit)
-        if not poll_seconds > 0:
-            raise InvalidRequest([("poll_seconds", "expected a number of seconds above 0")])
-
-        async def read_after(cursor: str) -> list[Change]:
-            return await self.changes(cursor, limit)
-
-        async for change in feed.follow(
-            read_after, self._listener, after, poll_seconds=poll_seconds
-        ):
-            yield change
-
-    async def _listener(self) -> psycopg.AsyncConnection[Any]:
-        """A connection of its own for LISTEN: a pooled one would go back to the pool."""
-        return await psycopg.AsyncConnection.connect(
-            database.libpq_conninfo(self.engine.url),
-            autocommit=True,
-            application_name="orchestrator-follow",
-            connect_timeout=5,
-        )
-
     async def _row(self, ref: uuid.UUID | str) -> CheckoutRow:
         row = await self.repo.get(ref)
         if row is None:
@@ -514,90 +391,5 @@ class Orchestrator:
         self.worker.forget_card_if_past_payment(row)
         return row
 
-    # -- after submit: a bag's cancel and refund (engine/actions.py) ---------------------
-
-    async def cancel_bag(
-        self,
-        ref: uuid.UUID | str,
-        bag_id: int,
-        *,
-        actor: str,
-        reason: str | None = None,
-        reason_code: str | None = None,
-    ) -> BagAction:
-        """Cancel one bag of a submitted checkout at Violet, sent at most once; `actor` (who
-        asks) is recorded. The returned action is `sent` until the bag shows it (docs/actions.md),
-        `succeeded` when it already does, `failed` with its `error` when Violet refused it."""
-        from orchestrator.engine import actions
-
-        row = await self._row(ref)
-        return await actions.cancel_bag(
-            self.worker, row, bag_id, actor=actor, reason=reason, reason_code=reason_code
-        )
-
-    async def refund_bag(
-        self,
-        ref: uuid.UUID | str,
-        bag_id: int,
-        *,
-        actor: str,
-        amount: int | None = None,
-        skus: Sequence[tuple[int, int]] | None = None,
-        reason: str | None = None,
-    ) -> BagAction:
-        """Refund `amount` minor units, the `skus` given as (sku_id, quantity), or (neither) all
-        that is left of one bag; sent at most once, like `cancel_bag`."""
-        from orchestrator.engine import actions
-        from orchestrator.violet.models import SkuLine
-
-        row = await self._row(ref)
-        lines = None if skus is None else [SkuLine(sku_id=s, quantity=q) for s, q in skus]
-        return await actions.refund_bag(
-            self.worker, row, bag_id, actor=actor, amount=amount, skus=lines, reason=reason
-        )
-
-    async def bag_actions(self, ref: uuid.UUID | str) -> list[BagAction]:
-        """Every cancel and refund asked of the checkout's bags, oldest first."""
-        from orchestrator.engine import actions
-
-        return await actions.actions_of(self.worker, await self._row(ref))
-
 
 __all__ = ["Orchestrator", "VioletError", "default_worker_id"]
-
-
-#: The most changes one read returns.
-MAX_CHANGES_LIMIT = 1000
-
-
-def _check_feed_args(after: str, limit: int) -> None:
-    """InvalidRequest naming a bad cursor or limit, before any query."""
-    try:
-        feed.parse_cursor(after)
-    except ValueError as exc:
-        raise InvalidRequest([("after", str(exc))]) from None
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CHANGES_LIMIT:
-        raise InvalidRequest([("limit", f"expected a whole number from 1 to {MAX_CHANGES_LIMIT}")])
-
-
-def _check_cancelable(row: CheckoutRow) -> None:
-    if not states.is_cancelable(row.state):
-        raise IllegalTransition(f"cannot cancel a checkout in state {row.state!r}")
-    if row.in_flight and row.pending_step == SUBMIT:
-        raise IllegalTransition(
-            "a submit of this checkout may be running at Violet; let recovery settle it first"
-        )
-
-
-def _check_confirmable(row: CheckoutRow) -> None:
-    if not states.is_confirmable(row.state):
-        raise IllegalTransition(f"cannot confirm payment of a checkout in state {row.state!r}")
-
-
-def _check_awaiting_payment(row: CheckoutRow) -> None:
-    if not states.is_awaiting_payment(row.state):
-        raise IllegalTransition(f"cannot provide payment in state {row.state!r}")
-
-
-def _nothing_to_drive(row: CheckoutRow) -> bool:
-    return row.state in states.TERMINAL_STATES or (row.pending_step is None and not row.in_flight)

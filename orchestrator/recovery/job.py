@@ -1,31 +1,16 @@
-"""The recovery job: finish every interrupted or retry-due checkout, by any number of workers.
-
-It claims due checkouts (`next_attempt_at <= now()` and not under a live lease: a leased row's
-`next_attempt_at` is never later than its lease expiry, so expired leases are found by the same
-index scan) with ``FOR UPDATE SKIP LOCKED`` and drives
-each with the runner, which reconciles an in-flight step before anything else. PostgreSQL is the
-only coordinator, so copies on many machines never drive the same checkout at once, and a shared
-throttle row (set by any worker on a 429) slows all of them down together.
-
-Before each claim it applies a small batch of pending webhook events (webhooks/apply.py), so a
-`recover` loop covers webhooks too; an event that proves an in-flight submit happened makes that
-checkout due, and the claim right after it reconciles it.
-"""
+"""`RecoveryJob`: the claim loop and its drives (the package docstring says what it does)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Literal
 
-from orchestrator import states
 from orchestrator.engine.actions import reconcile_actions
 from orchestrator.engine.runner import DriveResult
 from orchestrator.engine.worker import Worker
@@ -36,12 +21,15 @@ from orchestrator.errors import (
     OrchestratorError,
     VioletError,
 )
+from orchestrator.recovery.summary import RecoverySummary, Unfinished, count_outcome
+from orchestrator.recovery.waits import DB_RETRY_CAP_S, sleep_unless_stopped
 from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow
 from orchestrator.store.repository import Claim
 from orchestrator.webhooks.apply import WebhookApplier, applier_pool
 
-log = logging.getLogger(__name__)
+#: The package's name, as `waits` logs under it too (operators filter on one name).
+log = logging.getLogger("orchestrator.recovery")
 
 Mode = Literal["once", "until-idle", "forever"]
 MODES: tuple[Mode, ...] = ("once", "until-idle", "forever")
@@ -52,63 +40,10 @@ MODES: tuple[Mode, ...] = ("once", "until-idle", "forever")
 IDLE_HORIZON_S = 5.0
 #: forever mode polls with a backoff that doubles from `poll` up to this cap while idle.
 IDLE_POLL_CAP_S = 5.0
-#: Connection errors: retry with backoff from 0.5 s, doubling, capped here.
-DB_RETRY_CAP_S = 10.0
 #: Most webhook events applied before each claim (the claim loop must not starve behind them).
 WEBHOOK_BATCH = 20
 #: Most Violet reads spent per pass settling cancels and refunds nobody is working on.
 ACTION_READS = 5
-
-
-@dataclass(slots=True)
-class RecoverySummary:
-    """What one run did; every claimed checkout is counted once under its outcome."""
-
-    claimed: int = 0
-    taken_over: int = 0
-    advanced: int = 0
-    submitted: int = 0
-    failed: int = 0
-    canceled: int = 0
-    waiting: int = 0
-    reconciled: int = 0
-    retry_scheduled: int = 0
-    #: Drives that raised (each time, a lease conflict with another worker included).
-    errors: int = 0
-    #: Checkouts whose last drive in this run raised a bug (not a lease conflict, not a database
-    #: error): left for the next run. One the same run later drove without error is not counted.
-    drive_errors: int = 0
-    #: Checkouts whose last drive in this run a database error interrupted (kept, never failed,
-    #: left for the next run); counted like `drive_errors`.
-    database_errors: int = 0
-    #: Checkouts kept waiting because Violet refused our credentials (the run stopped claiming).
-    credentials_refused: int = 0
-    still_due: int = 0
-    #: Webhook events settled (applied, ignored, failed) and left pending (checkout busy).
-    webhooks_applied: int = 0
-    webhooks_ignored: int = 0
-    webhooks_failed: int = 0
-    webhooks_retried: int = 0
-    #: Cancels and refunds settled by reading their order (their answer or news never came).
-    actions_settled: int = 0
-    duration_s: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["duration_s"] = round(self.duration_s, 3)
-        return data
-
-    def line(self) -> str:
-        """One-line JSON, as printed by `orchestrator recover --json`."""
-        return json.dumps(self.to_json(), separators=(",", ":"))
-
-
-async def _sleep(seconds: float, stop: asyncio.Event) -> None:
-    """Sleep, waking early when `stop` is set."""
-    if seconds <= 0:
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 @dataclass(slots=True, eq=False)
@@ -169,7 +104,7 @@ class RecoveryJob:
         self.idle_horizon = idle_horizon
         self.idle_poll_cap = idle_poll_cap
         self.db_retry_timeout = db_retry_timeout
-        self._unfinished = _Unfinished()  # of the current run
+        self._unfinished = Unfinished()  # of the current run
 
     async def run(
         self,
@@ -193,7 +128,7 @@ class RecoveryJob:
         if concurrency < 1 or batch < 1:
             raise ValueError("concurrency and batch must be >= 1")
         run = _Run(mode, concurrency, batch, poll, stop or asyncio.Event(), progress)
-        self._unfinished = _Unfinished()
+        self._unfinished = Unfinished()
         async with contextlib.AsyncExitStack() as stack:
             if self.webhooks:
                 pool = await stack.enter_async_context(
@@ -260,7 +195,7 @@ class RecoveryJob:
             if blocked_until is not None:
                 wait = min((blocked_until - datetime.now(UTC)).total_seconds(), cap)
                 log.info("Violet throttled (429): claims wait %.2f s", wait)
-                await _sleep(wait, run.stop)
+                await sleep_unless_stopped(wait, run.stop)
                 return None
             free = run.free()
             claims: list[Claim] = []
@@ -292,7 +227,7 @@ class RecoveryJob:
             database.error_reason(exc),
             run.db_delay,
         )
-        await _sleep(run.db_delay, run.stop)
+        await sleep_unless_stopped(run.db_delay, run.stop)
         run.db_delay = min(run.db_delay * 2, DB_RETRY_CAP_S)
 
     def _launch(self, run: _Run, claims: list[Claim]) -> None:
@@ -327,9 +262,9 @@ class RecoveryJob:
                 soon = min(soon, retry + 0.01) if soon is not None else retry + 0.01
             if soon is None:
                 return False
-            await _sleep(soon, run.stop)
+            await sleep_unless_stopped(soon, run.stop)
             return True
-        await _sleep(run.idle_wait, run.stop)
+        await sleep_unless_stopped(run.idle_wait, run.stop)
         run.idle_wait = min(run.idle_wait * 2, self.idle_poll_cap)
         return True
 
@@ -391,7 +326,7 @@ class RecoveryJob:
                 if not stop.is_set():
                     log.info("Violet refused the credentials; no more checkouts are claimed")
                     stop.set()
-            _count_outcome(row, summary, before=before, reconciling=reconciling)
+            count_outcome(row, summary, before=before, reconciling=reconciling)
             if row.lease_owner == self.worker.id and row.pending_step is None:
                 # Nothing to drive (a waiting row whose lease a crash left behind): hand it back
                 # rather than sit on it until expiry and be claimed again and again.
@@ -438,81 +373,12 @@ class RecoveryJob:
             )
 
 
-class _Unfinished:
-    """The checkouts whose last drive in a run raised, kept in the run's summary counters: a
-    checkout the same run drives again without error is no longer counted."""
-
-    def __init__(self) -> None:
-        self._raised: dict[uuid.UUID, bool] = {}  # checkout -> it was a database error
-
-    def raised(self, row: CheckoutRow, summary: RecoverySummary, *, database_error: bool) -> None:
-        self._raised[row.id] = database_error
-        self._count(summary)
-
-    def settled(self, row: CheckoutRow, summary: RecoverySummary) -> None:
-        if self._raised.pop(row.id, None) is not None:
-            self._count(summary)
-
-    def _count(self, summary: RecoverySummary) -> None:
-        summary.database_errors = sum(self._raised.values())
-        summary.drive_errors = len(self._raised) - summary.database_errors
-
-
-def _count_outcome(
-    row: CheckoutRow, summary: RecoverySummary, *, before: str, reconciling: bool
-) -> None:
-    """Count a drive that ended without raising under where it left the checkout."""
-    if reconciling and not _poisoned(row):
-        summary.reconciled += 1
-    if row.state != before:
-        summary.advanced += 1
-    if row.state == states.SUBMITTED:
-        summary.submitted += 1
-    elif row.state == states.FAILED:
-        summary.failed += 1
-    elif row.state == states.CANCELED:
-        summary.canceled += 1
-    elif row.pending_step is None:
-        summary.waiting += 1
-    else:
-        summary.retry_scheduled += 1
-
-
-def _poisoned(row: CheckoutRow) -> bool:
-    return row.state == states.FAILED and (row.last_error or {}).get("type") == "poison"
-
-
-class Opens(Protocol):
-    """What `open_with_retry` opens: `api.Orchestrator`, named here only by what it can do."""
-
-    async def open(self) -> Any: ...
-
-
-_Opened = TypeVar("_Opened", bound=Opens)
-
-
-async def open_with_retry(
-    orch: _Opened, *, give_up_after: float | None = 60.0, stop: asyncio.Event | None = None
-) -> _Opened:
-    """Open the orchestrator, retrying with backoff while the database cannot be reached.
-
-    A schema that is not migrated is not retried (SchemaNotMigrated names the command to run).
-    Raises DatabaseUnavailable once `give_up_after` seconds have passed (None: keep trying).
-    """
-    stop = stop or asyncio.Event()
-    started = time.monotonic()
-    delay = 0.5
-    while True:
-        try:
-            await orch.open()
-            return orch
-        except DatabaseUnavailable as exc:
-            elapsed = time.monotonic() - started
-            if stop.is_set() or (give_up_after is not None and elapsed + delay > give_up_after):
-                raise
-            log.warning("%s; retrying in %.1f s", exc, delay)
-            await _sleep(delay, stop)
-            delay = min(delay * 2, DB_RETRY_CAP_S)
-
-
-__all__ = ["MODES", "Mode", "Opens", "RecoveryJob", "RecoverySummary", "open_with_retry"]
+__all__ = [
+    "ACTION_READS",
+    "IDLE_HORIZON_S",
+    "IDLE_POLL_CAP_S",
+    "MODES",
+    "WEBHOOK_BATCH",
+    "Mode",
+    "RecoveryJob",
+]
