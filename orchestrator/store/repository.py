@@ -1,9 +1,9 @@
 """Every SQL statement the runner and the recovery job issue, in one place.
 
 The hot path is `write`: one statement (a data-modifying CTE) per step that updates the row,
-appends the audit events and stores the step checkpoint, fenced by the lease epoch so a worker
-that lost its lease can never overwrite the one that took over. Statements are plain SQL sent with
-`exec_driver_sql` (no per-call compilation): client CPU per step is a benchmarked figure.
+appends the audit events and, when it makes one, the feed's change, fenced by the lease epoch so
+a worker that lost its lease can never overwrite the one that took over. Statements are plain SQL
+sent with `exec_driver_sql` (no per-call compilation): client CPU per step is a benchmarked figure.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
 from orchestrator.store import changes
 from orchestrator.store.group_commit import GroupCommitter
-from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, StepRecord
+from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event
 from orchestrator.store.withhold import tripwire_finding, withhold_write
 
 log = logging.getLogger(__name__)
@@ -186,18 +186,9 @@ WITH upd AS (
     RETURNING version, next_attempt_at, lease_expires_at, step_started_at, step_send_by,
               updated_at, finished_at
 ), ev AS ({_INSERT_EVENTS}),
--- The row as it was before this write (every CTE reads the same snapshot): a checkpoint given
--- no start time gets the start of the step that was in flight, committed by an earlier write
--- that the runner may not have heard back from yet (a write behind a call).
-prev AS (SELECT step_started_at, state, waiting_reason, app_order_id FROM checkouts
-    WHERE id = %(id)s),
-st AS (
-    INSERT INTO checkout_steps (checkout_id, step_no, step, attempt, outcome, started_at, result)
-    SELECT %(id)s, s.step_no, s.step, s.attempt, s.outcome,
-           COALESCE(s.started_at, prev.step_started_at), s.result
-    FROM upd, prev, jsonb_to_recordset(%(steps)s::jsonb) AS s(
-        step_no int, step text, attempt int, outcome text, started_at timestamptz, result jsonb)
-), ch AS ({
+-- The row as it was before this write (every CTE reads the same snapshot).
+prev AS (SELECT state, waiting_reason, app_order_id FROM checkouts WHERE id = %(id)s),
+ch AS ({
     _append_change(
         "%(id)s",
         "%(state)s",
@@ -224,8 +215,7 @@ _WRITE_MANY_SQL = f"""
 WITH d AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d({_BATCH_ROW_COLUMNS})
 ), locked AS (
-    SELECT c.id, c.step_started_at AS prev_started_at, c.state, c.waiting_reason,
-           c.app_order_id
+    SELECT c.id, c.state, c.waiting_reason, c.app_order_id
     FROM checkouts c JOIN d ON c.id = d.id AND c.lease_epoch = d.lease_epoch
     ORDER BY c.id FOR UPDATE OF c
 ), upd AS (
@@ -267,15 +257,6 @@ WITH d AS (
     SELECT e.checkout_id, e.worker, {_E_EVENT_NAMES}
     FROM jsonb_to_recordset(%(events)s::jsonb) AS e(checkout_id uuid, worker text, {_EVENT_COLUMNS})
     JOIN upd ON upd.id = e.checkout_id
-), st AS (
-    INSERT INTO checkout_steps (checkout_id, step_no, step, attempt, outcome, started_at, result)
-    SELECT s.checkout_id, s.step_no, s.step, s.attempt, s.outcome,
-           COALESCE(s.started_at, locked.prev_started_at), s.result
-    FROM jsonb_to_recordset(%(steps)s::jsonb) AS s(
-        checkout_id uuid, step_no int, step text, attempt int, outcome text,
-        started_at timestamptz, result jsonb)
-    JOIN upd ON upd.id = s.checkout_id
-    JOIN locked ON locked.id = s.checkout_id
 ), ch AS ({
     _append_change(
         "d.id",
@@ -337,7 +318,6 @@ _CLAIM_DUE_SQL = _CLAIM_TEMPLATE.format(
 
 
 _EVENT_FIELDS = tuple(Event.__dataclass_fields__)
-_STEP_FIELDS = tuple(StepRecord.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,25 +335,24 @@ def _dumps(value: Any) -> str:
 
 def _write_params(write: dict[str, Any]) -> dict[str, Any]:
     params = dict(write)
-    for name in ("bags", "last_error", "events", "steps"):
+    for name in ("bags", "last_error", "events"):
         params[name] = None if write[name] is None else _dumps(write[name])
     change = _change(write)
     params["change"] = None if change is None else _dumps(change)
     return params
 
 
-def _children(parents: list[dict[str, Any]], key: str, *, worker: bool) -> list[dict[str, Any]]:
-    """Every parent's `key` items in one list, each tagged with its checkout id (and worker).
+def _children(parents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every parent's events in one list, each tagged with its checkout id and worker.
 
     Tagged in place (no copies on the hot path): if the grouped statement fails, the one-write
     fallback sends the tags too, and jsonb_to_recordset ignores keys it was not asked for.
     """
     out = []
     for parent in parents:
-        for item in parent[key]:
+        for item in parent["events"]:
             item["checkout_id"] = parent["id"]
-            if worker:
-                item["worker"] = parent["worker"]
+            item["worker"] = parent["worker"]
             out.append(item)
     return out
 
@@ -528,7 +507,7 @@ class Repository:
 
     async def _insert_many(self, inserts: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         rows = [{k: v for k, v in i.items() if k not in ("events", "worker")} for i in inserts]
-        events = _children(inserts, "events", worker=True)
+        events = _children(inserts)
         found = {
             r["id"]: r
             for r in await self._rows(
@@ -541,7 +520,6 @@ class Repository:
         self,
         row: CheckoutRow,
         events: Sequence[Event],
-        steps: Sequence[StepRecord] = (),
         *,
         worker: str,
         lease_seconds: float,
@@ -593,7 +571,6 @@ class Repository:
             "terminal": terminal,
             "worker": worker,
             "events": _events_payload(row, events),
-            "steps": [{name: getattr(s, name) for name in _STEP_FIELDS} for s in steps],
         }
         write["event_seq"] = row.event_seq
         return self._commit_write(
@@ -669,14 +646,11 @@ class Repository:
 
     async def _write_many(self, writes: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
         """Several checkouts' step writes in one statement; results in the order given."""
-        rows = [
-            {k: v for k, v in w.items() if k not in ("events", "steps", "worker")} for w in writes
-        ]
+        rows = [{k: v for k, v in w.items() if k not in ("events", "worker")} for w in writes]
         for row in rows:
             row["change"] = _change(row)
-        events = _children(writes, "events", worker=True)
-        steps = _children(writes, "steps", worker=False)
-        params = {"rows": _dumps(rows), "events": _dumps(events), "steps": _dumps(steps)}
+        events = _children(writes)
+        params = {"rows": _dumps(rows), "events": _dumps(events)}
         written = {r["id"]: r for r in await self._rows(_WRITE_MANY_SQL, params)}
         return [written.get(write["id"]) for write in writes]
 
