@@ -41,7 +41,7 @@ from bench.common import (
     table,
 )
 from orchestrator import states
-from orchestrator.store import database, repository
+from orchestrator.store import checkout_sql, database, repository
 from orchestrator.store.records import ROW_COLUMNS
 
 log = logging.getLogger("bench.queries")
@@ -290,7 +290,7 @@ def sql_timings(dbname: str, n: int, samples: int) -> tuple[dict[str, list[float
             timings[name] = time_sql(conn, sql, params, count)
             plans[name] = explain(conn, sql, params(0))
         claim_params = {"worker": "bench-claimer", "limit": 50, "lease_s": 30.0}
-        claim_sql = repository._CLAIM_DUE_SQL
+        claim_sql = checkout_sql.CLAIM_DUE_SQL
         # Interleaved with the claim as it was before migration 0004's change (it rewrote the
         # indexed next_attempt_at, so no claimed row could be a HOT update): same run, same rows.
         variants = {
@@ -357,7 +357,7 @@ def proposals(
     for name, sql in alternatives.items():
         timings[name] = time_sql(conn, sql, lambda i: {}, count)
         plans[name] = explain(conn, sql, {})
-    claim_sql = repository._CLAIM_DUE_SQL
+    claim_sql = checkout_sql.CLAIM_DUE_SQL
     claim_params = {"worker": "bench-claimer", "limit": 50, "lease_s": 30.0}
     name = "proposal: claim_due with an ordered index scan (enable_bitmapscan=off)"
     out: list[float] = []

@@ -7,8 +7,9 @@ PostgreSQL (CPU of every postgres process, exited backends included), per write,
 
   floor     a bare one-row `UPDATE checkouts SET next_attempt_at = ...` in autocommit: the least
             any durable step write can cost on this machine (round trip + WAL flush)
-  alone     `Repository.write` as the runner calls it (one statement: the row, 3 events,
-            a checkpoint), what every write costs when nothing else is writing
+  alone     `Repository.write` as the runner calls it (one statement: the row and 3 events,
+            the step's cart summary in its transition), what every write costs when nothing
+            else is writing
   grouped   `Repository._write_many` with 8 and with 32 writes per statement: what writes cost
             when the group committer finds them queued up (concurrency)
 
@@ -36,7 +37,7 @@ from bench.common import (
     table,
 )
 from orchestrator.store import database
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 
 WORKER = "bench-writes"
@@ -55,7 +56,16 @@ def _events() -> list[Event]:
             request_body={"skus": [{"sku_id": 1, "quantity": 1}]},
             response_body={"cart_id": 123, "status": "IN_PROGRESS", "total": 1000},
         ),
-        Event("transition", from_state="new", to_state="created", step="create_cart", attempt=1),
+        Event(
+            "transition",
+            from_state="new",
+            to_state="created",
+            step="create_cart",
+            attempt=1,
+            detail={
+                "cart": {"cart_id": 123, "status": "IN_PROGRESS", "priced": False, "total": 1000}
+            },
+        ),
         Event("step_started", step="apply_customer", attempt=1),
     ]
 
@@ -110,7 +120,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await repo.write(
                 row,
                 _events(),
-                [StepRecord(1, "create_cart", 1, "done", None, {"id": 1})],
                 worker=WORKER,
                 lease_seconds=30,
                 keep_lease=True,
@@ -147,9 +156,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 rows = await _rows(repo, n)
                 # Each run starts from a vacuumed table: dead versions left by the previous
                 # contender (and autovacuum firing mid-run) would otherwise be charged to it.
-                await floor_conn.execute(
-                    "VACUUM ANALYZE checkouts, checkout_events, checkout_steps"
-                )
+                await floor_conn.execute("VACUUM ANALYZE checkouts, checkout_events")
                 figures = await _measure(lambda run=run, rows=rows: run(rows), n)
                 results.setdefault(label, []).append(figures)
                 print(

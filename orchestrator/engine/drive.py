@@ -237,7 +237,7 @@ class Drive:
         flight, so a crash reads it again too), then wait before the next read. The lease is
         kept: the lease keeper renews it meanwhile."""
         absorb_cart(self.row, pending.cart)
-        await self.recorder.write(self.row, events, [], keep_lease=True)
+        await self.recorder.write(self.row, events, keep_lease=True)
         await asyncio.sleep(self.reads.next_gap())
         self.reconcile = True
 
@@ -260,7 +260,7 @@ class Drive:
             retry = retries.retry_later(row, step, exc, error, calls, policy, probing=probing)
             if retry.throttle is not None:
                 self.result.throttle_seconds = retry.throttle
-        await self.recorder.release(row, retry.events, due_in=retry.delay, steps=[retry.record])
+        await self.recorder.release(row, retry.events, due_in=retry.delay)
 
     def _send_gate(self) -> contextlib.AbstractContextManager[None]:
         """Around the call of a step that must not be repeated blindly: its request leaves only

@@ -1,9 +1,10 @@
-"""What a drive records of a step besides its state: audit events, step results, error summaries.
+"""What a drive records of a step besides its state: audit events, cart summaries, error words.
 
 The audit log is the account of every checkout (which Violet calls were made, what a reconcile
 found, which error ended a step), so its shapes are built here, in one place, apart from the
 step protocol that decides when to write them. The row's copy of Violet's cart lives here too:
-it is what the row keeps of an answer, as a step record's result is what the audit keeps of it.
+it is what the row keeps of an answer, as the cart summary in a step's transition event is what
+the audit keeps of it.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ def call_events(calls: list[CallRecord], row: CheckoutRow) -> list[Event]:
     ]
 
 
-def error_event(
-    error: dict[str, Any],
-    step: str | None,
-    *,
-    attempt: int | None = None,
-    status: int | None = None,
-) -> Event:
-    """The audit event of an error summary (steps.error_summary)."""
+#: The keys of an error summary that have columns of their own in its audit event.
+_ERROR_COLUMNS = frozenset({"class", "type", "message", "status", "step"})
+
+
+def error_event(error: dict[str, Any], step: str | None, *, attempt: int | None = None) -> Event:
+    """The audit event of an error summary (decisions.error_summary), all of it: its words and
+    status in their columns, the rest (a decline's Violet type and code, the failed probes in a
+    row) in `detail`. The trail is the only place an earlier attempt's error stays."""
+    extra = {k: v for k, v in error.items() if k not in _ERROR_COLUMNS and v is not None}
     return Event(
         "error",
         step=step,
@@ -49,7 +51,8 @@ def error_event(
         error_class=error.get("class"),
         error_type=error.get("type"),
         error_message=error.get("message"),
-        http_status=status,
+        http_status=error.get("status"),
+        detail=extra or None,
     )
 
 
@@ -70,7 +73,8 @@ def decision_detail(decision: Decision) -> dict[str, Any]:
 
 
 def cart_summary(cart: Cart | None) -> dict[str, Any] | None:
-    """A step record's result: enough of the cart to follow its totals, none of its contents."""
+    """What a step's transition event keeps of the cart it ended with: enough to follow its
+    totals, none of its contents."""
     if cart is None:
         return None
     return {"cart_id": cart.id, "status": cart.status, "priced": cart.priced, "total": cart.total}

@@ -5,9 +5,9 @@ PostgreSQL `Repository`, or the in-memory one the decision tests use).
 The promises, which the signatures alone cannot say:
 
 - `write` is fenced by `row.lease_epoch`: a row whose epoch moved on (another worker took it
-  over) is left as it is, none of the events or checkpoints are stored, `row.event_seq` is put
-  back, and `LeaseLost` is raised. A state change outside `orchestrator.states` is refused,
-  and so is any change to a finished checkout; events and checkpoints are only ever appended.
+  over) is left as it is, none of the events are stored, `row.event_seq` is put back, and
+  `LeaseLost` is raised. A state change outside `orchestrator.states` is refused, and so is
+  any change to a finished checkout; events are only ever appended.
 - `write` reads the row when it is called, not when its coroutine runs: the runner may start
   the write behind the next Violet call and go on changing its copy meanwhile. So it is a plain
   method returning a coroutine, never an `async def` (which would read the row late).
@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 
 if TYPE_CHECKING:
     from orchestrator.store.repository import Repository
@@ -38,7 +38,6 @@ class EngineStore(Protocol):
         self,
         row: CheckoutRow,
         events: Sequence[Event],
-        steps: Sequence[StepRecord] = (),
         *,
         worker: str,
         lease_seconds: float,
@@ -48,7 +47,7 @@ class EngineStore(Protocol):
         due_in: float | None = None,
         terminal: bool = False,
     ) -> Coroutine[Any, Any, None]:
-        """Write the leased row back with its events and checkpoints (fenced); await the result."""
+        """Write the leased row back with its events (fenced); await the result."""
         ...
 
     async def renew(

@@ -26,7 +26,7 @@ from orchestrator.engine.steps import Advance, Fail, Outcome, Park
 from orchestrator.engine.write_behind import WriteBehind, may_write_behind
 from orchestrator.errors import LeaseLost
 from orchestrator.states import FAIL
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.violet import CallRecord
 
 log = logging.getLogger(__name__)
@@ -73,22 +73,22 @@ class Recorder:
         if isinstance(outcome, Fail):
             await self.fail(model, row, outcome.error, events)
             return False
-        done = _close_step(model, row, step, outcome, events)
+        _close_step(model, row, step, outcome, events)
         if isinstance(outcome, Park):
             row.pending_step = None
             row.attempt = 0
             row.waiting_reason = outcome.reason
             events.append(Event("waiting", to_state=row.state, detail={"reason": outcome.reason}))
-            await self.write(row, events, [done], keep_lease=False)
+            await self.write(row, events, keep_lease=False)
             return False
         row.waiting_reason = None
         row.pending_step = states.step_after(row.state, row.needs_shipping)
         row.attempt = 0
         if row.pending_step is None:
             terminal = row.state in states.TERMINAL_STATES
-            await self.write(row, events, [done], keep_lease=False, terminal=terminal)
+            await self.write(row, events, keep_lease=False, terminal=terminal)
             return False
-        await self._start_next(row, step, events, done, behind=behind)
+        await self._start_next(row, step, events, behind=behind)
         return True
 
     async def _start_next(
@@ -96,7 +96,6 @@ class Recorder:
         row: CheckoutRow,
         done_step: str,
         events: list[Event],
-        done: StepRecord,
         *,
         behind: bool,
     ) -> None:
@@ -106,7 +105,7 @@ class Recorder:
         row.in_flight = True
         events.append(Event("step_started", step=row.pending_step, attempt=1))
         behind_of = done_step if behind and may_write_behind(row, done_step) else None
-        await self.write(row, events, [done], keep_lease=True, start_step=True, behind_of=behind_of)
+        await self.write(row, events, keep_lease=True, start_step=True, behind_of=behind_of)
 
     async def fail(
         self,
@@ -128,9 +127,8 @@ class Recorder:
             error_event(error, step, attempt=row.attempt),
             Event("transition", from_state=before, to_state=row.state, step=step),
         ]
-        record = StepRecord(row.step_no + 1, step or "-", row.attempt, "failed", None, error)
         row.step_no += 1
-        await self.write(row, events, [record], keep_lease=False, terminal=True)
+        await self.write(row, events, keep_lease=False, terminal=True)
 
     async def exhausted(
         self,
@@ -148,7 +146,7 @@ class Recorder:
         """Put the pending step in flight, keeping the lease: its call comes next."""
         row.in_flight = True
         events = [*events, Event("step_started", step=row.pending_step, attempt=row.attempt)]
-        await self.write(row, events, [], keep_lease=True, start_step=True)
+        await self.write(row, events, keep_lease=True, start_step=True)
 
     async def release(
         self,
@@ -156,16 +154,14 @@ class Recorder:
         events: list[Event],
         *,
         due_in: float,
-        steps: list[StepRecord] | None = None,
     ) -> None:
         """Write the row and give up its lease; it is due again in `due_in` seconds."""
-        await self.write(row, events, steps or [], keep_lease=False, due_in=due_in)
+        await self.write(row, events, keep_lease=False, due_in=due_in)
 
     async def write(
         self,
         row: CheckoutRow,
         events: list[Event],
-        steps: list[StepRecord],
         *,
         keep_lease: bool,
         start_step: bool = False,
@@ -179,7 +175,6 @@ class Recorder:
         write = self.repo.write(
             row,
             events,
-            steps,
             worker=self.worker,
             lease_seconds=self.lease_seconds,
             keep_lease=keep_lease,
@@ -208,11 +203,15 @@ def _close_step(
     step: str,
     outcome: Advance | Park,
     events: list[Event],
-) -> StepRecord:
-    """Fire the outcome's transition and close the step: its audit event and its record."""
+) -> None:
+    """Fire the outcome's transition and close the step with its audit event, which keeps what
+    the step's cart summed to (the row keeps only the latest)."""
     before = row.state
     row.state = machine.fire(model, outcome.trigger)
     detail = outcome.detail if isinstance(outcome, Advance) else {"reason": outcome.reason}
+    cart = cart_summary(outcome.cart)
+    if cart is not None:
+        detail = {**(detail or {}), "cart": cart}
     events.append(
         Event(
             "transition",
@@ -223,15 +222,6 @@ def _close_step(
             detail=detail,
         )
     )
-    done = StepRecord(
-        step_no=row.step_no + 1,
-        step=step,
-        attempt=row.attempt,
-        outcome="done" if isinstance(outcome, Advance) else "waiting",
-        started_at=None,  # the row's stored step start (repository.py): ours may be stale
-        result=cart_summary(outcome.cart),
-    )
     row.step_no += 1
     row.last_error = None
     row.in_flight = False
-    return done

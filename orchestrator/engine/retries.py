@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 
 from orchestrator.engine.events import call_events, error_event
 from orchestrator.engine.steps import error_summary
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.violet import (
     CallRecord,
     VioletAuthError,
@@ -54,7 +54,6 @@ class Retry:
     """A failed step's release: what it records, and in how many seconds it is due again."""
 
     events: list[Event]
-    record: StepRecord
     delay: float
     #: How long every worker holds off Violet (a 429 answered), or None.
     throttle: float | None = None
@@ -112,16 +111,13 @@ def retry_later(
         throttle = min(max(delay, retry_after or 0.0), policy.max_retry_after)
     row.last_error = error
     events += [
-        error_event(error, step, attempt=row.attempt, status=exc.status),
+        error_event(error, step, attempt=row.attempt),
         _retry_event(row, step, row.attempt, delay),
     ]
-    outcome = "unknown" if row.in_flight else "retry"
-    # No start time: the row's stored step start, as for an outcome (repository.py).
-    record = StepRecord(row.step_no + 1, step, row.attempt, outcome, None, error)
     row.step_no += 1
     if refused:
         row.attempt = max(row.attempt - 1, 0)
-    return Retry(events, record, delay, throttle)
+    return Retry(events, delay, throttle)
 
 
 def wait_for_credentials(
@@ -146,13 +142,11 @@ def wait_for_credentials(
     row.last_error = error
     events = [
         *call_events(calls, row),
-        error_event(error, step, attempt=tried, status=exc.status),
+        error_event(error, step, attempt=tried),
         _retry_event(row, step, tried, delay, attempt_counted=False),
     ]
-    outcome = "unknown" if row.in_flight else "retry"
-    record = StepRecord(row.step_no + 1, step, tried, outcome, None, error)
     row.step_no += 1
-    return Retry(events, record, delay)
+    return Retry(events, delay)
 
 
 def drop_refused_credentials(row: CheckoutRow) -> None:

@@ -120,7 +120,7 @@ class Runner:
             Event("confirmed", from_state=before, to_state=row.state, step=resume_step),
             Event("transition", from_state=before, to_state=row.state, step=CONFIRM),
         ]
-        await self.recorder.write(row, events, [], keep_lease=True)
+        await self.recorder.write(row, events, keep_lease=True)
 
     async def cancel(self, row: CheckoutRow) -> None:
         """Cancel a leased checkout, releasing its Violet cart when it was never submitted.
@@ -146,7 +146,7 @@ class Runner:
             ),
             Event("transition", from_state=before, to_state=row.state, step=CANCEL),
         ]
-        await self.recorder.write(row, events, [], keep_lease=False, terminal=True)
+        await self.recorder.write(row, events, keep_lease=False, terminal=True)
 
     async def _release_carts(self, row: CheckoutRow) -> tuple[bool, list[Event]]:
         """Delete the Violet carts a cancel releases: whether any was, and the error met."""

@@ -1,4 +1,4 @@
-"""The SQL of bag actions (a bag's cancel or refund after submit): lease, intent, record, reads.
+"""The SQL that writes bag actions (a bag's cancel or refund after submit): lease, intent, record.
 
 Each function is one transaction on the orchestrator's SQLAlchemy engine. The lease taken here
 is the checkout's own lease (the one the checkout path, the webhook applier and the read-backs
@@ -7,7 +7,8 @@ audit sequence and `updated_at` change. Every write after the claim is fenced by
 and owner, so a worker that lost its lease (paused past it) can never record over the one that
 took over. An action's row moves `requested -> sent -> succeeded | failed` (or `requested ->
 failed`); the database enforces the moves, freezes settled rows and refuses a second open action
-for a bag (migration 0009), whoever writes.
+for a bag (migration 0009), whoever writes. The records are store/action_records.py's and the
+reads store/action_reads.py's, all importable from here too.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from psycopg.errors import LockNotAvailable, UniqueViolation
@@ -25,99 +25,44 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, IllegalTransition, LeaseLost
 from orchestrator.store import changes
+from orchestrator.store.action_reads import actions_of, bag_news, db_now, unsettled
+from orchestrator.store.action_records import (
+    ACTION_COLUMNS,
+    FAILED,
+    OPEN_STATES,
+    REQUESTED,
+    SENT,
+    SUCCEEDED,
+    BagAction,
+    BagNews,
+    Lease,
+    Unsettled,
+    iso,
+)
 from orchestrator.store.records import Event
 
-REQUESTED: Final = "requested"
-SENT: Final = "sent"
-SUCCEEDED: Final = "succeeded"
-FAILED: Final = "failed"
-OPEN_STATES: Final = frozenset({REQUESTED, SENT})
-
-_ACTION_COLUMNS: Final = (
-    "id, checkout_id, bag_id, kind, state, amount, skus, reason, actor, requested_at, sent_at,"
-    " send_by, settled_at, answer, error"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class BagAction:
-    """A cancel or refund of one bag, as a caller sees it.
-
-    `state`: `requested` (written, not known to have left), `sent` (it left; Violet answered
-    202 or did not answer, and says whether it worked only later), `succeeded` (the bag was
-    seen canceled or refunded), `failed` (`error` says why; nothing more will be sent).
-    """
-
-    id: uuid.UUID
-    checkout_id: uuid.UUID
-    bag_id: int
-    kind: str
-    state: str
-    amount: int | None
-    skus: list[dict[str, Any]] | None
-    reason: str | None
-    actor: str
-    requested_at: datetime
-    sent_at: datetime | None
-    send_by: datetime | None
-    settled_at: datetime | None
-    answer: dict[str, Any] | None
-    error: dict[str, Any] | None
-
-    @classmethod
-    def from_mapping(cls, row: Any) -> BagAction:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_STATES
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "checkout_id": str(self.checkout_id),
-            "bag_id": self.bag_id,
-            "kind": self.kind,
-            "state": self.state,
-            "amount": self.amount,
-            "skus": self.skus,
-            "reason": self.reason,
-            "actor": self.actor,
-            "requested_at": iso(self.requested_at),
-            "sent_at": iso(self.sent_at),
-            "send_by": iso(self.send_by),
-            "settled_at": iso(self.settled_at),
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A checkout's lease as this worker holds it: the fencing token and its local expiry."""
-
-    checkout_id: uuid.UUID
-    app_order_id: str
-    worker: str
-    epoch: int
-    #: Until then the lease is surely ours, on `orchestrator.clock.local_clock`.
-    local_until: float
-    #: The previous owner whose expired lease was taken over (None: it was free).
-    taken_over_from: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class BagNews:
-    """What `checkout_bags` holds of a bag (webhooks and read-backs keep it)."""
-
-    status: str
-    refunded_amount: int
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a Z, like every JSON document the orchestrator prints."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+__all__ = [
+    "FAILED",
+    "OPEN_STATES",
+    "REQUESTED",
+    "SENT",
+    "SUCCEEDED",
+    "BagAction",
+    "BagNews",
+    "Intent",
+    "Lease",
+    "Move",
+    "Unsettled",
+    "actions_of",
+    "bag_news",
+    "claim",
+    "db_now",
+    "iso",
+    "record",
+    "release",
+    "unsettled",
+    "write_intent",
+]
 
 
 def _json(value: Any) -> str | None:
@@ -267,7 +212,7 @@ INSERT INTO bag_actions (
     %(id)s, %(checkout_id)s, %(bag_id)s, %(kind)s, %(amount)s, %(skus)s::jsonb, %(reason)s,
     %(actor)s, now() + %(send_s)s * interval '1 second', %(answer)s::jsonb
 )
-RETURNING {_ACTION_COLUMNS}
+RETURNING {ACTION_COLUMNS}
 """
 
 
@@ -331,7 +276,7 @@ UPDATE bag_actions SET
     answer = COALESCE(answer, '{{}}'::jsonb) || COALESCE(%(answer)s::jsonb, '{{}}'::jsonb),
     error = COALESCE(%(error)s::jsonb, error)
 WHERE id = %(id)s AND state = %(from_state)s
-RETURNING {_ACTION_COLUMNS}
+RETURNING {ACTION_COLUMNS}
 """
 
 
@@ -391,78 +336,3 @@ async def record(
                 ),
             )
     return current
-
-
-# -- reads --------------------------------------------------------------------------------------
-
-
-async def actions_of(engine: AsyncEngine, checkout_id: uuid.UUID) -> list[BagAction]:
-    """A checkout's actions, oldest first."""
-    sql = (
-        f"SELECT {_ACTION_COLUMNS} FROM bag_actions WHERE checkout_id = %(id)s "
-        "ORDER BY requested_at, id"
-    )
-    async with engine.connect() as conn:
-        rows = (await conn.exec_driver_sql(sql, {"id": checkout_id})).mappings().all()
-    return [BagAction.from_mapping(r) for r in rows]
-
-
-async def bag_news(engine: AsyncEngine, checkout_id: uuid.UUID, bag_id: int) -> BagNews | None:
-    """What `checkout_bags` holds of the bag (None: no news of it yet)."""
-    sql = (
-        "SELECT status, refunded_amount FROM checkout_bags "
-        "WHERE checkout_id = %(id)s AND bag_id = %(bag_id)s"
-    )
-    async with engine.connect() as conn:
-        found = (
-            (await conn.exec_driver_sql(sql, {"id": checkout_id, "bag_id": bag_id}))
-            .mappings()
-            .first()
-        )
-    if found is None:
-        return None
-    return BagNews(status=found["status"], refunded_amount=int(found["refunded_amount"]))
-
-
-_UNSETTLED_SQL = f"""
-SELECT {", ".join("a." + c.strip() for c in _ACTION_COLUMNS.split(","))},
-       c.violet_order_id, c.app_order_id
-FROM bag_actions a JOIN checkouts c ON c.id = a.checkout_id
-WHERE a.state IN ('{REQUESTED}', '{SENT}')
-  AND (c.lease_owner IS NULL OR c.lease_expires_at < now())
-  AND CASE a.state
-      WHEN '{SENT}' THEN COALESCE(a.sent_at, a.requested_at)
-      ELSE COALESCE(a.send_by, a.requested_at) END
-      < now() - %(settle_s)s * interval '1 second'
-ORDER BY a.requested_at
-LIMIT %(limit)s
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Unsettled:
-    """An open action left without its outcome, with what a read of Violet needs."""
-
-    action: BagAction
-    violet_order_id: int | None
-    app_order_id: str
-
-
-async def unsettled(engine: AsyncEngine, *, settle_seconds: float, limit: int) -> list[Unsettled]:
-    """Open actions nobody is working on (the checkout's lease is free or expired) whose request,
-    if it left at all, left over `settle_seconds` ago: `sent` ones by `sent_at`, `requested` ones
-    (their process stopped before it recorded an answer) by `send_by`, the last instant their
-    request could leave."""
-    params = {"settle_s": settle_seconds, "limit": limit}
-    async with engine.connect() as conn:
-        rows = (await conn.exec_driver_sql(_UNSETTLED_SQL, params)).mappings().all()
-    return [
-        Unsettled(BagAction.from_mapping(r), r["violet_order_id"], r["app_order_id"]) for r in rows
-    ]
-
-
-async def db_now(engine: AsyncEngine) -> datetime:
-    """The database's clock (every bound here is on it)."""
-    async with engine.connect() as conn:
-        value: datetime = (await conn.exec_driver_sql("SELECT now()")).scalar_one()
-    return value

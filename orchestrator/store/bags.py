@@ -9,13 +9,13 @@ records Violet's order status, appends the audit events and the host's changes, 
 sent cancel or refund that the news proves done. A kill at any point rolls all of it back.
 
 The news is read from Violet's Order as JSON (a webhook's body, a read-back's answer), so every
-source goes through the same reading (store/bag_news.py).
+source goes through the same reading (store/bag_news.py). The reads of what is recorded and the
+after-life pool are store/bag_reads.py's, importable from here too.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -28,8 +28,15 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from orchestrator import bag_states, states
-from orchestrator.store import changes, database
+from orchestrator.store import changes
 from orchestrator.store.bag_news import BagNews, OrderNews, is_newer, news_from_order
+from orchestrator.store.bag_reads import (
+    bag_rows,
+    checkout_of_order,
+    pool,
+    stale_orders,
+    statuses,
+)
 
 #: The source of news read from Violet rather than pushed by a webhook.
 READ_BACK: Final = "read_back"
@@ -48,9 +55,6 @@ _SETTLES: Final[dict[str, str]] = {
 }
 # The lease is held only inside this transaction; the expiry is a bound should it outlive it.
 _LEASE_SECONDS: Final = 30.0
-# After-life statements wait briefly for locks (a checkout's row itself is taken with NOWAIT).
-_LOCK_TIMEOUT_S: Final = 2.0
-_STATEMENT_TIMEOUT_S: Final = 30.0
 
 
 @dataclass(slots=True)
@@ -246,22 +250,7 @@ async def _write_bags(
         current = held.get(bag.bag_id)
         if current is not None and not is_newer(current, bag):
             continue
-        await conn.execute(
-            _UPSERT_BAG_SQL,
-            {
-                "checkout_id": row["id"],
-                "bag_id": bag.bag_id,
-                "merchant_id": bag.merchant_id,
-                "status": bag.status,
-                "status_at": bag.at,
-                "financial_status": bag.financial_status,
-                "fulfillment_status": bag.fulfillment_status,
-                "currency": bag.currency,
-                "refunded_amount": bag.refunded_amount,
-                "canceled_amount": bag.canceled_amount,
-                "last_event_id": source,
-            },
-        )
+        await conn.execute(_UPSERT_BAG_SQL, _bag_params(row["id"], bag, source))
         before = None if current is None else current["status"]
         if before != bag.status:
             await changes.append(
@@ -277,24 +266,45 @@ async def _write_bags(
                     "at": news.at.isoformat(),
                 },
             )
-        result.moved.append(
-            {
-                "bag_id": bag.bag_id,
-                "from": before,
-                "to": bag.status,
-                "fulfillment_status": bag.fulfillment_status,
-                "refunded_amount": bag.refunded_amount,
-                "canceled_amount": bag.canceled_amount,
-                "grew": current is not None
-                and (
-                    bag.refunded_amount > current["refunded_amount"]
-                    or bag.canceled_amount > current["canceled_amount"]
-                ),
-            }
-        )
+        result.moved.append(_move(bag, current))
     if newest is not None and news.at < newest:
         return None
     return [bag.bag_id for bag in news.bags]
+
+
+def _bag_params(checkout_id: UUID, bag: BagNews, source: str) -> dict[str, Any]:
+    """The upsert of one bag's row from its news (`source`: the event id, or READ_BACK)."""
+    return {
+        "checkout_id": checkout_id,
+        "bag_id": bag.bag_id,
+        "merchant_id": bag.merchant_id,
+        "status": bag.status,
+        "status_at": bag.at,
+        "financial_status": bag.financial_status,
+        "fulfillment_status": bag.fulfillment_status,
+        "currency": bag.currency,
+        "refunded_amount": bag.refunded_amount,
+        "canceled_amount": bag.canceled_amount,
+        "last_event_id": source,
+    }
+
+
+def _move(bag: BagNews, current: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One bag's move as `Recorded.moved` lists it; `grew`: its refunded or canceled amount
+    grew (a further partial refund settles a refund even without a status change)."""
+    return {
+        "bag_id": bag.bag_id,
+        "from": None if current is None else current["status"],
+        "to": bag.status,
+        "fulfillment_status": bag.fulfillment_status,
+        "refunded_amount": bag.refunded_amount,
+        "canceled_amount": bag.canceled_amount,
+        "grew": current is not None
+        and (
+            bag.refunded_amount > current["refunded_amount"]
+            or bag.canceled_amount > current["canceled_amount"]
+        ),
+    }
 
 
 async def _settle_actions(
@@ -358,82 +368,6 @@ async def _audit(
     elif changed:
         detail["via"] = via
         await trail.add(BAG_READ_BACK, detail)
-
-
-async def bag_rows(conn: AsyncConnection[Any], checkout_id: UUID) -> list[dict[str, Any]]:
-    """A checkout's bag rows, by bag id (what tests and read-backs look at)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT * FROM checkout_bags WHERE checkout_id = %(id)s ORDER BY bag_id",
-            {"id": checkout_id},
-        )
-        return await cur.fetchall()
-
-
-def statuses(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
-    """`{bag_id: status}` of bag rows."""
-    return {row["bag_id"]: row["status"] for row in rows}
-
-
-async def checkout_of_order(conn: AsyncConnection[Any], violet_order_id: int) -> UUID | None:
-    """Our checkout of a Violet order, if it is ours."""
-    cursor = await conn.execute(
-        "SELECT id FROM checkouts WHERE violet_order_id = %(order_id)s",
-        {"order_id": violet_order_id},
-    )
-    found = await cursor.fetchone()
-    return None if found is None else UUID(str(found[0]))
-
-
-_STALE_SQL: Final = f"""
-SELECT c.id, c.violet_order_id, c.app_order_id, coalesce(b.heard, c.finished_at) AS last_news
-FROM checkouts c
-LEFT JOIN LATERAL (
-    SELECT max(updated_at) AS heard, count(*) AS known,
-           bool_and(status IN {bag_states.sql_list(bag_states.FINAL_STATUSES)}) AS all_final
-    FROM checkout_bags WHERE checkout_id = c.id
-) b ON true
-WHERE c.state = '{states.SUBMITTED}' AND c.violet_order_id IS NOT NULL
-  AND NOT (b.known > 0 AND b.known >= jsonb_array_length(c.bags) AND b.all_final)
-  AND coalesce(b.heard, c.finished_at) < now() - %(older_than)s * interval '1 second'
-ORDER BY last_news
-LIMIT %(limit)s
-"""
-
-
-async def stale_orders(
-    conn: AsyncConnection[Any], *, older_than: float, limit: int
-) -> list[dict[str, Any]]:
-    """Submitted checkouts with a bag not final whose last news (the newest bag row, or the
-    finish when none) is older than `older_than` seconds, stalest first: what a read-back fills."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_STALE_SQL, {"older_than": older_than, "limit": limit})
-        return await cur.fetchall()
-
-
-@contextlib.asynccontextmanager
-async def pool(
-    url: Any, *, size: int = 2, wait: bool = True, wait_seconds: float = 30.0
-) -> AsyncIterator[AsyncConnectionPool]:
-    """A small pool of its own for after-life work (autocommit; short lock and statement
-    timeouts), open for as long as the block runs. `wait` False opens it without waiting for a
-    first connection: a database down shows (PoolTimeout, after `wait_seconds`) when it is used."""
-    timeouts = database.session_options(
-        url, lock_timeout=_LOCK_TIMEOUT_S, statement_timeout=_STATEMENT_TIMEOUT_S
-    )
-    opened = AsyncConnectionPool(
-        database.libpq_conninfo(url),
-        min_size=1,
-        max_size=size,
-        timeout=wait_seconds,
-        open=False,
-        kwargs={"autocommit": True, "application_name": "orchestrator-after-submit", **timeouts},
-    )
-    await opened.open(wait=wait, timeout=wait_seconds)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def record_read(

@@ -28,7 +28,6 @@ APP_PRIVILEGES: Final[Mapping[str, tuple[str, ...]]] = {
     # And UPDATE of every column but CHECKOUT_COLUMNS_FIXED_AT_INSERT.
     "checkouts": ("SELECT", "INSERT"),
     "checkout_events": ("SELECT", "INSERT"),
-    "checkout_steps": ("SELECT", "INSERT"),
     # Read by the transition guard, which runs as the role that updates `checkouts`.
     "checkout_state_transitions": ("SELECT",),
     # INSERT ... ON CONFLICT DO UPDATE reads the row it updates.

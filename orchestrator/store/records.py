@@ -137,20 +137,3 @@ class Event:
     error_type: str | None = None
     error_message: str | None = None
     detail: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class StepRecord:
-    """The checkpoint of one finished step attempt, stored under (checkout, step number).
-
-    `started_at` None means "when the step in flight started, as the row stores it": the writer
-    reads it from the row in the same statement, because the runner's copy may lag behind a
-    write still running behind a call.
-    """
-
-    step_no: int
-    step: str
-    attempt: int
-    outcome: str
-    started_at: datetime | None
-    result: dict[str, Any] | None = None

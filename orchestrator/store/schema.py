@@ -48,14 +48,6 @@ metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
 #: `orchestrator.states` declares it and a test compares it with the migrated database).
 CHECKOUT_STATES: Final[tuple[str, ...]] = states.STATES
 PAYMENT_KINDS: Final[tuple[str, ...]] = ("card", "token", "intent")
-STEP_OUTCOMES: Final[tuple[str, ...]] = (
-    "done",
-    "failed",
-    "unknown",
-    "reconciled",
-    "waiting",
-    "retry",
-)
 
 #: SQLSTATEs raised by the database's own guards (class 23, so psycopg raises IntegrityError).
 SQLSTATE_ILLEGAL_TRANSITION: Final = "23T01"
@@ -176,21 +168,6 @@ checkout_events: Final = Table(
 # Time-range audit queries (`audit --since`, `stats`): events are appended in time order, so a
 # BRIN index is tiny and costs almost nothing on the hottest insert path.
 Index("ix_checkout_events_at", checkout_events.c.at, postgresql_using="brin")
-
-checkout_steps: Final = Table(
-    "checkout_steps",
-    metadata,
-    Column("checkout_id", UUID(as_uuid=True), nullable=False),  # no foreign key: see events
-    Column("step_no", Integer, nullable=False),
-    Column("step", Text, nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("outcome", Text, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
-    Column("result", JSONB, nullable=True),
-    PrimaryKeyConstraint("checkout_id", "step_no"),
-    CheckConstraint(_in("outcome", STEP_OUTCOMES), name="outcome"),
-)
 
 checkout_state_transitions: Final = Table(
     "checkout_state_transitions",

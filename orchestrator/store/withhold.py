@@ -4,7 +4,7 @@ The runner's writes carry redacted summaries; if one still holds something the t
 (SQLSTATE 23T03), losing the write would lose the outcome it records (a submitted order recorded
 as in flight, then as failed). So the write is made again with every guarded value reduced to
 what cannot be a secret (keys, numbers, booleans and word-like codes such as states and error
-types), the rest replaced by a marker naming the finding. State, ids, totals and step outcomes
+types), the rest replaced by a marker naming the finding. State, ids, totals and event kinds
 are columns the tripwire does not guard, and are written unchanged.
 """
 
@@ -95,8 +95,8 @@ def withhold_json(value: Any, mark: str) -> Any:
 
 def withhold_write(write: dict[str, Any], finding: str | None) -> dict[str, Any]:
     """A copy of a step write (repository.py's dict) with its guarded values withheld: the
-    row's `bags` and `last_error`, each event's bodies, detail and error message, each step's
-    result. Everything else (state, ids, totals, seqs) is the same."""
+    row's `bags` and `last_error`, each event's bodies, detail and error message. Everything
+    else (state, ids, totals, seqs) is the same."""
     mark = marker(finding)
     out = dict(write)
     out["bags"] = withhold_json(write["bags"], mark)
@@ -114,8 +114,4 @@ def withhold_write(write: dict[str, Any], finding: str | None) -> dict[str, Any]
             copy["error_message"] = mark
         events.append(copy)
     out["events"] = events
-    out["steps"] = [
-        {**step, "result": None if step["result"] is None else withhold_json(step["result"], mark)}
-        for step in write["steps"]
-    ]
     return out

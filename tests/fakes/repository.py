@@ -8,7 +8,7 @@ do (store/repository.py, migrations 0001 and 0005):
   and raises `LeaseLost`, as `Repository._commit_write` does when its UPDATE matches no row;
 - a state change outside `orchestrator.states`' graph is refused (23T01), and so is any write to
   a finished checkout (23T02), as the guard triggers refuse them;
-- events and step checkpoints are only appended (a step number is stored once: the primary key);
+- events are only appended (a seq is stored once: the primary key);
 - `now()` comes from an injectable clock, read once per statement, so due times are exact;
 - the row is read when `write` is called, not when its coroutine runs (a write behind a call).
 
@@ -29,7 +29,7 @@ from typing import Any
 from orchestrator import states
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, LeaseLost
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Claim
 from orchestrator.store.schema import SQLSTATE_APPEND_ONLY, SQLSTATE_ILLEGAL_TRANSITION
 
@@ -37,7 +37,6 @@ __all__ = ["FakeClock", "FakeRepository", "StoreRefused"]
 
 _LEGAL = frozenset((source, dest) for source, dest, _ in states.legal_moves())
 _EVENT_FIELDS = tuple(Event.__dataclass_fields__)
-_STEP_FIELDS = tuple(StepRecord.__dataclass_fields__)
 #: What a write copies from the caller's row into the stored one.
 _WRITTEN = (
     "state",
@@ -88,13 +87,12 @@ def _after(now: datetime, seconds: float | None) -> datetime | None:
 
 
 class FakeRepository:
-    """Checkouts, their events and their step checkpoints, in dictionaries."""
+    """Checkouts and their events, in dictionaries."""
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock: Callable[[], datetime] = clock or FakeClock()
         self._rows: dict[uuid.UUID, CheckoutRow] = {}
         self._events: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        self._steps: dict[uuid.UUID, list[dict[str, Any]]] = {}
         #: Step writes that reached the store (refused ones included), per checkout.
         self.writes: dict[uuid.UUID, int] = {}
 
@@ -104,7 +102,6 @@ class FakeRepository:
         self,
         row: CheckoutRow,
         events: Sequence[Event],
-        steps: Sequence[StepRecord] = (),
         *,
         worker: str,
         lease_seconds: float,
@@ -123,12 +120,10 @@ class FakeRepository:
             fields = {name: copy.deepcopy(getattr(event, name)) for name in _EVENT_FIELDS}
             payload.append({**fields, "seq": row.event_seq, "worker": worker})
         written["event_seq"] = row.event_seq
-        checkpoints = [{name: getattr(s, name) for name in _STEP_FIELDS} for s in steps]
         return self._commit(
             row,
             written,
             payload,
-            checkpoints,
             epoch=row.lease_epoch,
             seq_before=seq_before,
             owner=worker if keep_lease else None,
@@ -144,7 +139,6 @@ class FakeRepository:
         row: CheckoutRow,
         written: dict[str, Any],
         events: list[dict[str, Any]],
-        checkpoints: list[dict[str, Any]],
         *,
         epoch: int,
         seq_before: int,
@@ -161,13 +155,11 @@ class FakeRepository:
         try:
             stored = self._fenced(row.id, epoch)
             self._check_move(stored, written["state"])
-            self._check_steps(row.id, checkpoints)
             self._check_events(row.id, events)
         except BaseException:
             row.event_seq = seq_before
             raise
         now = self.clock()
-        previous_start = stored.step_started_at
         for name, value in written.items():
             setattr(stored, name, value)
         stored.version += 1
@@ -182,9 +174,6 @@ class FakeRepository:
         stored.updated_at = now
         stored.finished_at = now if terminal else None
         self._append_events(row.id, events, now)
-        for checkpoint in checkpoints:
-            started = checkpoint["started_at"] or previous_start
-            self._steps[row.id].append({**checkpoint, "started_at": started, "finished_at": now})
         for name in (
             "version",
             "next_attempt_at",
@@ -219,14 +208,6 @@ class FakeRepository:
             raise StoreRefused(
                 SQLSTATE_ILLEGAL_TRANSITION,
                 f"illegal checkout transition {stored.state} -> {state}",
-            )
-
-    def _check_steps(self, checkout_id: uuid.UUID, checkpoints: list[dict[str, Any]]) -> None:
-        taken = {s["step_no"] for s in self._steps[checkout_id]}
-        numbers = [c["step_no"] for c in checkpoints]
-        if taken.intersection(numbers) or len(set(numbers)) != len(numbers):
-            raise StoreRefused(
-                _UNIQUE_VIOLATION, f"checkout {checkout_id}: step number {numbers} stored twice"
             )
 
     def _check_events(self, checkout_id: uuid.UUID, events: list[dict[str, Any]]) -> None:
@@ -287,7 +268,6 @@ class FakeRepository:
         stored.created_at = stored.updated_at = now
         self._rows[row.id] = stored
         self._events[row.id] = []
-        self._steps[row.id] = []
         payload = []
         for event in events:
             stored.event_seq += 1
@@ -356,11 +336,6 @@ class FakeRepository:
     async def events(self, checkout_id: uuid.UUID) -> list[dict[str, Any]]:
         """One checkout's audit trail, in order (copies: the trail itself is never handed out)."""
         return sorted(copy.deepcopy(self._events.get(checkout_id, [])), key=lambda e: e["seq"])
-
-    async def steps(self, checkout_id: uuid.UUID) -> list[dict[str, Any]]:
-        """One checkout's step checkpoints, by step number."""
-        found = copy.deepcopy(self._steps.get(checkout_id, []))
-        return sorted(found, key=lambda s: s["step_no"])
 
     def _read(self, stored: CheckoutRow) -> CheckoutRow:
         """A copy of the stored row, as a SELECT returns it with the database's time."""

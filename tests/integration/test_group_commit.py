@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.api import Orchestrator
 from orchestrator.errors import LeaseLost
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from tests.fixtures.db import libpq_url
 from tests.fixtures.orchestrator import TOKEN, checkout_request
@@ -70,7 +70,6 @@ async def advance(
             Event("transition", from_state="new", to_state="created", detail=detail),
             Event("step_started", step="apply_customer", attempt=1),
         ],
-        [StepRecord(row.step_no + 1, "create_cart", 1, "done", None, {"cart_id": 1})],
         worker=WORKER,
         lease_seconds=30,
         keep_lease=True,
@@ -91,7 +90,7 @@ async def write_grouped(
     return await asyncio.gather(first, *rest, return_exceptions=True)
 
 
-async def db_state(database_url: str, checkout_id: uuid.UUID) -> tuple[str, int, list[int], int]:
+async def db_state(database_url: str, checkout_id: uuid.UUID) -> tuple[str, int, list[int]]:
     async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as conn:
         cur = await conn.execute(
             "SELECT state, event_seq FROM checkouts WHERE id = %s", (checkout_id,)
@@ -101,11 +100,7 @@ async def db_state(database_url: str, checkout_id: uuid.UUID) -> tuple[str, int,
             "SELECT seq FROM checkout_events WHERE checkout_id = %s ORDER BY seq", (checkout_id,)
         )
         seqs = [r[0] for r in await cur.fetchall()]
-        cur = await conn.execute(
-            "SELECT count(*) FROM checkout_steps WHERE checkout_id = %s", (checkout_id,)
-        )
-        (steps,) = await cur.fetchone()  # type: ignore[misc]
-    return state, event_seq, seqs, steps
+    return state, event_seq, seqs
 
 
 async def test_grouped_writes_store_what_lone_writes_store(
@@ -117,7 +112,7 @@ async def test_grouped_writes_store_what_lone_writes_store(
     group = repo.group_commit
     assert group is not None and (group.statements, group.writes) == (2, 5)  # 1 alone + 4 grouped
     for row in rows:
-        assert await db_state(database_url, row.id) == ("created", 4, [1, 2, 3, 4], 1)
+        assert await db_state(database_url, row.id) == ("created", 4, [1, 2, 3, 4])
         assert row.version == 1 and row.lease_expires_at is not None and row.event_seq == 4
 
 
@@ -135,7 +130,7 @@ async def test_a_fenced_write_in_a_group_fails_alone(
     assert results[0] is None and results[1] is None and results[3] is None
     assert isinstance(results[2], LeaseLost)
     assert rows[2].event_seq == 1  # restored: nothing of this write was stored
-    assert await db_state(database_url, rows[2].id) == ("new", 1, [1], 0)
+    assert await db_state(database_url, rows[2].id) == ("new", 1, [1])
     assert (await db_state(database_url, rows[3].id))[0] == "created"
 
 
@@ -147,7 +142,7 @@ async def test_a_write_the_database_refuses_for_its_text_lands_alone_with_it_wit
     results = await write_grouped(repo, rows, [None, None, card, None])
     assert results == [None] * 4
     # Made again alone with its text withheld (store/withhold.py): the outcome is recorded.
-    assert await db_state(database_url, rows[2].id) == ("created", 4, [1, 2, 3, 4], 1)
+    assert await db_state(database_url, rows[2].id) == ("created", 4, [1, 2, 3, 4])
     async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as conn:
         cur = await conn.execute(
             "SELECT detail->>'note' FROM checkout_events WHERE checkout_id = %s AND seq = 3",
@@ -156,7 +151,7 @@ async def test_a_write_the_database_refuses_for_its_text_lands_alone_with_it_wit
         (note,) = await cur.fetchone()  # type: ignore[misc]
     assert note.startswith("[WITHHELD: checkout_events.detail held card_number: ")
     for i in (0, 1, 3):
-        assert (await db_state(database_url, rows[i].id))[:3] == ("created", 4, [1, 2, 3, 4])
+        assert await db_state(database_url, rows[i].id) == ("created", 4, [1, 2, 3, 4])
 
 
 async def test_concurrent_checkouts_share_statements_and_keep_their_trail(

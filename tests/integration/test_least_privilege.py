@@ -201,8 +201,6 @@ def test_the_application_role_cannot_disable_or_replace_a_guard(
         "INSERT INTO checkout_state_transitions VALUES ('new', 'submitted', 'skip')",
         "UPDATE checkout_state_transitions SET to_state = 'submitted' WHERE from_state = 'new'",
         "DELETE FROM checkout_state_transitions",
-        "UPDATE checkout_steps SET outcome = 'done'",
-        "DELETE FROM checkout_steps",
         "UPDATE checkout_events SET kind = 'edited'",
         "DELETE FROM checkout_events",
         "DELETE FROM checkouts",
@@ -281,7 +279,6 @@ def test_the_application_role_is_neither_owner_nor_member_of_the_owner(
 EXPECTED_PRIVILEGES = {
     "checkouts": {"SELECT", "INSERT"},
     "checkout_events": {"SELECT", "INSERT"},
-    "checkout_steps": {"SELECT", "INSERT"},
     "checkout_state_transitions": {"SELECT"},
     "violet_throttle": {"SELECT", "INSERT", "UPDATE"},
     VERSION_TABLE: {"SELECT"},

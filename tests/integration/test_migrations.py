@@ -27,11 +27,11 @@ from orchestrator.store.database import (
 from tests.fixtures.db import libpq_url
 
 REPO = Path(__file__).resolve().parents[2]
-OUR_TABLES = {"checkouts", "checkout_events", "checkout_steps", "checkout_state_transitions"}
+OUR_TABLES = {"checkouts", "checkout_events", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle", "webhook_inbox", "checkout_bags", "checkout_bag_transitions"}
 OUR_TABLES |= {"bag_actions", "checkout_changes"}
 
-HEAD = "0009"  # the newest revision: bump with every migration
+HEAD = "0010"  # the newest revision: bump with every migration
 
 
 def _tables(url: str) -> set[str]:
@@ -66,6 +66,44 @@ def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     migrate(empty_database_url)
     assert current_revision(empty_database_url) == HEAD
     assert schema_drift(empty_database_url) == []
+
+
+def _checkout_steps(url: str) -> list[tuple[object, ...]]:
+    """What the catalog says of `checkout_steps`: columns, constraints, triggers, tripwire."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        return [
+            *conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod), attnotnull, "
+                "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+                "LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum) "
+                "WHERE attrelid = 'checkout_steps'::regclass AND attnum > 0 ORDER BY attnum"
+            ),
+            *conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'checkout_steps'::regclass ORDER BY conname"
+            ),
+            *conn.execute(
+                "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                "WHERE tgrelid = 'checkout_steps'::regclass ORDER BY tgname"
+            ),
+            *conn.execute(
+                "SELECT pg_get_functiondef('orchestrator_tripwire_checkout_steps'::regproc)"
+            ),
+        ]
+
+
+def test_dropped_step_checkpoints_come_back_as_they_were(empty_database_url: str) -> None:
+    """Revision 0010 drops `checkout_steps`; its downgrade recreates what 0009 had, empty."""
+    migrate(empty_database_url, "0009")
+    before = _checkout_steps(empty_database_url)
+    assert len(before) == 8 + 2 + 2 + 1  # 8 columns, key and check, guard and tripwire, function
+
+    migrate(empty_database_url, "0010")
+    assert "checkout_steps" not in _tables(empty_database_url)
+    assert "orchestrator_tripwire_checkout_steps" not in _functions(empty_database_url)
+
+    downgrade(empty_database_url, "0009")
+    assert _checkout_steps(empty_database_url) == before
 
 
 def test_upgrade_is_idempotent(database_url: str) -> None:
@@ -204,7 +242,6 @@ def test_offline_sql_has_the_guards() -> None:
     for needle in (
         "CREATE TABLE checkouts",
         "CREATE TRIGGER checkout_events_append_only",
-        "CREATE TRIGGER checkout_steps_append_only",
         "CREATE TRIGGER checkout_state_transitions_fixed",
         "CREATE TRIGGER checkouts_keep_finished",
         "INSERT INTO checkout_state_transitions",

@@ -146,13 +146,13 @@ async def test_a_refused_write_behind_stops_the_drive_before_the_next_write_or_c
     assert await _calls(sandbox_control, "submit") == 0
 
 
-async def test_a_step_checkpoint_keeps_its_own_start_when_its_intent_was_written_behind(
+async def test_the_trail_starts_each_step_before_it_ends_when_its_intent_was_written_behind(
     database_url: str,
     sandbox_transport: httpx.AsyncBaseTransport,
     sandbox_control: SandboxControl,
 ) -> None:
-    """The payment's intent lands only after its call (a lock holds it); its checkpoint still
-    says when the payment started, not when shipping did."""
+    """The payment's intent lands only after its call (a lock holds it); the audit trail still
+    has every step's start (`step_started`) before its end (`transition`), in seq order too."""
     done, checkout_id = await _drive_holding_the_row_after_customer(
         database_url, sandbox_transport, sandbox_control, checkout_request(payment=TOKEN)
     )
@@ -161,16 +161,18 @@ async def test_a_step_checkpoint_keeps_its_own_start_when_its_intent_was_written
         libpq_url(database_url), autocommit=True
     ) as conn:
         cur = await conn.execute(
-            "SELECT step, attempt, started_at FROM checkout_steps WHERE checkout_id = %s",
+            "SELECT kind, step, attempt, seq, at FROM checkout_events "
+            "WHERE checkout_id = %s AND kind IN ('step_started', 'transition')",
             (checkout_id,),
         )
-        checkpoints = {(step, attempt): started for step, attempt, started in await cur.fetchall()}
-        cur = await conn.execute(
-            "SELECT step, attempt, at FROM checkout_events "
-            "WHERE checkout_id = %s AND kind = 'step_started'",
-            (checkout_id,),
-        )
-        started = {(step, attempt): at for step, attempt, at in await cur.fetchall()}
-    assert len(checkpoints) == 6 and set(checkpoints) <= set(started)
-    # The intent write stamps the row's step start and its step_started event with one now().
-    assert checkpoints == {key: started[key] for key in checkpoints}
+        rows = await cur.fetchall()
+    started = {
+        (step, attempt): (seq, at)
+        for kind, step, attempt, seq, at in rows
+        if kind == "step_started"
+    }
+    ended = {
+        (step, attempt): (seq, at) for kind, step, attempt, seq, at in rows if kind == "transition"
+    }
+    assert len(ended) == 6 and set(ended) <= set(started)
+    assert all(started[key] < ended[key] for key in ended)

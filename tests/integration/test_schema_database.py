@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.store import database
+from orchestrator.store import embedded
 from orchestrator.store.database import (
     EmbeddedPostgres,
     create_engine,
@@ -70,7 +70,7 @@ async def test_embedded_server_under_the_data_dir(tmp_path: Path) -> None:
         assert resolve_database_url(Settings(data_dir=tmp_path)) == url  # one server per dir
         migrate(url)
     finally:
-        database._embedded.pop(pgdata).stop()
+        embedded._embedded.pop(pgdata).stop()
     assert not _postgres_running_in(pgdata)
 
     with EmbeddedPostgres(pgdata) as server:  # started again on the same data

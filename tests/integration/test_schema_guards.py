@@ -28,7 +28,6 @@ from orchestrator.store.schema import (
     SQLSTATE_TRIPWIRE,
     checkout_events,
     checkout_state_transitions,
-    checkout_steps,
     checkouts,
 )
 from tests.fixtures.checkout_rows import CHANGED_VALUE, PATH_TO
@@ -239,33 +238,6 @@ async def test_the_state_graph_cannot_be_changed_by_plain_sql(
     assert (await refused(engine, skip)).sqlstate == SQLSTATE_ILLEGAL_TRANSITION
 
 
-@pytest.mark.parametrize(
-    ("statement", "operation"),
-    [
-        (checkout_steps.update().values(outcome="done"), "UPDATE"),
-        (checkout_steps.delete(), "DELETE"),
-        (sa.text("TRUNCATE checkout_steps"), "TRUNCATE"),
-    ],
-)
-async def test_checkpoints_are_append_only(
-    engine: AsyncEngine, statement: sa.Executable, operation: str
-) -> None:
-    checkout_id = await add_checkout(engine)
-    async with engine.begin() as conn:
-        await conn.execute(
-            checkout_steps.insert().values(
-                checkout_id=checkout_id, step_no=1, step="submit", attempt=1, outcome="unknown"
-            )
-        )
-    mine = checkout_steps.c.checkout_id == checkout_id
-    error = await refused(engine, statement.where(mine) if operation != "TRUNCATE" else statement)
-    assert error.sqlstate == SQLSTATE_APPEND_ONLY
-    assert f"checkout_steps is append-only: {operation} refused" in str(error)
-    async with engine.connect() as conn:
-        outcomes = (await conn.execute(sa.select(checkout_steps.c.outcome).where(mine))).all()
-    assert outcomes == [("unknown",)]
-
-
 async def finished_checkout(engine: AsyncEngine, state: str) -> uuid.UUID:
     """A checkout with a Violet cart, totals and bags, moved to `state` by legal moves."""
     checkout_id = await add_checkout(
@@ -385,15 +357,6 @@ async def test_check_constraints(
     assert error.diag.constraint_name == constraint
 
 
-async def test_step_outcome_is_checked(engine: AsyncEngine) -> None:
-    checkout_id = await add_checkout(engine)
-    step = {"checkout_id": checkout_id, "step": "submit", "attempt": 1}
-    async with engine.begin() as conn:
-        await conn.execute(checkout_steps.insert().values(step_no=1, outcome="unknown", **step))
-    error = await refused(engine, checkout_steps.insert().values(step_no=2, outcome="ok", **step))
-    assert isinstance(error, psycopg.errors.CheckViolation)
-
-
 async def test_defaults(engine: AsyncEngine) -> None:
     checkout_id = await add_checkout(engine)
     async with engine.connect() as conn:
@@ -424,7 +387,6 @@ JSON_COLUMNS = [
     ("checkout_events", "request_body"),
     ("checkout_events", "response_body"),
     ("checkout_events", "detail"),
-    ("checkout_steps", "result"),
 ]
 
 
@@ -444,29 +406,17 @@ async def insert_into(engine: AsyncEngine, table: str, column: str, doc: Any) ->
         return await add_checkout(engine, **{column: value})
     checkout_id = await add_checkout(engine)
     async with engine.begin() as conn:
-        if table == "checkout_events":
-            await conn.execute(
-                checkout_events.insert().values(
-                    checkout_id=checkout_id, seq=1, kind="test", **{column: value}
-                )
+        await conn.execute(
+            checkout_events.insert().values(
+                checkout_id=checkout_id, seq=1, kind="test", **{column: value}
             )
-        else:
-            await conn.execute(
-                checkout_steps.insert().values(
-                    checkout_id=checkout_id,
-                    step_no=1,
-                    step="price",
-                    attempt=1,
-                    outcome="done",
-                    **{column: value},
-                )
-            )
+        )
     return checkout_id
 
 
 async def stored_value(engine: AsyncEngine, table: str, column: str, checkout_id: uuid.UUID) -> Any:
     """What `insert_into` stored in `column` for the checkout `checkout_id`."""
-    target = {"checkouts": checkouts, "checkout_events": checkout_events}.get(table, checkout_steps)
+    target = {"checkouts": checkouts, "checkout_events": checkout_events}[table]
     key = target.c.id if table == "checkouts" else target.c.checkout_id
     async with engine.connect() as conn:
         return (await conn.execute(sa.select(target.c[column]).where(key == checkout_id))).one()[0]

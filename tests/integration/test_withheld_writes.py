@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.api import Orchestrator
 from orchestrator.errors import InvalidRequest
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 from tests.fixtures.db import libpq_url
 from tests.fixtures.orchestrator import DIGITAL, TOKEN, checkout_request
 
@@ -28,7 +28,7 @@ async def _leased(orch: Orchestrator) -> CheckoutRow:
     return claim.row
 
 
-def _created_with_secrets(row: CheckoutRow) -> tuple[list[Event], list[StepRecord]]:
+def _created_with_secrets(row: CheckoutRow) -> list[Event]:
     """The create_cart outcome, with a secret in every column the tripwire guards (text the
     client's redaction would have caught: this is the database's last line)."""
     row.state = "created"
@@ -46,10 +46,15 @@ def _created_with_secrets(row: CheckoutRow) -> tuple[list[Event], list[StepRecor
             response_body={"errors": [{"type": "EXTERNAL", "message": "pi_1_secret_2"}]},
         ),
         Event("error", step="create_cart", error_class="permanent", error_message=f"t={JWT}"),
-        Event("transition", from_state="new", to_state="created", step="create_cart"),
+        Event(
+            "transition",
+            from_state="new",
+            to_state="created",
+            step="create_cart",
+            detail={"cart": {"cart_id": 1, "note": "4242 4242 4242 4242"}},
+        ),
     ]
-    steps = [StepRecord(1, "create_cart", 1, "done", None, {"note": "4242 4242 4242 4242"})]
-    return events, steps
+    return events
 
 
 async def _stored(database_url: str, checkout_id: uuid.UUID) -> dict[str, Any]:
@@ -59,7 +64,6 @@ async def _stored(database_url: str, checkout_id: uuid.UUID) -> dict[str, Any]:
                 "SELECT row_to_json(c)::text, "
                 "(SELECT json_agg(e ORDER BY seq)::text FROM checkout_events e "
                 " WHERE e.checkout_id = c.id), "
-                "(SELECT json_agg(s)::text FROM checkout_steps s WHERE s.checkout_id = c.id), "
                 "c.state, c.violet_order_id, c.total "
                 "FROM checkouts c WHERE id = %s",
                 (checkout_id,),
@@ -67,10 +71,10 @@ async def _stored(database_url: str, checkout_id: uuid.UUID) -> dict[str, Any]:
         ).fetchone()
     assert row is not None
     return {
-        "text": " ".join(str(part) for part in row[:3]),
-        "state": row[3],
-        "order": row[4],
-        "total": row[5],
+        "text": " ".join(str(part) for part in row[:2]),
+        "state": row[2],
+        "order": row[3],
+        "total": row[4],
     }
 
 
@@ -78,9 +82,9 @@ async def test_a_refused_write_is_recorded_with_its_text_withheld(
     orch: Orchestrator, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     row = await _leased(orch)
-    events, steps = _created_with_secrets(row)
+    events = _created_with_secrets(row)
     with caplog.at_level(logging.WARNING, logger="orchestrator.store"):
-        await orch.repo.write(row, events, steps, worker=WORKER, lease_seconds=30, keep_lease=False)
+        await orch.repo.write(row, events, worker=WORKER, lease_seconds=30, keep_lease=False)
     stored = await _stored(database_url, row.id)
     assert (stored["state"], stored["order"], stored["total"]) == (
         "created",
@@ -103,18 +107,14 @@ async def test_a_refused_write_never_costs_its_neighbours_in_a_shared_statement(
     """Writes of several checkouts share one statement (group commit): the refused one is made
     again alone with its text withheld, the others keep theirs."""
     bad, good = await _leased(orch), await _leased(orch)
-    bad_events, bad_steps = _created_with_secrets(bad)
+    bad_events = _created_with_secrets(bad)
     good.state = "created"
     good.violet_order_id = bad.violet_order_id + 1  # type: ignore[operator]
     good_events = [Event("error", step="create_cart", error_message="out of stock, try later")]
     with caplog.at_level(logging.DEBUG, logger="orchestrator.store.group_commit"):
         await asyncio.gather(
-            orch.repo.write(
-                bad, bad_events, bad_steps, worker=WORKER, lease_seconds=30, keep_lease=False
-            ),
-            orch.repo.write(
-                good, good_events, [], worker=WORKER, lease_seconds=30, keep_lease=False
-            ),
+            orch.repo.write(bad, bad_events, worker=WORKER, lease_seconds=30, keep_lease=False),
+            orch.repo.write(good, good_events, worker=WORKER, lease_seconds=30, keep_lease=False),
         )
     assert "grouped write of 2 failed" in caplog.text
     assert (await _stored(database_url, bad.id))["state"] == "created"

@@ -67,10 +67,17 @@ async def test_happy_path_reaches_submitted_with_one_write_per_step(
     assert row.lease_owner is None and row.next_attempt_at is None
     assert row.finished_at == engine.clock.now
     assert await engine.trail(row.id) == _trail_of_walk()
-    steps = await engine.store.steps(row.id)
-    assert [(s["step"], s["attempt"], s["outcome"]) for s in steps] == [
-        (step, 1, "done") for step, _, _ in _WALK
-    ]
+    # Each step's transition keeps the cart it ended with (the row keeps only the last).
+    done = [e for e in await engine.store.events(row.id) if e["kind"] == "transition"]
+    assert [(e["step"], e["attempt"]) for e in done] == [(step, 1) for step, _, _ in _WALK]
+    carts = [e["detail"]["cart"] for e in done]
+    assert [cart["priced"] for cart in carts] == [False] * 4 + [True] * 2
+    assert carts[-1] == {
+        "cart_id": row.violet_order_id,
+        "status": "COMPLETED",
+        "priced": True,
+        "total": row.total,
+    }
     # The outcome write of each step is the intent write of the next: one write per step.
     assert engine.store.writes[row.id] == len(_WALK)
     assert engine.sandbox.calls_by_op["submit"] == 1
@@ -104,7 +111,8 @@ async def test_retryable_error_schedules_a_retry_with_backoff_and_keeps_the_atte
         assert (row.last_error["class"], row.last_error["status"]) == ("retryable", 503)
         scheduled = await _retry_scheduled(engine, checkout_id)
         assert scheduled == {"delay_s": backoff, "reconcile_first": False, "attempt": attempt}
-        assert (await engine.store.steps(checkout_id))[-1]["outcome"] == "retry"
+        error = (await engine.store.events(checkout_id))[-2]
+        assert (error["kind"], error["attempt"], error["http_status"]) == ("error", attempt, 503)
         result = await engine.resume(checkout_id)
 
     assert result.row.state == states.SUBMITTED
@@ -132,9 +140,11 @@ async def test_permanent_error_fails_with_its_error_type(engine: EngineHarness) 
         ("transition", states.SUBMIT, states.PRICED, states.FAILED),
     ]
     events = await engine.store.events(row.id)
-    assert events[-2]["error_type"] == "card_declined"
-    steps = await engine.store.steps(row.id)
-    assert (steps[-1]["step"], steps[-1]["outcome"]) == (states.SUBMIT, "failed")
+    assert (events[-2]["error_type"], events[-2]["http_status"]) == ("card_declined", 400)
+    # The parts of the error summary without a column of their own are in the event's detail.
+    decline = {"violet_type": "card_declined", "decline_code": "card_declined"}
+    assert events[-2]["detail"] == decline
+    assert row.last_error.items() >= decline.items()
     assert engine.sandbox.calls_by_op["submit"] == 1
 
 
@@ -153,7 +163,12 @@ async def test_lost_submit_answer_is_reconciled_without_a_second_submit(
     assert row.last_error is not None and row.last_error["class"] == "outcome_unknown"
     scheduled = await _retry_scheduled(engine, checkout_id)
     assert scheduled["reconcile_first"] is True
-    assert (await engine.store.steps(checkout_id))[-1]["outcome"] == "unknown"
+    error = (await engine.store.events(checkout_id))[-2]
+    assert (error["kind"], error["step"], error["error_class"]) == (
+        "error",
+        states.SUBMIT,
+        "outcome_unknown",
+    )
     assert engine.sandbox.calls_by_op["submit"] == 1
 
     resumed = await engine.resume(checkout_id)
@@ -241,6 +256,6 @@ async def test_card_checkout_without_its_card_parks_awaiting_payment(
         ("transition", states.APPLY_PAYMENT, states.SHIPPING_APPLIED, states.AWAITING_PAYMENT),
         ("waiting", None, None, states.AWAITING_PAYMENT),
     ]
-    steps = await engine.store.steps(row.id)
-    assert (steps[-1]["step"], steps[-1]["outcome"]) == (states.APPLY_PAYMENT, "waiting")
+    parked = (await engine.store.events(row.id))[-2]
+    assert parked["detail"] == {"reason": NEED_CARD}  # no cart: no call was made without the card
     assert engine.sandbox.calls_by_op["payment"] == 0

@@ -13,7 +13,7 @@ import pytest
 from orchestrator import states
 from orchestrator.engine.ports import EngineStore
 from orchestrator.errors import LeaseLost
-from orchestrator.store.records import CheckoutRow, Event, StepRecord
+from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from orchestrator.store.schema import SQLSTATE_APPEND_ONLY, SQLSTATE_ILLEGAL_TRANSITION
 from tests.fakes.repository import FakeClock, FakeRepository, StoreRefused
@@ -65,7 +65,6 @@ class _ReadsTheRowLate:
         self,
         row: CheckoutRow,
         events: Sequence[Event],
-        steps: Sequence[StepRecord] = (),
         *,
         worker: str,
         lease_seconds: float,
@@ -110,11 +109,9 @@ async def leased() -> AsyncIterator[tuple[FakeRepository, CheckoutRow]]:
     yield store, inserted
 
 
-def _write(
-    store: FakeRepository, row: CheckoutRow, *steps: StepRecord, **options: Any
-) -> Coroutine[Any, Any, None]:
+def _write(store: FakeRepository, row: CheckoutRow, **options: Any) -> Coroutine[Any, Any, None]:
     options.setdefault("keep_lease", True)
-    return store.write(row, [Event("note")], steps, worker=WORKER, lease_seconds=30.0, **options)
+    return store.write(row, [Event("note")], worker=WORKER, lease_seconds=30.0, **options)
 
 
 async def test_a_stale_epoch_stores_nothing(
@@ -163,15 +160,16 @@ async def test_moves_outside_the_graph_and_writes_to_finished_rows_are_refused(
     assert stored is not None and stored.state == (first or states.NEW)
 
 
-async def test_a_step_number_is_stored_once(leased: tuple[FakeRepository, CheckoutRow]) -> None:
+async def test_an_event_seq_is_stored_once(leased: tuple[FakeRepository, CheckoutRow]) -> None:
     store, row = leased
-    step = StepRecord(1, states.CREATE_CART, 1, "done", None)
-    await _write(store, row, step)
+    await _write(store, row)
+    row.event_seq -= 1  # a copy that missed its own last write would reuse that seq
 
     with pytest.raises(StoreRefused):
-        await _write(store, row, step)
+        await _write(store, row)
 
-    assert len(await store.steps(row.id)) == 1
+    assert row.event_seq == 1
+    assert [e["seq"] for e in await store.events(row.id)] == [1, 2]
 
 
 async def test_the_row_is_read_when_the_write_is_made(

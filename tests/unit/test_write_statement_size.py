@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from psycopg import _queries
 
-from orchestrator.store import repository
+from orchestrator.store import checkout_params, checkout_sql, repository
 from orchestrator.store.records import CheckoutRow, Event
 
 
@@ -22,9 +22,9 @@ class _NoEngine:
         return self
 
 
-@pytest.mark.parametrize("name", ["_WRITE_SQL", "_WRITE_MANY_SQL", "_INSERT_SQL"])
+@pytest.mark.parametrize("name", ["WRITE_SQL", "WRITE_MANY_SQL", "INSERT_SQL"])
 def test_each_step_write_statement_is_short_enough_to_be_cached(name: str) -> None:
-    statement = getattr(repository, name).encode()
+    statement = getattr(checkout_sql, name).encode()
     assert len(statement) <= _queries.MAX_CACHED_STATEMENT_LENGTH, name
 
 
@@ -32,7 +32,7 @@ async def test_a_single_write_sends_few_enough_parameters_to_be_cached() -> None
     sent: list[dict[str, Any]] = []
 
     async def capture(write: dict[str, Any]) -> dict[str, Any]:
-        sent.append(repository._write_params(write))
+        sent.append(checkout_params.write_params(write))
         raise RuntimeError("captured")  # the write goes no further
 
     repo = repository.Repository(_NoEngine())  # type: ignore[arg-type]
