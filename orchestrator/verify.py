@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def _bag_phase(status: str | None) -> str:
-    """What a bag's status means for our record (the sets in violet/models.py). Progress within
+    """What a bag's status means for our record (the sets in violet/statuses.py). Progress within
     a phase is not drift: an ACCEPTED bag later COMPLETED is the same outcome, and so is a bag
     recorded while SUBMITTED (not settled yet) that Violet then accepts; one it then rejects is
     drift."""

@@ -94,7 +94,8 @@ def config() -> None:
 
 @cli_errors
 def demo(as_json: bool = JsonOption) -> None:
-    """The whole flow on this machine, offline: checkouts, a crash and its recovery, timelines."""
+    """The whole flow on this machine, offline: checkouts, a crash and its recovery, a bag shipped
+    and one refunded after submit, timelines."""
     from orchestrator.cli import demo as demo_module
     from orchestrator.cli import render
 
