@@ -118,7 +118,7 @@ class VioletSession:
         self._auth: TokenState | None = None
         self._refresh_token: SecretStr | None = None
         self._auth_lock = asyncio.Lock()
-        # Masked wherever they appear from now on: logs, errors, the audit trail (orchestrator.sensitive).
+        # Masked wherever they appear from now on: logs, errors, the audit trail (`sensitive`).
         register_credential(app_secret)
         register_credential(password)
 
