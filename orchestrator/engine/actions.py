@@ -30,6 +30,7 @@ from typing import Final
 from orchestrator.clock import local_clock
 from orchestrator.engine import action_rules as rules
 from orchestrator.engine.action_rules import CANCEL, REFUND, Ask
+from orchestrator.engine.events import call_events
 from orchestrator.engine.steps import error_summary
 from orchestrator.engine.worker import Worker
 from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, IllegalTransition
@@ -37,7 +38,7 @@ from orchestrator.store import actions as store
 from orchestrator.store import database
 from orchestrator.store.actions import FAILED, SENT, SUCCEEDED, BagAction, Lease, Move
 from orchestrator.store.records import CheckoutRow, Event
-from orchestrator.violet import CallRecord, VioletError, capture_calls, send_gate
+from orchestrator.violet import VioletError, capture_calls, send_gate
 from orchestrator.violet.gate import SendGate
 from orchestrator.violet.models import (
     CancellationStatus,
@@ -201,7 +202,7 @@ async def _under_lease(
         moves = [move]
         if move.state == SENT and await _shows_applied(worker, row.violet_order_id, action):
             moves.append(Move(SUCCEEDED))
-    events = [*_call_events(calls), *_move_events(action, moves, how="answer")]
+    events = [*call_events(calls), *_move_events(action, moves, how="answer")]
     return await store.record(engine, lease, action, moves, events, release=True)
 
 
@@ -267,23 +268,6 @@ async def _shows_applied(worker: Worker, order_id: int, action: BagAction) -> bo
         return False
     before = (action.answer or {}).get("before")
     return rules.applied(action.kind, rules.violet_bag(order, action.bag_id), before)
-
-
-def _call_events(calls: list[CallRecord]) -> list[Event]:
-    return [
-        Event(
-            "violet_call",
-            step=call.op,
-            http_method=call.method,
-            http_path=call.path,
-            http_status=call.status,
-            latency_ms=round(call.latency_ms, 3),
-            request_body=call.request,
-            response_body=call.response,
-            error_class=call.error,
-        )
-        for call in calls
-    ]
 
 
 def _move_events(action: BagAction, moves: Sequence[Move], *, how: str) -> list[Event]:
@@ -354,7 +338,7 @@ async def _settle(worker: Worker, lease: Lease, item: store.Unsettled) -> int:
         except VioletError as exc:
             log.info("bag action %s: order read failed (%s)", action.id, exc)
             order = None
-    events = [*_takeover(lease), *_call_events(calls)]
+    events = [*_takeover(lease), *call_events(calls)]
     if order is None:
         await store.release(worker.repo.engine, lease, events)
         return 0

@@ -16,13 +16,14 @@ from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.violet import CallRecord, Cart
 
 
-def call_events(calls: list[CallRecord], row: CheckoutRow) -> list[Event]:
-    """One audit event per Violet call (bodies already redacted by the client)."""
+def call_events(calls: list[CallRecord], row: CheckoutRow | None = None) -> list[Event]:
+    """One audit event per Violet call (bodies already redacted by the client); with `row`, each
+    names the step's attempt (a bag action's calls have none)."""
     return [
         Event(
             "violet_call",
             step=call.op,
-            attempt=row.attempt,
+            attempt=row.attempt if row is not None else None,
             http_method=call.method,
             http_path=call.path,
             http_status=call.status,
