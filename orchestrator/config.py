@@ -11,9 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
+from orchestrator.database_url import parse_url
 from orchestrator.errors import ConfigError
 
 DEFAULT_VIOLET_BASE_URL = "https://sandbox-api.violet.io/v1"
@@ -234,9 +233,8 @@ class Settings(BaseSettings):
         if not value.startswith("postgresql+psycopg://"):
             raise ValueError("must be a postgresql+psycopg:// (or postgresql://) URL")
         try:
-            parsed = make_url(value)
-            port = parsed.port  # parsing the port is where a malformed one shows
-        except (ValueError, ArgumentError):
+            port = parse_url(value).port  # parsing the port is where a malformed one shows
+        except ValueError:
             raise ValueError("not a valid URL (check the host, port and database)") from None
         if port is not None and not 0 < port < 65536:
             raise ValueError("port must be 1-65535")
@@ -292,6 +290,9 @@ _ENV_NAMES = {name: _env_name(name) for name in Settings.model_fields}
 
 def masked_url(url: str) -> str:
     """A database URL with its password replaced by ***, for printing."""
+    from sqlalchemy.engine import make_url  # printing settings only: not on every start
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ValueError, ArgumentError):
