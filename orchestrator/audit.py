@@ -4,6 +4,9 @@ Every query here is shaped for an index of migration 0001 (`created_at DESC`,
 `(state, created_at DESC)`, the partial `next_attempt_at` and `last_error->>'type'` indexes), so
 its cost follows the rows it returns, not the size of the history. Counts per state are asked
 state by state (an index-only count each) rather than with one `GROUP BY` over the whole table.
+
+Each takes a SQLAlchemy engine (what a library user holds) or a `QueryRunner`: the CLI runs them
+on a plain psycopg connection and starts without SQLAlchemy (store/query_runner.py).
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncEngine
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import states
 from orchestrator.checkout import AuditEvent, Checkout, iso
 from orchestrator.errors import CheckoutNotFound, InvalidRequest
+from orchestrator.store import checkout_reads
+from orchestrator.store.query_runner import QueryRunner, as_runner
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow
-from orchestrator.store.repository import Repository
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "OldestCheckout",
@@ -33,25 +38,25 @@ __all__ = [
 MAX_LIMIT = 10_000
 
 
-async def find_checkout(engine: AsyncEngine, ref: uuid.UUID | str) -> Checkout:
+async def find_checkout(engine: AsyncEngine | QueryRunner, ref: uuid.UUID | str) -> Checkout:
     """A checkout by id, app_order_id or Violet order id; CheckoutNotFound otherwise."""
-    row = await Repository(engine).get(ref)
+    row = await checkout_reads.get(as_runner(engine), ref)
     if row is None:
         raise CheckoutNotFound.for_ref(ref)
     return Checkout.from_row(row)
 
 
-async def timeline(engine: AsyncEngine, ref: uuid.UUID | str) -> list[AuditEvent]:
+async def timeline(engine: AsyncEngine | QueryRunner, ref: uuid.UUID | str) -> list[AuditEvent]:
     """A checkout's whole audit trail, oldest first (the primary key `(checkout_id, seq)`)."""
-    repo = Repository(engine)
-    row = await repo.get(ref)
+    runner = as_runner(engine)
+    row = await checkout_reads.get(runner, ref)
     if row is None:
         raise CheckoutNotFound.for_ref(ref)
-    return [AuditEvent.from_mapping(event) for event in await repo.events(row.id)]
+    return [AuditEvent.from_mapping(e) for e in await checkout_reads.events(runner, row.id)]
 
 
 async def list_checkouts(
-    engine: AsyncEngine,
+    engine: AsyncEngine | QueryRunner,
     *,
     state: str | None = None,
     since: datetime | None = None,
@@ -99,9 +104,7 @@ async def list_checkouts(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
-    async with engine.connect() as conn:
-        result = await conn.exec_driver_sql(sql, params)
-        rows = result.mappings().all()
+    rows = await as_runner(engine).rows(sql, params)
     return [Checkout.from_row(CheckoutRow.from_mapping(row)) for row in rows]
 
 
@@ -203,7 +206,7 @@ ORDER BY created_at ASC LIMIT 1
 
 
 async def stats(
-    engine: AsyncEngine, *, exact: bool = False, exact_below: int = EXACT_COUNT_LIMIT
+    engine: AsyncEngine | QueryRunner, *, exact: bool = False, exact_below: int = EXACT_COUNT_LIMIT
 ) -> Stats:
     """Counts per state, checkouts due now, waiting for input, leased, oldest non-terminal.
 
@@ -212,19 +215,19 @@ async def stats(
     """
     terminal = [s for s in states.STATES if s in states.TERMINAL_STATES]
     estimated: dict[str, int] = {}
-    async with engine.connect() as conn:
-        if not exact:
-            rows = (await conn.exec_driver_sql(_ESTIMATE_SQL)).mappings().all()
-            if rows and (rows[0]["rows"] or 0) >= exact_below:
-                # Frequent terminal states are estimated; rare ones are cheap to count exactly.
-                frequent = {str(r["state"]): int(r["n"]) for r in rows if r["state"] is not None}
-                estimated = {s: frequent[s] for s in terminal if s in frequent}
-        to_count = [s for s in states.STATES if s not in estimated]
-        counts = await conn.exec_driver_sql(_COUNTS_SQL, {"states": to_count})
-        by_state = {str(r["state"]): int(r["n"]) for r in counts.mappings().all()}
-        by_state = {s: estimated.get(s, by_state.get(s, 0)) for s in states.STATES}
-        due = (await conn.exec_driver_sql(_DUE_SQL)).mappings().one()
-        oldest = (await conn.exec_driver_sql(_OLDEST_SQL)).mappings().first()
+    runner = as_runner(engine)
+    if not exact:
+        rows = await runner.rows(_ESTIMATE_SQL)
+        if rows and (rows[0]["rows"] or 0) >= exact_below:
+            # Frequent terminal states are estimated; rare ones are cheap to count exactly.
+            frequent = {str(r["state"]): int(r["n"]) for r in rows if r["state"] is not None}
+            estimated = {s: frequent[s] for s in terminal if s in frequent}
+    to_count = [s for s in states.STATES if s not in estimated]
+    counts = await runner.rows(_COUNTS_SQL, {"states": to_count})
+    by_state = {str(r["state"]): int(r["n"]) for r in counts}
+    by_state = {s: estimated.get(s, by_state.get(s, 0)) for s in states.STATES}
+    (due,) = await runner.rows(_DUE_SQL)
+    oldest = next(iter(await runner.rows(_OLDEST_SQL)), None)
     return Stats(
         by_state=by_state,
         due_now=int(due["due_now"]),

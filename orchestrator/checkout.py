@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator import states
 from orchestrator.store.records import CheckoutRow
-from orchestrator.violet.models import unsettled_bag_status
+from orchestrator.violet.statuses import unsettled_bag_status
 
 
 def iso(value: datetime | None) -> str | None:

@@ -1,7 +1,7 @@
 """`status`, `audit`, `list` and `stats`: read-only questions about the checkouts.
 
-They read the database and nothing else: no Violet credentials, no engine, no HTTP client
-(tests/cli/test_startup_imports.py keeps `status` so).
+They read the database and nothing else: no Violet credentials, no engine, no HTTP client, and
+no SQLAlchemy (a plain psycopg connection; tests/cli/test_startup_imports.py keeps them so).
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import typer
 from orchestrator.cli.plumbing import JsonOption, cli_errors, parse_time, run, settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from orchestrator import audit
     from orchestrator.checkout import Checkout
     from orchestrator.cli.render import Output
     from orchestrator.config import Settings
+    from orchestrator.store.query_runner import QueryRunner
 
 RefArgument = typer.Argument(..., help="Checkout id, app_order_id or Violet order id.")
 
@@ -36,26 +35,27 @@ def register(app: typer.Typer) -> None:
 
 def _resolve_url(current: Settings) -> str:
     """The configured database, or the embedded one (migrated: nobody else will)."""
-    from orchestrator.store import database
+    from orchestrator.store.embedded import resolve_database_url
 
-    url = database.resolve_database_url(current)
+    url = resolve_database_url(current)
     if not current.database_url:
-        database.migrate(url)
+        from orchestrator.store.schema_versions import migrate
+
+        migrate(url)
     return url
 
 
 @asynccontextmanager
-async def _engine(current: Settings) -> AsyncIterator[AsyncEngine]:
-    """An engine on a schema at head, for commands that only read (no Violet credentials)."""
-    from orchestrator.store import database
+async def _reader(current: Settings) -> AsyncIterator[QueryRunner]:
+    """A connection to a schema at head, for commands that only read (no Violet credentials)."""
+    from orchestrator.store import query_runner
 
-    url = await asyncio.to_thread(_resolve_url, current)
-    engine = database.create_engine(url, pool_size=2)
-    try:
-        await database.check_schema(engine)
-        yield engine
-    finally:
-        await engine.dispose()
+    if current.database_url:
+        url = _resolve_url(current)  # the configured URL, normalized: nothing to wait for
+    else:
+        url = await asyncio.to_thread(_resolve_url, current)  # starts the embedded server
+    async with query_runner.connect(url) as runner:
+        yield runner
 
 
 @cli_errors
@@ -65,8 +65,8 @@ def status(ref: str = RefArgument, as_json: bool = JsonOption) -> None:
     from orchestrator.cli import render
 
     async def query() -> Checkout:
-        async with _engine(settings()) as engine:
-            return await audit.find_checkout(engine, ref)
+        async with _reader(settings()) as db:
+            return await audit.find_checkout(db, ref)
 
     checkout = run(query())
     out = render.Output()
@@ -83,9 +83,9 @@ def audit_command(ref: str = RefArgument, as_json: bool = JsonOption) -> None:
     from orchestrator.cli import render
 
     async def query() -> tuple[Checkout, list[Any]]:
-        async with _engine(settings()) as engine:
-            checkout = await audit.find_checkout(engine, ref)
-            return checkout, await audit.timeline(engine, checkout.id)
+        async with _reader(settings()) as db:
+            checkout = await audit.find_checkout(db, ref)
+            return checkout, await audit.timeline(db, checkout.id)
 
     checkout, events = run(query())
     out = render.Output()
@@ -118,9 +118,9 @@ def list_command(
     until_at = parse_time(until, option="--until") if until else None
 
     async def query() -> list[Checkout]:
-        async with _engine(settings()) as engine:
+        async with _reader(settings()) as db:
             return await audit.list_checkouts(
-                engine,
+                db,
                 state=state,
                 since=since_at,
                 until=until_at,
@@ -149,8 +149,8 @@ def stats_command(
     from orchestrator.cli import render
 
     async def query() -> audit.Stats:
-        async with _engine(settings()) as engine:
-            return await audit.stats(engine, exact=exact)
+        async with _reader(settings()) as db:
+            return await audit.stats(db, exact=exact)
 
     result = run(query())
     out = render.Output()

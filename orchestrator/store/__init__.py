@@ -21,22 +21,21 @@ if TYPE_CHECKING:
         resolve_database_url,
         schema_drift,
     )
-    from orchestrator.store.schema import (
-        CHECKOUT_STATES,
+    from orchestrator.store.schema import CHECKOUT_STATES, metadata
+    from orchestrator.store.schema_names import (
         SQLSTATE_APPEND_ONLY,
         SQLSTATE_ILLEGAL_TRANSITION,
         SQLSTATE_TRIPWIRE,
         VERSION_TABLE,
-        metadata,
     )
 
 _HOMES = {
     "CHECKOUT_STATES": "orchestrator.store.schema",
     "EmbeddedPostgres": "orchestrator.store.database",
-    "SQLSTATE_APPEND_ONLY": "orchestrator.store.schema",
-    "SQLSTATE_ILLEGAL_TRANSITION": "orchestrator.store.schema",
-    "SQLSTATE_TRIPWIRE": "orchestrator.store.schema",
-    "VERSION_TABLE": "orchestrator.store.schema",
+    "SQLSTATE_APPEND_ONLY": "orchestrator.store.schema_names",
+    "SQLSTATE_ILLEGAL_TRANSITION": "orchestrator.store.schema_names",
+    "SQLSTATE_TRIPWIRE": "orchestrator.store.schema_names",
+    "VERSION_TABLE": "orchestrator.store.schema_names",
     "check_schema": "orchestrator.store.database",
     "create_engine": "orchestrator.store.database",
     "current_revision": "orchestrator.store.database",

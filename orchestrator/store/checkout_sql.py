@@ -301,3 +301,12 @@ RENEW_SQL = (
     f"UPDATE checkouts c SET lease_expires_at = {LEASE_UNTIL} "
     "FROM mine WHERE c.id = mine.id RETURNING c.id"
 )
+
+# A checkout by one of its keys, with the database's time (see `CheckoutRow.local_db_now`).
+_GET_BY = f"SELECT {ROW_COLUMNS}, now() AS db_now FROM checkouts WHERE {{key}} = %(ref)s"
+GET_BY_ID_SQL = _GET_BY.format(key="id")
+GET_BY_APP_ORDER_ID_SQL = _GET_BY.format(key="app_order_id")
+GET_BY_VIOLET_ORDER_ID_SQL = _GET_BY.format(key="violet_order_id")
+
+#: One checkout's audit trail, in order (the primary key `(checkout_id, seq)`).
+EVENTS_SQL = "SELECT * FROM checkout_events WHERE checkout_id = %(id)s ORDER BY seq"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from orchestrator import states
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
 from orchestrator.store import checkout_params as params
+from orchestrator.store import checkout_reads
 from orchestrator.store import checkout_sql as sql
 from orchestrator.store.checkout_params import Claim
 from orchestrator.store.group_commit import GroupCommitter
@@ -78,7 +79,7 @@ class Repository:
             if group is not None:
                 await group.drain()
 
-    async def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _rows(self, sql: str, params: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         """Run one autocommitted statement and return its rows as dicts."""
         if self._pool is not None:
             async with self._pool.connection() as raw, raw.cursor(row_factory=dict_row) as cur:
@@ -241,7 +242,7 @@ class Repository:
         try:
             found = await self._row(sql.CLAIM_ONE_SQL, sent)
             if found is None:
-                current = await self._get("id = %(ref)s", checkout_id)
+                current = await self.get(checkout_id)
         except Exception as exc:  # NOWAIT: a row lock held by a writer right now means busy
             if params.lock_not_available(exc):
                 raise CheckoutBusy(
@@ -317,42 +318,22 @@ class Repository:
         )
         return {r["id"]: r["state"] for r in rows}
 
+    async def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run one autocommitted statement (the repository is a `QueryRunner`: the checkout
+        reads shared with the SQLAlchemy-free CLI run on it)."""
+        return await self._rows(sql, params)
+
     async def get(self, ref: uuid.UUID | str) -> CheckoutRow | None:
         """A checkout by id, app_order_id or Violet order id (a string of digits)."""
-        if isinstance(ref, uuid.UUID):
-            return await self._get("id = %(ref)s", ref)
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            ref = str(ref)  # a Violet order id given as a number
-        if not isinstance(ref, str) or "\x00" in ref:
-            return None  # no checkout can have it (and PostgreSQL refuses a NUL)
-        try:
-            return await self._get("id = %(ref)s", uuid.UUID(ref))
-        except ValueError:
-            pass
-        row = await self._get("app_order_id = %(ref)s", ref)
-        if row is None and ref.isascii() and ref.isdigit() and len(ref) <= 18:
-            row = await self._get("violet_order_id = %(ref)s", int(ref))
-        return row
+        return await checkout_reads.get(self, ref)
 
     async def get_by_app_order_id(self, app_order_id: str) -> CheckoutRow | None:
         """The checkout with this app_order_id, whatever it looks like (a UUID, digits)."""
-        return await self._get("app_order_id = %(ref)s", app_order_id)
-
-    async def _get(self, where: str, ref: Any) -> CheckoutRow | None:
-        query = f"SELECT {ROW_COLUMNS}, now() AS db_now FROM checkouts WHERE {where}"
-        found = await self._row(query, {"ref": ref})
-        if found is None:
-            return None
-        row = CheckoutRow.from_mapping(found)
-        row.local_db_now = (found["db_now"], local_clock())
-        return row
+        return await checkout_reads.get_by_app_order_id(self, app_order_id)
 
     async def events(self, checkout_id: uuid.UUID) -> list[dict[str, Any]]:
         """One checkout's audit trail, in order."""
-        return await self._rows(
-            "SELECT * FROM checkout_events WHERE checkout_id = %(id)s ORDER BY seq",
-            {"id": checkout_id},
-        )
+        return await checkout_reads.events(self, checkout_id)
 
     async def throttle_until(self, key: str, *, cap: float) -> datetime | None:
         """When the shared Violet budget for `key` opens again (None: open now), at most `cap`

@@ -33,6 +33,14 @@ from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.types import UserDefinedType
 
 from orchestrator import bag_states, states
+from orchestrator.store.schema_names import (  # re-exported: the schema names them too
+    SQLSTATE_APPEND_ONLY as SQLSTATE_APPEND_ONLY,
+)
+from orchestrator.store.schema_names import (
+    SQLSTATE_ILLEGAL_TRANSITION as SQLSTATE_ILLEGAL_TRANSITION,
+)
+from orchestrator.store.schema_names import SQLSTATE_TRIPWIRE as SQLSTATE_TRIPWIRE
+from orchestrator.store.schema_names import VERSION_TABLE as VERSION_TABLE
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -49,13 +57,6 @@ metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
 CHECKOUT_STATES: Final[tuple[str, ...]] = states.STATES
 PAYMENT_KINDS: Final[tuple[str, ...]] = ("card", "token", "intent")
 
-#: SQLSTATEs raised by the database's own guards (class 23, so psycopg raises IntegrityError).
-SQLSTATE_ILLEGAL_TRANSITION: Final = "23T01"
-SQLSTATE_APPEND_ONLY: Final = "23T02"
-SQLSTATE_TRIPWIRE: Final = "23T03"
-
-#: The alembic version table: our own, so the schema can live in a host application's database.
-VERSION_TABLE: Final = "orchestrator_alembic_version"
 
 _NOW = text("now()")
 
