@@ -10,7 +10,7 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from orchestrator.api import Orchestrator
-    from orchestrator.checkout import AuditEvent, Checkout
+    from orchestrator.checkout import AuditEvent, Checkout, RetryCandidate, RetryReport
     from orchestrator.config import Settings, load_settings
     from orchestrator.errors import (
         CheckoutBusy,
@@ -22,11 +22,14 @@ if _typing.TYPE_CHECKING:
         InvalidRequest,
         LeaseLost,
         OrchestratorError,
+        OwnerRoleRequired,
         PaymentNotConfirmed,
+        RetryRefused,
         SchemaNotMigrated,
         VioletError,
     )
     from orchestrator.request import CheckoutRequest
+    from orchestrator.retention import PruneReport, prune
     from orchestrator.store.actions import BagAction
     from orchestrator.store.changes import Change
     from orchestrator.store.database import migrate
@@ -48,13 +51,19 @@ _HOMES = {
     "LeaseLost": "orchestrator.errors",
     "Orchestrator": "orchestrator.api",
     "OrchestratorError": "orchestrator.errors",
+    "OwnerRoleRequired": "orchestrator.errors",
+    "PruneReport": "orchestrator.retention",
     "PaymentNotConfirmed": "orchestrator.errors",
+    "RetryCandidate": "orchestrator.checkout",
+    "RetryRefused": "orchestrator.errors",
+    "RetryReport": "orchestrator.checkout",
     "SchemaNotMigrated": "orchestrator.errors",
     "Settings": "orchestrator.config",
     "SyncOrchestrator": "orchestrator.sync",
     "VioletError": "orchestrator.errors",
     "load_settings": "orchestrator.config",
     "migrate": "orchestrator.store.database",
+    "prune": "orchestrator.retention",
 }
 
 __all__ = [
@@ -73,13 +82,19 @@ __all__ = [
     "LeaseLost",
     "Orchestrator",
     "OrchestratorError",
+    "OwnerRoleRequired",
     "PaymentNotConfirmed",
+    "PruneReport",
+    "RetryCandidate",
+    "RetryRefused",
+    "RetryReport",
     "SchemaNotMigrated",
     "Settings",
     "SyncOrchestrator",
     "VioletError",
     "load_settings",
     "migrate",
+    "prune",
 ]
 
 

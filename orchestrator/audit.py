@@ -11,6 +11,7 @@ on a plain psycopg connection and starts without SQLAlchemy (store/query_runner.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,11 +28,17 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
+    "Cursor",
+    "FailureCount",
     "OldestCheckout",
+    "SettleWindow",
     "Stats",
+    "ThrottlePause",
+    "failures_over_time",
     "find_checkout",
     "list_checkouts",
     "stats",
+    "throttle_pauses",
     "timeline",
 ]
 
@@ -39,7 +46,11 @@ MAX_LIMIT = 10_000
 
 
 async def find_checkout(engine: AsyncEngine | QueryRunner, ref: uuid.UUID | str) -> Checkout:
-    """A checkout by id, app_order_id or Violet order id; CheckoutNotFound otherwise."""
+    """A checkout by id, app_order_id or Violet order (cart) id; CheckoutNotFound otherwise.
+
+    A reference pasted with spaces around it (from an e-mail, a ticket) is found all the same."""
+    if isinstance(ref, str):
+        ref = ref.strip()
     row = await checkout_reads.get(as_runner(engine), ref)
     if row is None:
         raise CheckoutNotFound.for_ref(ref)
@@ -55,6 +66,66 @@ async def timeline(engine: AsyncEngine | QueryRunner, ref: uuid.UUID | str) -> l
     return [AuditEvent.from_mapping(e) for e in await checkout_reads.events(runner, row.id)]
 
 
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of `list_checkouts` ended: its last checkout's creation time and id (the
+    list's order), so the next page starts right after it however many rows arrive meanwhile."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    @classmethod
+    def after(cls, checkout: Checkout) -> Cursor:
+        assert checkout.created_at is not None  # every stored checkout has one
+        return cls(checkout.created_at, checkout.id)
+
+    def token(self) -> str:
+        """The cursor as one URL-safe string: `2024-05-01T12:00:00.123456Z~<uuid>`."""
+        return f"{iso(self.created_at)}~{self.id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """A cursor from `token()`; InvalidRequest naming `after` otherwise."""
+        at, _, ident = token.partition("~")
+        try:
+            created_at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            checkout_id = uuid.UUID(ident)
+        except ValueError:
+            raise InvalidRequest([("after", "not a page cursor of this list")]) from None
+        if created_at.tzinfo is None:
+            raise InvalidRequest([("after", "not a page cursor of this list")])
+        return cls(created_at, checkout_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SettleWindow:
+    """How long a step whose outcome is unknown may still be running at Violet: its request
+    may leave for `send` seconds after the step started (or until the sender's own stored bound,
+    `step_send_by`, when later) and land `settle` seconds after that (engine/runner.py)."""
+
+    send: float
+    settle: float
+
+    @classmethod
+    def of(cls, total_timeout: float, settle_seconds: float) -> SettleWindow:
+        """The runner's window for these settings (`VIOLET_TOTAL_TIMEOUT`,
+        `ORCHESTRATOR_SUBMIT_SETTLE_SECONDS`): a step makes at most two calls before its write."""
+        return cls(send=2 * total_timeout, settle=settle_seconds)
+
+
+_NOT_FINISHED = f"state NOT IN {states.TERMINAL_SQL}"
+
+#: Stuck in flight: an open checkout whose step's outcome is not recorded while no live worker
+#: holds it (its lease is free or expired), or whose step is older than its settle window (its
+#: request cannot still be running at Violet, yet no outcome came). Recovery settles both; a
+#: checkout that stays here is one recovery is not reaching. `_NOT_FINISHED` lets the partial
+#: index `ix_checkouts_open_created_at` serve it: its cost follows the open checkouts.
+_STUCK = f"""{_NOT_FINISHED} AND in_flight AND (
+    lease_owner IS NULL OR lease_expires_at < now()
+    OR greatest(step_started_at + %(send_s)s * interval '1 second', step_send_by)
+       + %(settle_s)s * interval '1 second' < now())"""
+
+
 async def list_checkouts(
     engine: AsyncEngine | QueryRunner,
     *,
@@ -63,12 +134,20 @@ async def list_checkouts(
     until: datetime | None = None,
     error_type: str | None = None,
     failed: bool = False,
+    merchant_id: int | None = None,
+    waiting: bool = False,
+    stuck: SettleWindow | None = None,
+    unfinished: bool = False,
+    after: Cursor | None = None,
     limit: int = 50,
 ) -> list[Checkout]:
-    """Checkouts newest first, filtered by state, creation time range and last error type.
+    """Checkouts newest first, filtered by state, creation time range, last error type, merchant
+    (any bag of it), waiting for input, stuck in flight (by `stuck`'s window; see `_STUCK`), not
+    finished yet (`unfinished`); `after` continues a list from its last page's last checkout.
 
     ``failed=True`` is shorthand for ``state="failed"``. Bad filters raise InvalidRequest
-    before any SQL runs.
+    before any SQL runs. Every filter is served by an index but the merchant, which is checked
+    on the rows the others select (see docs/console.md).
     """
     problems: list[tuple[str, str]] = []
     if failed:
@@ -77,8 +156,16 @@ async def list_checkouts(
         state = states.FAILED
     if state is not None and state not in states.STATES:
         problems.append(("state", f"unknown state {state!r}; one of {', '.join(states.STATES)}"))
+    if waiting and state is not None and state not in states.WAITING_STATES:
+        problems.append(("state", f"{state!r} is not a state that waits for input"))
+    if (stuck is not None or unfinished) and state in states.TERMINAL_STATES:
+        problems.append(("state", f"a {state} checkout is finished"))
     if not 1 <= limit <= MAX_LIMIT:
         problems.append(("limit", f"must be between 1 and {MAX_LIMIT}"))
+    if merchant_id is not None and not 1 <= merchant_id < 2**63:
+        problems.append(("merchant_id", "must be a positive integer"))
+    if error_type is not None and not error_type.strip():
+        problems.append(("error_type", "must not be empty"))
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             problems.append((name, "must carry a time zone (e.g. 2024-05-01T00:00:00Z)"))
@@ -90,6 +177,15 @@ async def list_checkouts(
     if state is not None:
         where.append("state = %(state)s")
         params["state"] = state
+    if waiting:
+        # `_NOT_FINISHED` too, so the open checkouts' partial index serves the three at once.
+        where.append(f"state IN {states.sql_list(states.WAITING_STATES)} AND {_NOT_FINISHED}")
+    if unfinished:
+        where.append(_NOT_FINISHED)
+    if stuck is not None:
+        where.append(_STUCK)
+        params["send_s"] = stuck.send
+        params["settle_s"] = stuck.settle
     if since is not None:
         where.append("created_at >= %(since)s")
         params["since"] = since
@@ -100,12 +196,98 @@ async def list_checkouts(
         # Both conditions, so the planner can use the partial `last_error->>'type'` index.
         where.append("last_error IS NOT NULL AND last_error->>'type' = %(error_type)s")
         params["error_type"] = error_type
+    if merchant_id is not None:
+        where.append("bags @> %(merchant)s::jsonb")
+        params["merchant"] = json.dumps([{"merchant_id": merchant_id}])
+    if after is not None:
+        # The first condition alone is what an index on created_at can seek to.
+        where.append(
+            "created_at <= %(after_at)s AND (created_at < %(after_at)s OR id < %(after_id)s)"
+        )
+        params["after_at"] = after.created_at
+        params["after_id"] = after.id
     sql = f"SELECT {ROW_COLUMNS} FROM checkouts"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
     rows = await as_runner(engine).rows(sql, params)
     return [Checkout.from_row(CheckoutRow.from_mapping(row)) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    """Failed checkouts of one error type created in one time bucket."""
+
+    bucket: datetime
+    error_type: str
+    count: int
+
+
+#: Failed checkouts per error type per bucket: the range of `ix_checkouts_state_created_at`
+#: under `state = 'failed'`, so its cost follows the failures in the window.
+_FAILURES_SQL = f"""
+SELECT to_timestamp(floor(extract(epoch FROM created_at) / %(bucket_s)s) * %(bucket_s)s)
+         AS bucket,
+       coalesce(last_error->>'type', 'unknown') AS error_type,
+       count(*) AS n
+FROM checkouts
+WHERE state = '{states.FAILED}' AND created_at >= %(since)s
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+
+async def failures_over_time(
+    engine: AsyncEngine | QueryRunner, *, since: datetime, bucket_seconds: int
+) -> list[FailureCount]:
+    """Failed checkouts per error type, bucketed by creation time since `since` (a failure
+    follows its creation within the retry policy's hour or so), oldest bucket first."""
+    problems: list[tuple[str, str]] = []
+    if since.tzinfo is None:
+        problems.append(("since", "must carry a time zone (e.g. 2024-05-01T00:00:00Z)"))
+    if not 60 <= bucket_seconds <= 7 * 86400:
+        problems.append(("bucket_seconds", "must be between 60 and 604800"))
+    if problems:
+        raise InvalidRequest(problems)
+    rows = await as_runner(engine).rows(_FAILURES_SQL, {"since": since, "bucket_s": bucket_seconds})
+    return [FailureCount(r["bucket"], str(r["error_type"]), int(r["n"])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePause:
+    """A pause Violet asked for (HTTP 429) that every worker honours: its key (the merchant or
+    the app), until when, and when it was last set."""
+
+    key: str
+    blocked_until: datetime
+    updated_at: datetime
+    active: bool
+
+
+# A row per key ever throttled (the app, each merchant): a small table, read whole.
+_THROTTLE_SQL = """
+SELECT key, blocked_until, updated_at, blocked_until > now() AS active
+FROM violet_throttle
+ORDER BY blocked_until DESC, key
+LIMIT %(limit)s
+"""
+
+
+async def throttle_pauses(
+    engine: AsyncEngine | QueryRunner, *, limit: int = 100
+) -> list[ThrottlePause]:
+    """Violet's 429 pauses (`violet_throttle`), the latest-ending first; `active` ones still
+    hold every worker back."""
+    rows = await as_runner(engine).rows(_THROTTLE_SQL, {"limit": limit})
+    return [
+        ThrottlePause(
+            key=str(r["key"]),
+            blocked_until=r["blocked_until"],
+            updated_at=r["updated_at"],
+            active=bool(r["active"]),
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)

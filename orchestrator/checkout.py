@@ -1,4 +1,5 @@
-"""What callers get back: a read-only view of a checkout and of its audit events, JSON-ready."""
+"""What callers get back: read-only views of a checkout, of its audit events and of a bulk retry,
+JSON-ready."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from typing import Any
 from orchestrator import states
 from orchestrator.store.records import CheckoutRow
 from orchestrator.violet.statuses import unsettled_bag_status
+
+#: Retention's marker in a pruned event's `detail` (migration 0014): when, and what went.
+PRUNED_AT = "pruned_at"
+PRUNED = "pruned"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -179,8 +184,74 @@ class AuditEvent:
         values: dict[str, Any] = {name: row.get(name) for name in cls.__dataclass_fields__}
         return cls(**values)
 
+    @property
+    def pruned_at(self) -> datetime | None:
+        """When retention removed this event's bulky parts (`orchestrator prune`: Violet's
+        request and response summaries, long detail values); None while it is whole."""
+        stamp = self.detail.get(PRUNED_AT) if isinstance(self.detail, dict) else None
+        if not isinstance(stamp, str):
+            return None
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+
+    @property
+    def pruned(self) -> list[str]:
+        """What retention removed (`request_body`, `response_body`, `detail.<key>`)."""
+        found = self.detail.get(PRUNED) if isinstance(self.detail, dict) else None
+        return [str(part) for part in found] if isinstance(found, list) else []
+
+    def detail_kept(self) -> dict[str, Any]:
+        """`detail` without retention's marker: what the event itself recorded."""
+        if not isinstance(self.detail, dict):
+            return {}
+        if self.pruned_at is None:
+            return dict(self.detail)
+        return {k: v for k, v in self.detail.items() if k not in (PRUNED_AT, PRUNED)}
+
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["checkout_id"] = str(self.checkout_id)
         data["at"] = iso(self.at)
+        data["pruned_at"] = iso(self.pruned_at)
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class RetryCandidate:
+    """One failed checkout a bulk retry looked at: where it failed, and why it is refused (None:
+    retried, or with a dry run, would be)."""
+
+    id: uuid.UUID
+    app_order_id: str
+    error_class: str | None
+    error_type: str | None
+    #: The state it failed from, where a retry reopens it (None: no failure in its trail).
+    failed_in: str | None
+    #: The step that failed, in flight again after a retry.
+    step: str | None
+    refused: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["id"] = str(self.id)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """What a bulk retry did, or with `dry_run` would do (then nothing changed): the checkouts
+    reopened, due now for the recovery job (which reads Violet before redoing anything), and
+    those refused, each with why."""
+
+    dry_run: bool
+    retried: tuple[RetryCandidate, ...]
+    refused: tuple[RetryCandidate, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "retried": [c.to_json() for c in self.retried],
+            "refused": [c.to_json() for c in self.refused],
+        }

@@ -5,17 +5,94 @@ Secrets are ``SecretStr`` so that printing or logging a ``Settings`` never revea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.database_url import parse_url
 from orchestrator.errors import ConfigError
 
 DEFAULT_VIOLET_BASE_URL = "https://sandbox-api.violet.io/v1"
+
+#: The web console's roles: a viewer reads, an operator also acts (cancel, run now).
+CONSOLE_ROLES: Final = ("viewer", "operator")
+_CONSOLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_MAX_CONSOLE_LOGINS: Final = 100
+#: Shortest secret per kind of login: a token is typed by no one, a password by a person.
+_MIN_CONSOLE_SECRET: Final = {"console_tokens": 16, "console_users": 8}
+
+
+class ConsoleLogin(BaseModel):
+    """One login of the web console: its name (the actor its actions are recorded under), its
+    role, and its secret (a bearer token or a basic-auth password; never logged or shown)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    role: Literal["viewer", "operator"]
+    secret: SecretStr
+
+
+def _console_logins(value: Any, field: str) -> tuple[ConsoleLogin, ...]:
+    """`NAME:ROLE:SECRET` entries, comma-separated, checked one by one. A message names the
+    entry by its position and never quotes it: it holds a secret."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ValueError("NAME:ROLE:SECRET entries, comma-separated")
+    if len(value) > _MAX_CONSOLE_LOGINS:
+        raise ValueError(f"at most {_MAX_CONSOLE_LOGINS} entries")
+    logins: list[ConsoleLogin] = []
+    for position, entry in enumerate(value, start=1):
+        if isinstance(entry, str):
+            parts = entry.split(":", 2)
+            if len(parts) != 3:
+                raise ValueError(f"entry {position}: expected NAME:ROLE:SECRET")
+            entry = {"name": parts[0].strip(), "role": parts[1].strip(), "secret": parts[2]}
+        login = entry if isinstance(entry, ConsoleLogin) else None
+        if login is None:
+            if not isinstance(entry, dict):
+                raise ValueError(f"entry {position}: expected NAME:ROLE:SECRET")
+            if entry.get("role") not in CONSOLE_ROLES:
+                raise ValueError(
+                    f"entry {position}: role must be one of {', '.join(CONSOLE_ROLES)}"
+                )
+            login = ConsoleLogin(
+                name=str(entry.get("name", "")), role=entry["role"], secret=entry.get("secret", "")
+            )
+        if not _CONSOLE_NAME.fullmatch(login.name):
+            raise ValueError(
+                f"entry {position}: the name must be 1-64 letters, digits or . _ @ - "
+                "(it names the actor in the audit trail)"
+            )
+        secret = login.secret.get_secret_value()
+        if len(secret) < _MIN_CONSOLE_SECRET[field] or len(secret) > 1024:
+            raise ValueError(
+                f"entry {position}: the secret must be {_MIN_CONSOLE_SECRET[field]} to 1024 "
+                "characters"
+            )
+        if secret != secret.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
+            raise ValueError(
+                f"entry {position}: the secret must not hold control characters or spaces at its "
+                "ends"
+            )
+        if any(known.name == login.name for known in logins):
+            raise ValueError(f"entry {position}: the name is listed twice")
+        logins.append(login)
+    return tuple(logins)
 
 
 def _env(name: str, field: str) -> Any:
@@ -207,6 +284,57 @@ class Settings(BaseSettings):
         le=30 * 86400,
         doc="Seconds without news of a submitted order with a bag not final after which"
         " `orchestrator readback` reads it from Violet (webhooks are best-effort).",
+    )
+
+    console_users: Annotated[tuple[ConsoleLogin, ...] | None, NoDecode] = Field(
+        default=None,
+        validation_alias=_env("ORCHESTRATOR_CONSOLE_USERS", "console_users"),
+        description="The web console's HTTP basic auth users: NAME:ROLE:PASSWORD, comma-separated"
+        " (ROLE viewer or operator).",
+    )
+    console_tokens: Annotated[tuple[ConsoleLogin, ...] | None, NoDecode] = Field(
+        default=None,
+        validation_alias=_env("ORCHESTRATOR_CONSOLE_TOKENS", "console_tokens"),
+        description="The web console's bearer tokens: NAME:ROLE:TOKEN, comma-separated.",
+    )
+    console_secret: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        max_length=1024,
+        validation_alias=_env("ORCHESTRATOR_CONSOLE_SECRET", "console_secret"),
+        description="Key of the console's CSRF tokens, shared by its replicas; unset: a random"
+        " key per process.",
+    )
+    console_bulk_limit: int = _number(
+        "ORCHESTRATOR_CONSOLE_BULK_LIMIT",
+        "console_bulk_limit",
+        200,
+        ge=1,
+        le=5000,
+        doc="Most checkouts one bulk action of the console touches.",
+    )
+
+    @field_validator("console_users", "console_tokens", mode="before")
+    @classmethod
+    def _parse_console_logins(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or value == "":
+            return None
+        return _console_logins(value, str(info.field_name))
+
+    @property
+    def console_auth_configured(self) -> bool:
+        """Whether the console asks who is there (users or tokens are configured)."""
+        return bool(self.console_users or self.console_tokens)
+
+    audit_retention_days: int = _number(
+        "ORCHESTRATOR_AUDIT_RETENTION_DAYS",
+        "audit_retention_days",
+        90,
+        ge=1,
+        le=36500,
+        doc="Days an audit event keeps its bulky parts (Violet request/response summaries, large"
+        " detail values, settled webhook bodies); `orchestrator prune` strips older ones and keeps"
+        " their skeleton forever.",
     )
 
     @field_validator("violet_webhook_secrets", mode="before")

@@ -60,6 +60,11 @@ class PaymentNotConfirmed(IllegalTransition):
     """confirm_payment() came before the shopper confirmed; the checkout keeps waiting."""
 
 
+class RetryRefused(IllegalTransition):
+    """A retry was refused and nothing changed: the checkout is not failed, or its failure is final
+    (Violet's final word, such as a declined card); the message says why and what to do."""
+
+
 class LeaseLost(OrchestratorError):
     """Our lease was taken over (fencing token moved on); our late write was refused."""
 
@@ -70,6 +75,11 @@ class DatabaseUnavailable(OrchestratorError):
 
 class SchemaNotMigrated(OrchestratorError):
     """The database has no (or an old) orchestrator schema; run `orchestrator db upgrade`."""
+
+
+class OwnerRoleRequired(ConfigError):
+    """The prune connected as a role without the tables' owner's privileges (the application
+    role, say); it must run as the role that runs `orchestrator db upgrade`. Nothing changed."""
 
 
 class InvalidRequest(OrchestratorError, ValueError):

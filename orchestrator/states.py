@@ -3,10 +3,10 @@
 Everything that knows the graph asks this module: the `transitions` machine is built from
 `EDGES` (`engine.machine`), the store's CHECK list and its SQL state lists are generated from it,
 the runner reads which step follows a state, and the front door asks the named predicates whether
-a cancel, a confirmation or a card is legal now. The migrations hold frozen copies of the same
-graph (the `checkout_state_transitions` table, the `ck_checkouts_state` CHECK); a test compares
-them with this declaration. Plain data and pure functions, importing nothing from the project, so
-`store/` may import it as well as the engine.
+a cancel, a confirmation, a card or a retry is legal now. The migrations hold frozen copies of the
+same graph (the `checkout_state_transitions` table, the `ck_checkouts_state` CHECK); a test
+compares them with this declaration. Plain data and pure functions, importing nothing from the
+project, so `store/` may import it as well as the engine.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ SUBMIT: Final = "submit"
 REQUIRE_ACTION: Final = "require_action"
 FAIL: Final = "fail"
 CANCEL: Final = "cancel"
+#: An operator reopens a failed checkout where it failed (the one trigger with several ends).
+RETRY: Final = "retry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +83,29 @@ class Edge:
 
 _BEFORE_PAYMENT = (CUSTOMER_APPLIED, SHIPPING_APPLIED)
 
-#: The graph: every legal move. Nothing leaves a terminal state.
+#: The states a step runs in (the step after each, or `apply_payment` once card data is given
+#: again in `awaiting_payment`): the only states a checkout fails from, so the states a retry
+#: reopens a failed checkout in, at the step that failed.
+STEP_STATES: Final[tuple[str, ...]] = (
+    NEW,
+    CREATED,
+    CUSTOMER_APPLIED,
+    SHIPPING_APPLIED,
+    PAID,
+    AWAITING_PAYMENT,
+    PRICED,
+)
+
+#: The graph: every legal move. Nothing leaves a terminal state but a retry of a failed one,
+#: back to the state it failed from (which one is the caller's to say: `reopens_in`).
 EDGES: Final[tuple[Edge, ...]] = (
     Edge(CREATE_CART, (NEW,), CREATED),
     Edge(APPLY_CUSTOMER, (CREATED,), CUSTOMER_APPLIED),
     Edge(APPLY_SHIPPING, (CUSTOMER_APPLIED,), SHIPPING_APPLIED),
     Edge(APPLY_PAYMENT, _BEFORE_PAYMENT, PAID),
     Edge(REQUEST_CONFIRMATION, _BEFORE_PAYMENT, AWAITING_CONFIRMATION),
-    Edge(NEED_PAYMENT, _BEFORE_PAYMENT, AWAITING_PAYMENT),
+    # From awaiting_payment too: a payment step resumed there without the card waits again.
+    Edge(NEED_PAYMENT, (*_BEFORE_PAYMENT, AWAITING_PAYMENT), AWAITING_PAYMENT),
     Edge(PROVIDE_PAYMENT, (AWAITING_PAYMENT,), PAID),
     Edge(CONFIRM, (AWAITING_CONFIRMATION,), PAID),
     Edge(PRICE, (PAID,), PRICED),
@@ -97,6 +114,7 @@ EDGES: Final[tuple[Edge, ...]] = (
     Edge(CONFIRM, (REQUIRES_ACTION,), PRICED),
     Edge(FAIL, NON_TERMINAL_STATES, FAILED),
     Edge(CANCEL, NON_TERMINAL_STATES, CANCELED),
+    *(Edge(RETRY, (FAILED,), state) for state in STEP_STATES),
 )
 
 
@@ -106,11 +124,21 @@ def legal_moves() -> list[tuple[str, str, str]]:
 
 
 def dest(state: str, trigger: str) -> str | None:
-    """The state `trigger` leads to from `state`, or None when the move is not legal."""
+    """The state `trigger` leads to from `state`, or None when the move is not legal.
+
+    A retry's end is the state the checkout failed from, not the trigger's: ask `reopens_in`.
+    """
+    if trigger == RETRY:
+        raise ValueError("a retry leads back where the checkout failed: ask reopens_in()")
     for edge in EDGES:
         if edge.trigger == trigger and state in edge.sources:
             return edge.dest
     return None
+
+
+def reopens_in(state: str) -> bool:
+    """A failed checkout that failed from `state` may be reopened there (`failed -> state`)."""
+    return any(e.trigger == RETRY and e.dest == state for e in EDGES)
 
 
 def _sources(trigger: str) -> frozenset[str]:
@@ -150,13 +178,14 @@ _AWAITING_PAYMENT: Final = _sources(PROVIDE_PAYMENT)
 
 
 def _reaching(triggers: frozenset[str]) -> frozenset[str]:
-    """States from which an edge firing one of `triggers` is still ahead (fail/cancel aside)."""
+    """States from which an edge firing one of `triggers` is still ahead (fail, cancel and an
+    operator's retry aside: a failed checkout is not on its way anywhere)."""
     found = {s for e in EDGES if e.trigger in triggers for s in e.sources}
     growing = True
     while growing:
         before = len(found)
         for edge in EDGES:
-            if edge.trigger not in (FAIL, CANCEL) and edge.dest in found:
+            if edge.trigger not in (FAIL, CANCEL, RETRY) and edge.dest in found:
                 found.update(edge.sources)
         growing = len(found) > before
     return frozenset(found)

@@ -10,6 +10,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import aio
 from orchestrator.api import Orchestrator
-from orchestrator.checkout import AuditEvent, Checkout
+from orchestrator.checkout import AuditEvent, Checkout, RetryReport
 from orchestrator.config import Settings
 from orchestrator.request import CardPaymentRequest, CheckoutRequest
 from orchestrator.store.actions import BagAction
@@ -66,8 +67,10 @@ class SyncOrchestrator:
     def start(self, request: CheckoutRequest | dict[str, Any], *, run: bool = True) -> Checkout:
         return self._call(self._async.start(request, run=run))
 
-    def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
-        return self._call(self._async.run(ref, retry_wait=retry_wait))
+    def run(
+        self, ref: uuid.UUID | str, *, retry_wait: float = 0.0, actor: str | None = None
+    ) -> Checkout:
+        return self._call(self._async.run(ref, retry_wait=retry_wait, actor=actor))
 
     def get(self, ref: uuid.UUID | str) -> Checkout:
         return self._call(self._async.get(ref))
@@ -75,8 +78,8 @@ class SyncOrchestrator:
     def history(self, ref: uuid.UUID | str) -> list[AuditEvent]:
         return self._call(self._async.history(ref))
 
-    def cancel(self, ref: uuid.UUID | str) -> Checkout:
-        return self._call(self._async.cancel(ref))
+    def cancel(self, ref: uuid.UUID | str, *, actor: str | None = None) -> Checkout:
+        return self._call(self._async.cancel(ref, actor=actor))
 
     def confirm_payment(self, ref: uuid.UUID | str) -> Checkout:
         return self._call(self._async.confirm_payment(ref))
@@ -88,6 +91,39 @@ class SyncOrchestrator:
 
     def payment_secret(self, ref: uuid.UUID | str) -> dict[str, str]:
         return self._call(self._async.payment_secret(ref))
+
+    def retry(
+        self,
+        ref: uuid.UUID | str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        run: bool = True,
+    ) -> Checkout:
+        return self._call(self._async.retry(ref, actor=actor, reason=reason, run=run))
+
+    def retry_many(
+        self,
+        *,
+        error_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        dry_run: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> RetryReport:
+        return self._call(
+            self._async.retry_many(
+                error_type=error_type,
+                since=since,
+                until=until,
+                limit=limit,
+                dry_run=dry_run,
+                actor=actor,
+                reason=reason,
+            )
+        )
 
     def changes(self, after: str = START, limit: int = 100) -> list[Change]:
         return self._call(self._async.changes(after, limit))

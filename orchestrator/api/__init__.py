@@ -6,7 +6,8 @@ passed payment: a card is dropped whenever its checkout is read past payment (or
 every card start for all held cards at once.
 
 Its parts: `wiring` builds the worker, `guards` holds the commands' refusals, and the class gains
-the changes feed (`feed`) and a bag's cancel and refund (`bags`) from mixins.
+the changes feed (`feed`), a bag's cancel and refund (`bags`) and the retry of failed checkouts
+(`retry`) from mixins.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from orchestrator.api import wiring
 from orchestrator.api.bags import BagCommands
 from orchestrator.api.feed import ChangesFeed
 from orchestrator.api.guards import (
+    check_actor,
     check_awaiting_payment,
     check_cancelable,
     check_confirmable,
     nothing_to_drive,
     unconfirmed_intent_status,
 )
+from orchestrator.api.retry import RetryCommands
 from orchestrator.api.wiring import default_worker_id
 from orchestrator.checkout import AuditEvent, Checkout
 from orchestrator.config import Settings, load_settings
@@ -55,8 +58,8 @@ from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, VioletClient, VioletError
 
 
-class Orchestrator(ChangesFeed, BagCommands):
-    """Start, drive, inspect, cancel and resume checkouts.
+class Orchestrator(ChangesFeed, BagCommands, RetryCommands):
+    """Start, drive, inspect, cancel, resume and retry checkouts.
 
     ``async with Orchestrator(settings) as orch: checkout = await orch.start(request)``.
     Pass ``violet_transport`` (e.g. the built-in sandbox's ASGI transport) to talk to Violet
@@ -238,19 +241,24 @@ class Orchestrator(ChangesFeed, BagCommands):
             raise CheckoutConflict(req.app_order_id, row.id, differences)
         return row
 
-    async def run(self, ref: uuid.UUID | str, *, retry_wait: float = 0.0) -> Checkout:
+    async def run(
+        self, ref: uuid.UUID | str, *, retry_wait: float = 0.0, actor: str | None = None
+    ) -> Checkout:
         """Drive a checkout as far as it can go now.
 
         A retryable Violet error schedules the next attempt in the row and returns; with
         ``retry_wait`` > 0 this call waits (holding nothing) for attempts due within that many
         seconds and goes on, which suits a caller that wants an answer rather than a schedule.
+        With ``actor`` (an operator's "run now") a retry scheduled for later is not waited for:
+        the checkout is driven at once, after a `run_requested` event naming the actor.
         """
+        check_actor(actor)
         deadline = asyncio.get_running_loop().time() + retry_wait
         while True:
             row = await self._row(ref)
             if nothing_to_drive(row):
                 return Checkout.from_row(row)
-            if row.next_attempt_at is not None and row.lease_owner is None:
+            if actor is None and row.next_attempt_at is not None and row.lease_owner is None:
                 wait = (row.next_attempt_at - datetime.now(UTC)).total_seconds()
                 if wait > 0:
                     if asyncio.get_running_loop().time() + wait > deadline:
@@ -260,6 +268,9 @@ class Orchestrator(ChangesFeed, BagCommands):
             if nothing_to_drive(claimed):  # another worker got there between read and claim
                 await self._give_back(claimed)
                 return Checkout.from_row(claimed)
+            if actor is not None:
+                await self.runner.note_request(claimed, "run_requested", actor)
+                actor = None  # asked once: a later turn of the loop is this call's own wait
             checkout = await self.drive_claimed(claimed, intent_committed=False)
             if checkout.is_terminal or checkout.pending_step is None or retry_wait <= 0:
                 return checkout
@@ -274,13 +285,16 @@ class Orchestrator(ChangesFeed, BagCommands):
             row, result.handout, credentials_refused=result.credentials_refused
         )
 
-    async def cancel(self, ref: uuid.UUID | str) -> Checkout:
-        """Cancel a non-terminal checkout, releasing its Violet cart if it was never submitted."""
+    async def cancel(self, ref: uuid.UUID | str, *, actor: str | None = None) -> Checkout:
+        """Cancel a non-terminal checkout, releasing its Violet cart if it was never submitted.
+
+        ``actor`` (who asked: an operator, a support tool) is named in the `canceled` event."""
+        check_actor(actor)
         row = await self._row(ref)
         self._check_cancelable(row)  # before the claim: a refusal takes no lease over
         row = await self._claim_while(row, self._check_cancelable)
         with self.leases.holding(row.id):
-            await self.runner.cancel(row)
+            await self.runner.cancel(row, actor=actor)
         self._cards.pop(row.id, None)
         return Checkout.from_row(row)
 

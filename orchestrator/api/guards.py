@@ -7,12 +7,14 @@ refusal takes no lease) and again on the row as claimed (it may have moved in be
 from __future__ import annotations
 
 from orchestrator import states
-from orchestrator.errors import IllegalTransition
+from orchestrator.engine.action_rules import actor_problem
+from orchestrator.errors import IllegalTransition, InvalidRequest
 from orchestrator.states import SUBMIT
 from orchestrator.store.records import CheckoutRow
 from orchestrator.violet import Cart
 
 __all__ = [
+    "check_actor",
     "check_awaiting_payment",
     "check_cancelable",
     "check_confirmable",
@@ -31,6 +33,12 @@ def unconfirmed_intent_status(cart: Cart) -> str | None:
         if status in _UNCONFIRMED:
             return status
     return None
+
+
+def check_actor(actor: str | None) -> None:
+    """An operator's name, when given, is fit for the audit trail (InvalidRequest otherwise)."""
+    if actor is not None and (problem := actor_problem(actor)) is not None:
+        raise InvalidRequest([("actor", problem)])
 
 
 def check_cancelable(row: CheckoutRow) -> None:

@@ -24,12 +24,15 @@ __all__ = ["ExitCode", "app", "main"]  # ExitCode too: scripts and tests know it
 COMMAND_MODULES = (
     "checkouts",
     "queries",
+    "retry",
     "actions",
     "changes",
+    "prune",
     "db",
     "tools",
     "recovery",
     "webhooks",
+    "console",
 )
 
 app = typer.Typer(

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from orchestrator.cli import documents
-from orchestrator.cli.plumbing import ExitCode, JsonOption, cli_errors, run, settings
+from orchestrator.cli.outcome import checkout_exit, print_checkout
+from orchestrator.cli.plumbing import JsonOption, cli_errors, run, settings
 from orchestrator.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -36,73 +37,6 @@ def _read_request(path: Path, limit: int) -> CheckoutRequest:
     from orchestrator.request import CheckoutRequest
 
     return CheckoutRequest.parse(documents.read_json_object(path, limit=limit))
-
-
-def _print_checkout(checkout: Checkout, as_json: bool, *, show_secret: bool = False) -> None:
-    from orchestrator.cli import render
-
-    out = render.Output()
-    handout = checkout.handout
-    if as_json:
-        document = checkout.to_json()
-        if handout:
-            shown = (
-                dict(handout)
-                if show_secret
-                else {k: v for k, v in handout.items() if k != "payment_intent_client_secret"}
-            )
-            document["handout"] = shown
-        out.json(document)
-    else:
-        render.show_checkout(out, checkout)
-        secret = handout.get("payment_intent_client_secret")
-        if secret and show_secret:
-            out.line(f"client_secret: {secret}")
-            out.line(f"stripe_key:    {handout.get('stripe_key', '')}")
-    if handout.get("payment_intent_client_secret") and not show_secret:
-        typer.echo(
-            "note: a payment intent client secret is ready for the shopper's front end; "
-            "it is never stored or shown unless you pass --show-secret",
-            err=True,
-        )
-
-
-def _checkout_exit(checkout: Checkout) -> None:
-    """Exit 1 for a failed checkout, 3 when the send gate held a request back (the worker, not
-    Violet, was in doubt), 5 when Violet could not be reached or refused our credentials (the
-    row stays due)."""
-    from orchestrator import states  # no `transitions` import on this path
-    from orchestrator.cli import render
-
-    if checkout.state == states.FAILED:
-        raise typer.Exit(int(ExitCode.CHECKOUT_FAILED))
-    error = checkout.last_error or {}
-    if checkout.credentials_refused:
-        typer.echo(
-            f"error: Violet refused the credentials ({error.get('message')}); the checkout is "
-            f"kept, not failed, and is due again at {render.when(checkout.next_attempt_at)}: fix "
-            "VIOLET_APP_ID, VIOLET_APP_SECRET, VIOLET_USERNAME or VIOLET_PASSWORD, then run "
-            "`orchestrator recover`",
-            err=True,
-        )
-        raise typer.Exit(int(ExitCode.UNAVAILABLE))
-    if not checkout.is_terminal and error.get("type") == "VioletSendRefused":  # as recorded
-        typer.echo(
-            f"error: the {error.get('step')} request was not sent (this worker was too late for "
-            "it or unsure of its lease; Violet was not asked); the checkout is kept and left to "
-            f"`orchestrator recover` to reconcile, due at {render.when(checkout.next_attempt_at)}",
-            err=True,
-        )
-        raise typer.Exit(int(ExitCode.BUSY))
-    unreachable = error.get("class") in ("retryable", "outcome_unknown") and not error.get("status")
-    if not checkout.is_terminal and not checkout.is_waiting and unreachable:
-        typer.echo(
-            f"error: Violet could not be reached ({error.get('type')}); the checkout is saved "
-            f"and will be retried at {render.when(checkout.next_attempt_at)} "
-            "by `orchestrator recover` or `orchestrator checkout run`",
-            err=True,
-        )
-        raise typer.Exit(int(ExitCode.UNAVAILABLE))
 
 
 async def _with_orchestrator(
@@ -135,8 +69,8 @@ def checkout_start(
             err=True,
         )
     checkout = run(_with_orchestrator(lambda orch: orch.start(request, run=not no_run)))
-    _print_checkout(checkout, as_json, show_secret=show_secret)
-    _checkout_exit(checkout)
+    print_checkout(checkout, as_json, show_secret=show_secret)
+    checkout_exit(checkout)
 
 
 @checkout_app.command("run")
@@ -150,8 +84,8 @@ def checkout_run(
 ) -> None:
     """Drive a checkout as far as it can go now (retries due later are left scheduled)."""
     checkout = run(_with_orchestrator(lambda orch: orch.run(ref, retry_wait=wait)))
-    _print_checkout(checkout, as_json)
-    _checkout_exit(checkout)
+    print_checkout(checkout, as_json)
+    checkout_exit(checkout)
 
 
 @checkout_app.command("cancel")
@@ -162,7 +96,7 @@ def checkout_cancel(
 ) -> None:
     """Cancel a non-terminal checkout and release its Violet cart."""
     checkout = run(_with_orchestrator(lambda orch: orch.cancel(ref)))
-    _print_checkout(checkout, as_json)
+    print_checkout(checkout, as_json)
 
 
 @checkout_app.command("confirm-payment")
@@ -173,8 +107,8 @@ def checkout_confirm_payment(
 ) -> None:
     """The shopper confirmed (payment intent or 3-D Secure): price and submit, at most once."""
     checkout = run(_with_orchestrator(lambda orch: orch.confirm_payment(ref)))
-    _print_checkout(checkout, as_json)
-    _checkout_exit(checkout)
+    print_checkout(checkout, as_json)
+    checkout_exit(checkout)
 
 
 _CARD_ON_ARGV = InvalidRequest(
@@ -213,5 +147,5 @@ def checkout_pay(
     data.setdefault("type", "card")
     payment = CardPaymentRequest.parse(data)
     checkout = run(_with_orchestrator(lambda orch: orch.provide_payment(ref, payment)))
-    _print_checkout(checkout, as_json)
-    _checkout_exit(checkout)
+    print_checkout(checkout, as_json)
+    checkout_exit(checkout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -20,10 +20,30 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import states
-from orchestrator.checkout import AuditEvent, Checkout, iso
+from orchestrator.checkout import AuditEvent, Checkout
+from orchestrator.describe import (  # `money`, `when` and `bag_move` are used from here too
+    bag_move,
+    error_line,
+    event_note,
+    http_line,
+    money,
+    moved,
+    when,
+)
 from orchestrator.logs import printable
 
-_ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD", "UGX"})
+__all__ = [
+    "TIMELINE_COLUMNS",
+    "Output",
+    "bag_move",
+    "checkout_fields",
+    "money",
+    "show_checkout",
+    "show_list",
+    "show_timeline",
+    "timeline_rows",
+    "when",
+]
 _STATE_STYLE = {
     states.SUBMITTED: "bold green",
     states.FAILED: "bold red",
@@ -102,33 +122,6 @@ class Output:
             self.line("  ".join(cells).rstrip())
 
 
-def money(cents: int | None, currency: str) -> str:
-    """Integer minor units as a readable amount: 12345 USD -> `123.45 USD`."""
-    if cents is None:
-        return "-"
-    if currency in _ZERO_DECIMAL:
-        return f"{cents} {currency}"
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(cents), 100)
-    return f"{sign}{whole}.{part:02d} {currency}"
-
-
-def when(value: datetime | None) -> str:
-    return iso(value) or "-"
-
-
-def _error_line(error: dict[str, Any] | None) -> str:
-    if not error:
-        return "-"
-    parts = [str(error.get("class") or "?"), str(error.get("type") or "?")]
-    if error.get("status") is not None:
-        parts.append(f"HTTP {error['status']}")
-    if error.get("step"):
-        parts.append(f"at {error['step']}")
-    message = error.get("message")
-    return " / ".join(parts) + (f": {message}" if message else "")
-
-
 def checkout_fields(checkout: Checkout) -> list[tuple[str, str]]:
     """Everything support asks about one checkout, in the order they ask it."""
     rows = [
@@ -178,7 +171,7 @@ def checkout_fields(checkout: Checkout) -> list[tuple[str, str]]:
     if checkout.waiting_reason:
         rows.append(("waiting_for", checkout.waiting_reason))
     rows += [
-        ("last_error", _error_line(checkout.last_error)),
+        ("last_error", error_line(checkout.last_error)),
         ("created_at", when(checkout.created_at)),
         ("updated_at", when(checkout.updated_at)),
         ("finished_at", when(checkout.finished_at)),
@@ -193,79 +186,37 @@ def show_checkout(out: Output, checkout: Checkout) -> None:
 TIMELINE_COLUMNS = ("time", "event", "from -> to", "step", "try", "http", "error")
 
 
-def _http(event: AuditEvent) -> str:
-    if not event.http_method and event.http_status is None:
-        return ""
-    latency = f" {event.latency_ms:.0f}ms" if event.latency_ms is not None else ""
-    status = event.http_status if event.http_status is not None else "no answer"
-    return f"{event.http_method or ''} {event.http_path or ''} -> {status}{latency}".strip()
-
-
-def bag_move(bag_id: Any, old: Any, new: Any, fulfillment: Any = None) -> str:
-    """`bag 1 ACCEPTED -> COMPLETED/SHIPPED`; first news of a bag shows its status alone."""
-    to = f"{new}/{fulfillment}" if fulfillment else str(new)
-    return f"bag {bag_id} {old} -> {to}" if old else f"bag {bag_id} {to}"
-
-
-def _bag_news(detail: dict[str, Any]) -> str:
-    """The bags a webhook or read-back moved, e.g. `ORDER_COMPLETED: bag 1 ACCEPTED -> ...`."""
-    moved = [
-        bag_move(b.get("bag_id"), b.get("from"), b.get("to"), b.get("fulfillment_status"))
-        for b in detail.get("bags") or ()
-        if b.get("from") != b.get("to")
-    ]
-    head = detail.get("event_type") or detail.get("via") or ""
-    return f"{head}: {', '.join(moved) or 'no bag moved'}".lstrip(": ")
-
-
-def _after_submit(event: AuditEvent) -> str | None:
-    """The detail line of an event of a checkout's life after submit (None: not one)."""
-    detail = event.detail or {}
-    if event.kind in ("webhook_applied", "bag_read_back"):
-        return _bag_news(detail)
-    if event.kind.startswith("bag_action_"):
-        state = f": {detail['state']}" if "state" in detail else ""
-        return f"{detail.get('kind')} of bag {detail.get('bag_id')} by {detail.get('actor')}{state}"
-    return None
-
-
-def _event_error(event: AuditEvent) -> str:
-    if not (event.error_class or event.error_type or event.error_message):
-        late = _after_submit(event)
-        if late is not None:
-            return late
-        if event.kind in ("lease_taken_over", "reconciled", "retry_scheduled") and event.detail:
-            return ", ".join(f"{k}={v}" for k, v in event.detail.items())
-        if event.kind == "waiting" and event.detail:
-            return f"reason={event.detail.get('reason')}"
-        if event.kind == "transition" and (event.detail or {}).get("partial"):
-            detail = event.detail or {}
-            return f"partial: accepted bags {detail.get('accepted_bags')}, rejected " + str(
-                detail.get("rejected_bags")
-            )
-        return ""
-    head = "/".join(filter(None, [event.error_class, event.error_type]))
-    return f"{head}: {event.error_message}" if event.error_message else head
-
-
 def timeline_rows(events: Sequence[AuditEvent]) -> list[list[str]]:
     rows = []
     for event in events:
-        moved = ""
-        if event.from_state or event.to_state:
-            moved = f"{event.from_state or ''} -> {event.to_state or ''}"
         rows.append(
             [
                 when(event.at),
                 event.kind,
-                moved,
+                moved(event),
                 event.step or "",
                 "" if event.attempt is None else str(event.attempt),
-                _http(event),
-                _event_error(event),
+                http_line(event),
+                event_note(event),
             ]
         )
     return rows
+
+
+def pruned_note(events: Sequence[AuditEvent]) -> str | None:
+    """One line saying which events retention stripped, and when (None: none was)."""
+    days: dict[str, int] = {}
+    for event in events:
+        if event.pruned_at is not None:
+            day = event.pruned_at.astimezone(UTC).date().isoformat()
+            days[day] = days.get(day, 0) + 1
+    if not days:
+        return None
+    when_pruned = ", ".join(f"{n} on {day}" for day, n in sorted(days.items()))
+    return (
+        f"bodies pruned (retention): {when_pruned}; their Violet request/response summaries and"
+        " long detail values are gone, the rest of each event is kept"
+    )
 
 
 def show_timeline(out: Output, events: Sequence[AuditEvent], *, title: str | None = None) -> None:
@@ -275,6 +226,9 @@ def show_timeline(out: Output, events: Sequence[AuditEvent], *, title: str | Non
         title=title,
         styles=[_KIND_STYLE.get(e.kind) for e in events],
     )
+    note = pruned_note(events)
+    if note is not None:
+        out.line(note, style="dim")
 
 
 def show_list(out: Output, checkouts: Sequence[Checkout]) -> None:

@@ -13,7 +13,6 @@ apply: 0 done; 1 an event was marked failed (kept in the inbox with its reason);
 from __future__ import annotations
 
 import json
-import socket
 from typing import TYPE_CHECKING
 
 import typer
@@ -28,10 +27,9 @@ from orchestrator.cli.plumbing import (
     run,
     settings,
 )
+from orchestrator.cli.serving import announcing_server, bind
 
 if TYPE_CHECKING:
-    import uvicorn
-
     from orchestrator.webhooks.apply import ApplySummary
 
 ANNOUNCE_PREFIX = "webhooks listening on "
@@ -48,28 +46,6 @@ def webhooks() -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(webhooks_app, name="webhooks")
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
-
-def _server(config: uvicorn.Config, line: str) -> uvicorn.Server:
-    import uvicorn
-
-    class AnnouncingServer(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if not self.should_exit:  # the lifespan start-up (pool, schema check) succeeded
-                print(line, flush=True)
-
-    return AnnouncingServer(config)
 
 
 @webhooks_app.command("serve")
@@ -96,7 +72,7 @@ def serve(
         if debug:
             raise
         raise fail(*classify(exc)) from None
-    sock = _bind(host, port)
+    sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
         receiver,
@@ -108,7 +84,7 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
-    server = _server(config, f"{ANNOUNCE_PREFIX}http://{shown}:{sock.getsockname()[1]}/")
+    server = announcing_server(config, f"{ANNOUNCE_PREFIX}http://{shown}:{sock.getsockname()[1]}/")
     try:
         server.run(sockets=[sock])
     finally:

@@ -1,9 +1,11 @@
 """What a bag's cancel or refund may ask, and how a read of Violet's order shows it happened.
 
-Pure checks over what is stored (the checkout row, `checkout_bags`) and what Violet returns: a
-request that cannot be right is refused here, naming its field, before anything is written or
-sent. Violet answers a cancel or refund with 202 whatever becomes of it, so the only proof that
-one was applied is the bag itself, read back or notified: `applied` is that test, for the
+Pure checks over what is stored (the checkout row, `checkout_bags`, the bag's actions) and what
+Violet returns: a request that cannot be right is refused here, naming its field, before anything
+is written or sent. The stored checks count the actions already asked: an open one refuses a
+second, and a succeeded one is proof of the bag's state even before any news of it is recorded.
+Violet answers a cancel or refund with 202 whatever becomes of it, so the only proof that one
+was applied is the bag itself, read back or notified: `applied` is that test, for the
 immediate read after the answer and for the read that settles an action later.
 """
 
@@ -16,7 +18,8 @@ from typing import Any, Final
 from orchestrator import bag_states, states
 from orchestrator.errors import IllegalTransition, InvalidRequest
 from orchestrator.sensitive import find_in_text
-from orchestrator.store.actions import BagNews
+from orchestrator.store.action_records import proves_done
+from orchestrator.store.actions import SUCCEEDED, BagAction, BagNews
 from orchestrator.store.records import CheckoutRow
 from orchestrator.violet.models import Bag, Cart, SkuLine
 
@@ -48,7 +51,7 @@ class Ask:
         return [{"sku_id": s.sku_id, "quantity": s.quantity} for s in self.skus]
 
 
-def _text_problem(value: str, limit: int) -> str | None:
+def text_problem(value: str, limit: int) -> str | None:
     if len(value) > limit:
         return f"at most {limit} characters"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
@@ -58,14 +61,19 @@ def _text_problem(value: str, limit: int) -> str | None:
     return None
 
 
+def actor_problem(actor: str) -> str | None:
+    """What is wrong with an actor's name (None: nothing): the audit trail names who asked."""
+    if not actor.strip():
+        return "required: who asks (support reads it)"
+    return text_problem(actor, MAX_ACTOR)
+
+
 def _field_problems(ask: Ask) -> list[tuple[str, str]]:
     """Problems of the fields themselves, whatever the checkout."""
     bad: list[tuple[str, str]] = []
-    if not ask.actor.strip():
-        bad.append(("actor", "required: who asks (support reads it)"))
-    elif (why := _text_problem(ask.actor, MAX_ACTOR)) is not None:
+    if (why := actor_problem(ask.actor)) is not None:
         bad.append(("actor", why))
-    if ask.reason is not None and (why := _text_problem(ask.reason, MAX_REASON)) is not None:
+    if ask.reason is not None and (why := text_problem(ask.reason, MAX_REASON)) is not None:
         bad.append(("reason", why))
     if ask.reason_code is not None and ask.reason_code not in REASON_CODES:
         bad.append(("reason_code", f"one of {', '.join(REASON_CODES)}"))
@@ -98,9 +106,12 @@ def stored_bag(row: CheckoutRow, bag_id: int) -> dict[str, Any]:
     raise InvalidRequest([("bag_id", f"checkout {row.app_order_id} has no bag {bag_id} ({known})")])
 
 
-def check_ask(row: CheckoutRow, ask: Ask, news: BagNews | None) -> None:
+def check_ask(
+    row: CheckoutRow, ask: Ask, news: BagNews | None, actions: Sequence[BagAction]
+) -> None:
     """Refuse what cannot be right from what is stored: InvalidRequest names each bad field,
-    IllegalTransition a checkout that has no order to act on. Nothing is written."""
+    IllegalTransition a checkout that has no order to act on or a bag with an action still open.
+    `actions` are the checkout's actions (any bag's). Nothing is written."""
     bad = _field_problems(ask)
     if bad:
         raise InvalidRequest(bad)
@@ -110,16 +121,51 @@ def check_ask(row: CheckoutRow, ask: Ask, news: BagNews | None) -> None:
             "can be canceled or refunded"
         )
     bag = stored_bag(row, ask.bag_id)
-    status = news.status if news is not None else bag.get("status")
-    if status is not None and bag_states.is_final(str(status)):
-        raise InvalidRequest([("bag_id", f"bag {ask.bag_id} is {status}: nothing to {ask.kind}")])
-    if ask.kind == REFUND and ask.amount is not None:
-        total = bag.get("total")
-        refunded = news.refunded_amount if news is not None else 0
-        if isinstance(total, int) and ask.amount > total - refunded:
-            raise InvalidRequest(
-                [("amount", f"at most {total - refunded} (bag total {total}, refunded {refunded})")]
+    mine = [action for action in actions if action.bag_id == ask.bag_id]
+    for action in mine:
+        if action.is_open:
+            raise IllegalTransition(
+                f"bag {ask.bag_id} already has a {action.kind} {action.state} (action "
+                f"{action.id}, asked by {action.actor}); it must settle before another is asked"
             )
+    total = bag.get("total")
+    status, refunded = known_state(bag, news, mine)
+    if _final(status):
+        raise InvalidRequest([("bag_id", f"bag {ask.bag_id} is {status}: nothing to {ask.kind}")])
+    left = total - refunded if isinstance(total, int) else None
+    if ask.kind == REFUND and ask.amount is not None and left is not None and ask.amount > left:
+        raise InvalidRequest(
+            [("amount", f"at most {left} (bag total {total}, refunded {refunded})")]
+        )
+
+
+def known_state(
+    bag: dict[str, Any], news: BagNews | None, actions: Sequence[BagAction]
+) -> tuple[str | None, int]:
+    """The bag's status and refunded amount as far as the orchestrator knows: its news, or the
+    submit's record, overtaken by its own succeeded actions (news of those may not be recorded
+    yet): a cancel leaves it CANCELED, a refund at least `before.refunded + before.amount`
+    refunded, REFUNDED once that reaches the bag's total."""
+    status = news.status if news is not None else bag.get("status")
+    refunded = news.refunded_amount if news is not None else 0
+    total = bag.get("total")
+    for action in actions:
+        if action.state != SUCCEEDED:
+            continue
+        if action.kind == CANCEL:
+            status = bag_states.CANCELED
+            continue
+        plan = (action.answer or {}).get("before") or {}
+        done, amount = plan.get("refunded"), plan.get("amount")
+        if isinstance(done, int) and isinstance(amount, int):
+            refunded = max(refunded, done + amount)
+        if isinstance(total, int) and refunded >= total and not _final(status):
+            status = bag_states.REFUNDED
+    return (None if status is None else str(status)), refunded
+
+
+def _final(status: Any) -> bool:
+    return isinstance(status, str) and bag_states.is_final(status)
 
 
 def violet_bag(order: Cart, bag_id: int) -> Bag | None:
@@ -143,6 +189,10 @@ def refund_plan(order: Cart, ask: Ask) -> dict[str, Any]:
     bag = violet_bag(order, ask.bag_id)
     if bag is None:
         raise InvalidRequest([("bag_id", f"Violet's order {order.id} has no bag {ask.bag_id}")])
+    if _final(bag.status):
+        raise InvalidRequest(
+            [("bag_id", f"bag {ask.bag_id} is {bag.status} at Violet: nothing to refund")]
+        )
     before = refunded(bag)
     left = (bag.total - before) if bag.total is not None else None
     amount = ask.amount
@@ -174,12 +224,4 @@ def applied(kind: str, bag: Bag | None, before: dict[str, Any] | None) -> bool:
     (all of it when the amount is not known) beyond what was refunded before it."""
     if bag is None:
         return False
-    if kind == CANCEL:
-        return bag.status == bag_states.CANCELED
-    if bag.status == bag_states.REFUNDED:
-        return True
-    plan = before or {}
-    amount = plan.get("amount")
-    if not isinstance(amount, int):
-        return False
-    return refunded(bag) >= int(plan.get("refunded") or 0) + amount
+    return proves_done(kind, bag.status, refunded(bag), before)

@@ -3,16 +3,19 @@
 Violet's cancel and refund are not idempotent (no key; a second request is a second refund) and
 answer 202 whether they worked or not, so they follow the step protocol of the submit:
 
-1. check the request against what is stored (and, for a refund, Violet's bag): bad input is
-   refused naming its field, nothing written;
+1. check the request against what is stored (the bag's news and every action already asked of
+   it) and, for a refund, Violet's bag: bad input is refused naming its field, nothing written;
 2. take the checkout's lease (the one the checkout path and the webhook applier take), so
-   nothing else writes the checkout meanwhile; a held lease is `CheckoutBusy`;
+   nothing else writes the checkout meanwhile; a held lease is `CheckoutBusy`; then check
+   again under it, a refund against Violet's bag read again: of two callers, the second
+   finds the first one's action (open, or settled with what it did to the bag);
 3. write the intent: the action `requested`, its `send_by` bound on the database's clock, and
    the audit event naming the actor, in one transaction (one open action per bag);
 4. send it under the send gate: it leaves only before `send_by` and while the lease is ours;
 5. record what came back, releasing the lease in the same transaction: a refusal is `failed`;
    a 202 or no answer is `sent` (the outcome is unknown until the bag shows it), or
-   `succeeded` at once when a read of the order right after the answer shows the bag moved.
+   `succeeded` at once when a read of the order right after the answer shows the bag moved;
+   that read is then recorded as the bag's news, as a read-back would be.
 
 Nothing here ever sends an action a second time. An action left open (its process died, or
 Violet's 202 hid a failure) is settled by reading the order (`reconcile_actions`, run by the
@@ -33,7 +36,7 @@ from orchestrator.engine.action_rules import CANCEL, REFUND, Ask
 from orchestrator.engine.events import call_events
 from orchestrator.engine.steps import error_summary
 from orchestrator.engine.worker import Worker
-from orchestrator.errors import CheckoutBusy, DatabaseUnavailable, IllegalTransition
+from orchestrator.errors import CheckoutBusy, DatabaseUnavailable
 from orchestrator.store import actions as store
 from orchestrator.store import database
 from orchestrator.store.actions import FAILED, SENT, SUCCEEDED, BagAction, Lease, Move
@@ -42,6 +45,7 @@ from orchestrator.violet import VioletError, capture_calls, send_gate
 from orchestrator.violet.gate import SendGate
 from orchestrator.violet.models import (
     CancellationStatus,
+    Cart,
     OrderCancellation,
     Refund,
     RefundStatus,
@@ -102,17 +106,19 @@ async def actions_of(worker: Worker, row: CheckoutRow) -> list[BagAction]:
 
 
 async def _act(worker: Worker, row: CheckoutRow, ask: Ask) -> BagAction:
-    engine = worker.repo.engine
-    rules.check_ask(row, ask, await store.bag_news(engine, row.id, ask.bag_id))
-    await _refuse_second(worker, row, ask.bag_id)
-    before = None
+    await _check(worker, row, ask)
     if ask.kind == REFUND:
-        assert row.violet_order_id is not None  # check_ask: a submitted checkout has one
-        before = rules.refund_plan(await worker.client.get_order(row.violet_order_id), ask)
+        await _plan(worker, row, ask)  # a refund Violet's bag refuses takes no lease
+    engine = worker.repo.engine
     lease = await store.claim(engine, row.id, worker=worker.id, lease_seconds=worker.lease_seconds)
     with worker.leases.holding(row.id):
         try:
-            return await _under_lease(worker, row, lease, ask, before)
+            # Again under the lease: the checks above took none, and another caller may have
+            # asked or settled an action of the bag since. The refund's plan (what a later
+            # read compares with) is made from Violet's bag as it is now.
+            await _check(worker, row, ask)
+            before = await _plan(worker, row, ask) if ask.kind == REFUND else None
+            action, read = await _under_lease(worker, row, lease, ask, before)
         except BaseException as exc:
             await _give_back(worker, lease)
             if isinstance(exc, Exception) and database.is_database_error(exc):
@@ -122,17 +128,42 @@ async def _act(worker: Worker, row: CheckoutRow, ask: Ask) -> BagAction:
                     "recovery settles it by reading the order (`orchestrator bag-actions`)"
                 ) from exc
             raise
+    await _record_read(worker, row.id, read)
+    return action
 
 
-async def _refuse_second(worker: Worker, row: CheckoutRow, bag_id: int) -> None:
-    """A clear refusal of a second open action before any lease is taken (the unique index
-    refuses it anyway, should two race)."""
-    for action in await store.actions_of(worker.repo.engine, row.id):
-        if action.bag_id == bag_id and action.is_open:
-            raise IllegalTransition(
-                f"bag {bag_id} already has a {action.kind} {action.state} (action {action.id}, "
-                f"asked by {action.actor}); it must settle before another is asked"
-            )
+async def _check(worker: Worker, row: CheckoutRow, ask: Ask) -> None:
+    """The stored checks (action_rules.check_ask): the bag's news and every action asked."""
+    engine = worker.repo.engine
+    news = await store.bag_news(engine, row.id, ask.bag_id)
+    rules.check_ask(row, ask, news, await store.actions_of(engine, row.id))
+
+
+async def _plan(worker: Worker, row: CheckoutRow, ask: Ask) -> dict[str, object]:
+    """The refund checked against Violet's bag as it is now (action_rules.refund_plan)."""
+    assert row.violet_order_id is not None  # check_ask: a submitted checkout has one
+    return rules.refund_plan(await worker.client.get_order(row.violet_order_id), ask)
+
+
+async def _record_read(worker: Worker, checkout_id: uuid.UUID, order: Cart | None) -> None:
+    """Record an order read that showed an action done as news of its bags, the way a
+    read-back does (store/bags.py `record`): `checkout_bags` and the host's feed then
+    show what the action did. The action is recorded already; a busy checkout or a database
+    error leaves this to the next news (the checks count succeeded actions meanwhile)."""
+    if order is None:
+        return
+    try:
+        await store.record_order_read(
+            worker.repo.engine,
+            checkout_id,
+            order.model_dump(mode="json"),
+            worker=worker.id,
+            via="bag_action",
+        )
+    except Exception as exc:
+        if not database.is_database_error(exc):
+            raise
+        log.info("order read of %s not recorded (%s)", checkout_id, database.error_reason(exc))
 
 
 async def _give_back(worker: Worker, lease: Lease) -> None:
@@ -172,7 +203,8 @@ async def _under_lease(
     lease: Lease,
     ask: Ask,
     before: dict[str, object] | None,
-) -> BagAction:
+) -> tuple[BagAction, Cart | None]:
+    """Intent, send, answer; returns the action and the order read that showed it done."""
     engine, runner = worker.repo.engine, worker.runner
     intent = store.Intent(
         id=uuid.uuid4(),
@@ -200,10 +232,13 @@ async def _under_lease(
             move = await _send(worker, row.violet_order_id, ask)
         runner.crash.hit(CRASH_AFTER_SEND)
         moves = [move]
-        if move.state == SENT and await _shows_applied(worker, row.violet_order_id, action):
-            moves.append(Move(SUCCEEDED))
+        read = await _read_order(worker, row.violet_order_id) if move.state == SENT else None
+        shown = _shows_applied(read, action)
+        if shown is not None:
+            moves.append(Move(SUCCEEDED, answer=shown))
     events = [*call_events(calls), *_move_events(action, moves, how="answer")]
-    return await store.record(engine, lease, action, moves, events, release=True)
+    recorded = await store.record(engine, lease, action, moves, events, release=True)
+    return recorded, (read if shown is not None else None)
 
 
 def _lease_until(worker: Worker, lease: Lease) -> float:
@@ -260,14 +295,23 @@ def _refund_move(answer: Refund) -> Move:
     return Move(SENT, sent=True, answer=said)
 
 
-async def _shows_applied(worker: Worker, order_id: int, action: BagAction) -> bool:
-    """Whether Violet's order, read now, shows the action done (a failed read shows nothing)."""
+async def _read_order(worker: Worker, order_id: int) -> Cart | None:
+    """Violet's order read now (a failed read shows nothing: None)."""
     try:
-        order = await worker.client.get_order(order_id)
+        return await worker.client.get_order(order_id)
     except VioletError:
-        return False
-    before = (action.answer or {}).get("before")
-    return rules.applied(action.kind, rules.violet_bag(order, action.bag_id), before)
+        return None
+
+
+def _shows_applied(order: Cart | None, action: BagAction) -> dict[str, object] | None:
+    """The evidence that Violet's order shows the action done, or None."""
+    if order is None:
+        return None
+    bag = rules.violet_bag(order, action.bag_id)
+    if not rules.applied(action.kind, bag, (action.answer or {}).get("before")):
+        return None
+    assert bag is not None  # applied: the bag is there
+    return {"read_back": {"bag_status": bag.status, "refunded": rules.refunded(bag)}}
 
 
 def _move_events(action: BagAction, moves: Sequence[Move], *, how: str) -> list[Event]:
@@ -321,15 +365,18 @@ async def reconcile_actions(worker: Worker, budget: int) -> int:
             continue
         with worker.leases.holding(lease.checkout_id):
             try:
-                settled += await _settle(worker, lease, item)
+                done, shown = await _settle(worker, lease, item)
             except BaseException:
                 await _give_back(worker, lease)
                 raise
+        settled += done
+        await _record_read(worker, lease.checkout_id, shown)
     return settled
 
 
-async def _settle(worker: Worker, lease: Lease, item: store.Unsettled) -> int:
-    """Read the order and settle the action by what its bag shows; 1 when it settled."""
+async def _settle(worker: Worker, lease: Lease, item: store.Unsettled) -> tuple[int, Cart | None]:
+    """Read the order and settle the action by what its bag shows: (1 when it settled, the
+    order read when it showed the action done)."""
     action = item.action
     assert item.violet_order_id is not None
     with capture_calls() as calls:
@@ -341,11 +388,12 @@ async def _settle(worker: Worker, lease: Lease, item: store.Unsettled) -> int:
     events = [*_takeover(lease), *call_events(calls)]
     if order is None:
         await store.release(worker.repo.engine, lease, events)
-        return 0
+        return 0, None
     bag = rules.violet_bag(order, action.bag_id)
     moves: list[Move] = [] if action.state == SENT else [Move(SENT)]
-    if rules.applied(action.kind, bag, (action.answer or {}).get("before")):
-        moves.append(Move(SUCCEEDED, answer={"read_back": {"bag_status": bag and bag.status}}))
+    shown = _shows_applied(order, action)
+    if shown is not None:
+        moves.append(Move(SUCCEEDED, answer=shown))
     else:
         error = {
             "class": "not_applied",
@@ -356,4 +404,4 @@ async def _settle(worker: Worker, lease: Lease, item: store.Unsettled) -> int:
         moves = [Move(FAILED, error=error)]
     events += _move_events(action, moves, how="read_back")
     await store.record(worker.repo.engine, lease, action, moves, events, release=True)
-    return 1
+    return 1, (order if shown is not None else None)

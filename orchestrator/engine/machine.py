@@ -2,12 +2,14 @@
 
 The runner fires triggers on it (an illegal one raises), and the diagram is drawn from it. It is
 kept pure: no callbacks, no I/O — `transitions` does not roll a state back when a callback
-raises, so all I/O lives in the runner, around the machine.
+raises, so all I/O lives in the runner, around the machine. The one condition it holds is pure:
+a retry leaves `failed` by several edges, and the edge taken is the one to the state the caller
+names (`reopen`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, Literal
 
@@ -16,10 +18,30 @@ from transitions import Machine, MachineError
 from orchestrator import states
 from orchestrator.errors import IllegalTransition
 
+
+def _lands_in(dest: str) -> Callable[..., bool]:
+    """The condition of the retry edge to `dest`: taken when the retry names that state."""
+
+    def lands_in(*, to: str | None = None) -> bool:
+        return to == dest
+
+    lands_in.__name__ = f"to_{dest}"
+    return lands_in
+
+
+def _transition(edge: states.Edge) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "trigger": edge.trigger,
+        "source": list(edge.sources),
+        "dest": edge.dest,
+    }
+    if edge.trigger == states.RETRY:
+        spec["conditions"] = [_lands_in(edge.dest)]
+    return spec
+
+
 #: The declaration in the form `transitions` takes.
-TRANSITIONS: Final[list[dict[str, Any]]] = [
-    {"trigger": e.trigger, "source": list(e.sources), "dest": e.dest} for e in states.EDGES
-]
+TRANSITIONS: Final[list[dict[str, Any]]] = [_transition(e) for e in states.EDGES]
 
 
 class CheckoutModel:
@@ -76,11 +98,29 @@ def fire(model: CheckoutModel, trigger: str) -> str:
     """Fire `trigger` on an attached model and return the new state; illegal moves raise."""
     before = model.state
     try:
-        getattr(model, trigger)()
+        moved = getattr(model, trigger)()
     except (MachineError, AttributeError) as exc:
+        moved = False
+        cause: BaseException | None = exc
+    else:
+        cause = None
+    if not moved:  # a retry without the state it reopens in takes no edge
         raise IllegalTransition(
             f"cannot {trigger.replace('_', ' ')} a checkout in state {before!r}"
-        ) from exc
+        ) from cause
+    return model.state
+
+
+def reopen(model: CheckoutModel, to: str) -> str:
+    """Retry an attached failed model back to `to`, the state it failed from; illegal moves raise
+    (a model not failed, or a state no step runs in)."""
+    before = model.state
+    try:
+        moved = model.retry(to=to)  # type: ignore[attr-defined]
+    except (MachineError, AttributeError) as exc:
+        raise IllegalTransition(f"cannot retry a checkout in state {before!r}") from exc
+    if not moved:
+        raise IllegalTransition(f"a failed checkout cannot be reopened in state {to!r}")
     return model.state
 
 

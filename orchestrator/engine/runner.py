@@ -122,8 +122,14 @@ class Runner:
         ]
         await self.recorder.write(row, events, keep_lease=True)
 
-    async def cancel(self, row: CheckoutRow) -> None:
-        """Cancel a leased checkout, releasing its Violet cart when it was never submitted.
+    async def note_request(self, row: CheckoutRow, kind: str, actor: str) -> None:
+        """Record who asked for what on a leased checkout (an operator's "run now"), changing
+        nothing else; the lease is kept for the drive that follows."""
+        await self.recorder.write(row, [Event(kind, detail={"actor": actor})], keep_lease=True)
+
+    async def cancel(self, row: CheckoutRow, *, actor: str | None = None) -> None:
+        """Cancel a leased checkout, releasing its Violet cart when it was never submitted;
+        `actor` (who asked) is named in the `canceled` event.
 
         The caller has checked it may (api.py `_check_cancelable`: not with a submit in flight).
         """
@@ -142,7 +148,10 @@ class Runner:
                 "canceled",
                 from_state=before,
                 to_state=row.state,
-                detail={"violet_cart_released": released},
+                detail={
+                    "violet_cart_released": released,
+                    **({"actor": actor} if actor is not None else {}),
+                },
             ),
             Event("transition", from_state=before, to_state=row.state, step=CANCEL),
         ]

@@ -1,7 +1,9 @@
 """The records of bag actions (a bag's cancel or refund after submit) and their states.
 
 Plain dataclasses read from `bag_actions` and `checkout_bags`; the statements that write and
-read them are store/actions.py and store/action_reads.py.
+read them are store/actions.py and store/action_reads.py. `proves_done` is the one test of
+whether what Violet shows of a bag proves an action done, whoever reads it (the read after the
+answer, recovery's read, a webhook's or a read-back's news).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+
+from orchestrator import bag_states
 
 REQUESTED: Final = "requested"
 SENT: Final = "sent"
@@ -111,3 +115,19 @@ class Unsettled:
     action: BagAction
     violet_order_id: int | None
     app_order_id: str
+
+
+def proves_done(kind: str, status: str | None, refunded: int, before: Any) -> bool:
+    """Whether a bag showing `status` with `refunded` (minor units) refunded proves a `kind`
+    action done: a cancel by the bag CANCELED; a refund by the bag REFUNDED, or refunded by at
+    least the amount it asked beyond what was refunded before it (`before`, the plan written
+    with its intent). An earlier refund's news never settles a later one."""
+    if kind == "cancel":
+        return status == bag_states.CANCELED
+    if status == bag_states.REFUNDED:
+        return True
+    plan = before if isinstance(before, dict) else {}
+    amount, done = plan.get("amount"), plan.get("refunded")
+    if not isinstance(amount, int) or not isinstance(done, int):
+        return False
+    return refunded >= done + amount

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, IllegalTransition, LeaseLost
-from orchestrator.store import changes
+from orchestrator.store import bags, changes
 from orchestrator.store.action_reads import actions_of, bag_news, db_now, unsettled
 from orchestrator.store.action_records import (
     ACTION_COLUMNS,
@@ -59,6 +60,7 @@ __all__ = [
     "db_now",
     "iso",
     "record",
+    "record_order_read",
     "release",
     "unsettled",
     "write_intent",
@@ -336,3 +338,18 @@ async def record(
                 ),
             )
     return current
+
+
+async def record_order_read(
+    engine: AsyncEngine, checkout_id: uuid.UUID, order: Any, *, worker: str, via: str
+) -> bags.Recorded:
+    """Record an Order read from Violet (its JSON) as news of the checkout's bags, exactly as a
+    read-back does (store/bags.py `record`, under the lease, which must be free), on a
+    connection of the engine's pool."""
+    news = bags.news_from_order(order, fallback_at=datetime.now(UTC))
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection  # psycopg's AsyncConnection, no transaction open
+        return await bags.record(
+            driver, checkout_id, news, source=bags.READ_BACK, worker=worker, via=via
+        )

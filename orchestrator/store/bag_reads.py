@@ -17,8 +17,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from orchestrator import bag_states, states
 from orchestrator.store import database
+from orchestrator.store.query_runner import QueryRunner
 
-__all__ = ["bag_rows", "checkout_of_order", "pool", "stale_orders", "statuses"]
+__all__ = [
+    "bag_rows",
+    "checkout_of_order",
+    "pool",
+    "recorded_bags",
+    "stale_orders",
+    "statuses",
+]
 
 # After-life statements wait briefly for locks (a checkout's row itself is taken with NOWAIT).
 _LOCK_TIMEOUT_S: Final = 2.0
@@ -28,11 +36,16 @@ _STATEMENT_TIMEOUT_S: Final = 30.0
 async def bag_rows(conn: AsyncConnection[Any], checkout_id: UUID) -> list[dict[str, Any]]:
     """A checkout's bag rows, by bag id (what tests and read-backs look at)."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT * FROM checkout_bags WHERE checkout_id = %(id)s ORDER BY bag_id",
-            {"id": checkout_id},
-        )
+        await cur.execute(_BAGS_SQL, {"id": checkout_id})
         return await cur.fetchall()
+
+
+async def recorded_bags(runner: QueryRunner, checkout_id: UUID) -> list[dict[str, Any]]:
+    """`bag_rows` on any `QueryRunner` (the console reads through the library's engine)."""
+    return await runner.rows(_BAGS_SQL, {"id": checkout_id})
+
+
+_BAGS_SQL: Final = "SELECT * FROM checkout_bags WHERE checkout_id = %(id)s ORDER BY bag_id"
 
 
 def statuses(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:

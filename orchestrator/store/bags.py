@@ -6,7 +6,9 @@ checkout path or a cancel being sent, and it never waits for a row lock (NOWAIT:
 `busy`, the caller retries later). Inside that one transaction it keeps each bag's row in
 `checkout_bags` only moving forward (`bag_states.supersedes`: old news never moves a bag back),
 records Violet's order status, appends the audit events and the host's changes, and settles a
-sent cancel or refund that the news proves done. A kill at any point rolls all of it back.
+sent cancel or refund that the news proves done (`action_records.proves_done`: a refund only
+when the news accounts for its amount). News of another order than the checkout's own is
+refused, nothing written. A kill at any point rolls all of it back.
 
 The news is read from Violet's Order as JSON (a webhook's body, a read-back's answer), so every
 source goes through the same reading (store/bag_news.py). The reads of what is recorded and the
@@ -27,8 +29,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from orchestrator import bag_states, states
+from orchestrator import states
 from orchestrator.store import changes
+from orchestrator.store.action_records import proves_done
 from orchestrator.store.bag_news import BagNews, OrderNews, is_newer, news_from_order
 from orchestrator.store.bag_reads import (
     bag_rows,
@@ -47,24 +50,20 @@ BAG_ACTION_SETTLED: Final = "bag_action_settled"
 #: The crash point between taking the lease and the bag writes (kill -9 tests).
 CRASH_AFTER_LEASE: Final = "webhook_apply_after_lease"
 
-#: A bag reaching one of these settles the open action of that kind that was sent.
-_SETTLES: Final[dict[str, str]] = {
-    bag_states.CANCELED: "cancel",
-    bag_states.REFUNDED: "refund",
-    bag_states.PARTIALLY_REFUNDED: "refund",
-}
 # The lease is held only inside this transaction; the expiry is a bound should it outlive it.
 _LEASE_SECONDS: Final = 30.0
 
 
 @dataclass(slots=True)
 class Recorded:
-    """What `record` did: `busy` (nothing written), or the moves it wrote."""
+    """What `record` did: `busy` or `refused` (nothing written), or the moves it wrote."""
 
     checkout_id: UUID
     app_order_id: str | None = None
     state: str | None = None
     busy: str | None = None
+    #: Why the news can never be recorded for this checkout (it is of another order).
+    refused: str | None = None
     moved: list[dict[str, Any]] = field(default_factory=list)
     settled_actions: list[str] = field(default_factory=list)
     violet_status: tuple[str | None, str | None] | None = None
@@ -74,7 +73,8 @@ class Recorded:
 # -- writing --------------------------------------------------------------------------------------
 
 _LOCK_SQL: Final = (
-    "SELECT id, app_order_id, state, pending_step, in_flight, lease_owner, lease_expires_at, "
+    "SELECT id, app_order_id, violet_order_id, state, pending_step, in_flight, lease_owner, "
+    "lease_expires_at, "
     "lease_expires_at < now() AS lease_expired, event_seq, violet_status, next_attempt_at, "
     "next_attempt_at > now() AS later "
     "FROM checkouts WHERE id = %(id)s FOR UPDATE NOWAIT"
@@ -114,11 +114,14 @@ _TOUCH_BAGS_SQL: Final = (
     "UPDATE checkout_bags SET updated_at = now() "
     "WHERE checkout_id = %(id)s AND bag_id = ANY(%(bag_ids)s)"
 )
+_SENT_ACTIONS_SQL: Final = (
+    "SELECT id, bag_id, kind, actor, answer FROM bag_actions "
+    "WHERE checkout_id = %(id)s AND state = 'sent' ORDER BY requested_at FOR UPDATE"
+)
 _SETTLE_ACTION_SQL: Final = (
     "UPDATE bag_actions SET state = 'succeeded', settled_at = now(), "
     "answer = COALESCE(answer, '{}'::jsonb) || %(evidence)s "
-    "WHERE checkout_id = %(id)s AND bag_id = %(bag_id)s AND kind = %(kind)s AND state = 'sent' "
-    "RETURNING id, kind, actor, amount"
+    "WHERE id = %(action_id)s AND state = 'sent'"
 )
 _EVENT_SQL: Final = (
     "INSERT INTO checkout_events (checkout_id, seq, kind, from_state, to_state, worker, detail) "
@@ -181,7 +184,8 @@ async def record(
     crash: Callable[[str], None] | None = None,
 ) -> Recorded:
     """Record `news` for one checkout under its lease, in one transaction (a savepoint of the
-    caller's when it has one open), or report it busy and write nothing.
+    caller's when it has one open), or report it busy, or refused when it is not news of the
+    checkout's own Violet order (`news.order_id`), and write nothing.
 
     `source` is the webhook's event id, or READ_BACK (`via` names the reader: the read-back job,
     verify). A webhook is always audited (`webhook_applied`, even when it was old news); a
@@ -197,6 +201,12 @@ async def record(
         result = Recorded(checkout_id)
         if row is not None:
             result.app_order_id, result.state = row["app_order_id"], row["state"]
+            if news.order_id is None or news.order_id != row["violet_order_id"]:
+                result.refused = (
+                    f"the news is of order {news.order_id}, not of this checkout's order "
+                    f"{row['violet_order_id']}"
+                )
+                return result
         if busy is not None or row is None:
             result.busy = busy
             return result
@@ -290,8 +300,7 @@ def _bag_params(checkout_id: UUID, bag: BagNews, source: str) -> dict[str, Any]:
 
 
 def _move(bag: BagNews, current: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One bag's move as `Recorded.moved` lists it; `grew`: its refunded or canceled amount
-    grew (a further partial refund settles a refund even without a status change)."""
+    """One bag's move as `Recorded.moved` lists it."""
     return {
         "bag_id": bag.bag_id,
         "from": None if current is None else current["status"],
@@ -299,48 +308,46 @@ def _move(bag: BagNews, current: Mapping[str, Any] | None) -> dict[str, Any]:
         "fulfillment_status": bag.fulfillment_status,
         "refunded_amount": bag.refunded_amount,
         "canceled_amount": bag.canceled_amount,
-        "grew": current is not None
-        and (
-            bag.refunded_amount > current["refunded_amount"]
-            or bag.canceled_amount > current["canceled_amount"]
-        ),
     }
 
 
 async def _settle_actions(
     conn: AsyncConnection[Any], trail: _Trail, news: OrderNews, source: str, result: Recorded
 ) -> None:
-    """A bag that reached CANCELED / (PARTIALLY_)REFUNDED settles the sent action of that kind."""
-    for move in result.moved:
-        kind = _SETTLES.get(move["to"])
-        if kind is None or (move["from"] == move["to"] and not move["grew"]):
+    """Settle each sent cancel or refund of a bag in the news that the news proves done
+    (`proves_done`): canceled, or its amount refunded beyond what was refunded before it. News
+    that proves nothing about an action (an earlier refund's, old news) leaves it sent."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_SENT_ACTIONS_SQL, {"id": trail.row["id"]})
+        sent = await cur.fetchall()
+    shown = {bag.bag_id: bag for bag in news.bags}
+    for action in sent:
+        bag = shown.get(action["bag_id"])
+        before = (action["answer"] or {}).get("before")
+        if bag is None or not proves_done(action["kind"], bag.status, bag.refunded_amount, before):
             continue
-        evidence = {"settled_by": source, "bag_status": move["to"], "at": news.at.isoformat()}
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                _SETTLE_ACTION_SQL,
-                {
-                    "id": trail.row["id"],
-                    "bag_id": move["bag_id"],
-                    "kind": kind,
-                    "evidence": Jsonb(evidence),
-                },
-            )
-            settled = await cur.fetchall()
-        for action in settled:
-            detail = {
-                "action_id": str(action["id"]),
-                "kind": action["kind"],
-                "bag_id": move["bag_id"],
-                "state": "succeeded",
-                "actor": action["actor"],
-                "evidence": source,
-            }
-            await trail.add(BAG_ACTION_SETTLED, detail)
-            await changes.append(
-                conn, trail.row["id"], trail.row["app_order_id"], changes.ACTION_SETTLED, detail
-            )
-            result.settled_actions.append(str(action["id"]))
+        evidence = {
+            "settled_by": source,
+            "bag_status": bag.status,
+            "refunded": bag.refunded_amount,
+            "at": news.at.isoformat(),
+        }
+        await conn.execute(
+            _SETTLE_ACTION_SQL, {"action_id": action["id"], "evidence": Jsonb(evidence)}
+        )
+        detail = {
+            "action_id": str(action["id"]),
+            "kind": action["kind"],
+            "bag_id": bag.bag_id,
+            "state": "succeeded",
+            "actor": action["actor"],
+            "evidence": source,
+        }
+        await trail.add(BAG_ACTION_SETTLED, detail)
+        await changes.append(
+            conn, trail.row["id"], trail.row["app_order_id"], changes.ACTION_SETTLED, detail
+        )
+        result.settled_actions.append(str(action["id"]))
 
 
 async def _audit(
@@ -356,7 +363,7 @@ async def _audit(
     detail: dict[str, Any] = {
         "order_id": news.order_id,
         "news_at": news.at.isoformat(),
-        "bags": [{k: v for k, v in m.items() if k != "grew"} for m in result.moved],
+        "bags": result.moved,
     }
     if result.violet_status is not None:
         detail["violet_status"] = {"from": result.violet_status[0], "to": result.violet_status[1]}

@@ -33,6 +33,8 @@ CHANNEL: Final = "orchestrator_changes"
 #: The kinds of change a host acts on (the `kind` column; CHECK: lower-case words).
 CHECKOUT_FINISHED: Final = "checkout_finished"
 CHECKOUT_WAITING: Final = "checkout_waiting"
+#: An operator's retry reopened a failed checkout: its `checkout_finished` (failed) no longer holds.
+CHECKOUT_REOPENED: Final = "checkout_reopened"
 BAG_STATUS: Final = "bag_status"
 ACTION_SETTLED: Final = "action_settled"
 

@@ -238,6 +238,13 @@ def claimed(found: dict[str, Any], lease_until: float) -> CheckoutRow:
     return row
 
 
+def read(found: dict[str, Any]) -> CheckoutRow:
+    """A row as a statement returned it, with the database's time of it (records.py)."""
+    row = CheckoutRow.from_mapping(found)
+    row.local_db_now = (found["db_now"], local_clock())
+    return row
+
+
 def lock_not_available(exc: BaseException) -> bool:
     """PostgreSQL's lock_not_available: raised as is through the pool, wrapped (`orig`) by the
     engine. Never matched by text: the engine's messages quote the statement's parameters."""

@@ -310,3 +310,61 @@ GET_BY_VIOLET_ORDER_ID_SQL = _GET_BY.format(key="violet_order_id")
 
 #: One checkout's audit trail, in order (the primary key `(checkout_id, seq)`).
 EVENTS_SQL = "SELECT * FROM checkout_events WHERE checkout_id = %(id)s ORDER BY seq"
+
+# -- a retry: where a failed checkout failed, and its reopen there (migration 0011) ---------------
+
+#: A failed checkout's last transition into `failed`: the state it left and the step pending (the
+#: primary key `(checkout_id, seq)` read backwards). `{id}` names the checkout.
+_LAST_FAILURE = f"""
+    SELECT e.from_state AS failed_from, e.step AS failed_step FROM checkout_events e
+    WHERE e.checkout_id = {{id}} AND e.kind = 'transition' AND e.to_state = '{states.FAILED}'
+    ORDER BY e.seq DESC LIMIT 1
+"""
+LAST_FAILURE_SQL = _LAST_FAILURE.format(id="%(id)s")
+
+#: Failed checkouts newest first (`ix_checkouts_state_created_at`), each with where it failed;
+#: `{where}` adds the filters (`checkout_reads.failed_with_failures`).
+FAILED_WITH_FAILURES_SQL = f"""
+SELECT {", ".join("c." + name for name in ROW_COLUMNS.split(", "))}, now() AS db_now,
+       f.failed_from, f.failed_step
+FROM checkouts c
+LEFT JOIN LATERAL ({_LAST_FAILURE.format(id="c.id")}) f ON true
+WHERE c.state = '{states.FAILED}'{{where}}
+ORDER BY c.created_at DESC, c.id DESC
+LIMIT %(limit)s
+"""
+
+#: Reopen a failed checkout where it failed, with its step in flight, no attempt made and no crash
+#: counted: the failed step's reconcile reads Violet first. Taken only if the row is as it was read
+#: (its version) and no live lease holds it; a new lease epoch fences any late writer, and the
+#: caller takes the lease itself (`lease_owner`), or leaves the row due now for recovery. The
+#: database's guard (0011) refuses any reopen elsewhere than where the audit trail says it failed.
+REOPEN_SQL = f"""
+WITH upd AS (
+    UPDATE checkouts SET
+        state = %(state)s,
+        version = version + 1,
+        pending_step = %(pending_step)s,
+        in_flight = true,
+        attempt = 0,
+        recoveries = 0,
+        lease_owner = %(lease_owner)s,
+        lease_expires_at = CASE
+            WHEN %(lease_owner)s::text IS NULL THEN NULL ELSE {LEASE_UNTIL} END,
+        lease_epoch = lease_epoch + 1,
+        next_attempt_at = CASE
+            WHEN %(lease_owner)s::text IS NULL THEN now() ELSE {LEASE_UNTIL} END,
+        event_seq = %(event_seq)s,
+        last_error = NULL,
+        updated_at = now(),
+        finished_at = NULL
+    WHERE id = %(id)s AND state = '{states.FAILED}' AND version = %(version)s
+      AND (lease_owner IS NULL OR lease_expires_at < now())
+    RETURNING {ROW_COLUMNS}, now() AS db_now
+), ev AS ({_INSERT_EVENTS}),
+ch AS (
+    INSERT INTO checkout_changes (checkout_id, app_order_id, kind, detail)
+    SELECT id, app_order_id, '{changes.CHECKOUT_REOPENED}', %(change)s::jsonb FROM upd
+)
+SELECT * FROM upd
+"""

@@ -46,6 +46,9 @@ APP_PRIVILEGES: Final[Mapping[str, tuple[str, ...]]] = {
     "bag_actions": ("SELECT", "INSERT"),
     # The host's feed: appended with each change, read with a cursor, never rewritten.
     "checkout_changes": ("SELECT", "INSERT"),
+    # The retention window the prune guards read: the owner's alone, so the application role
+    # can neither read nor move it (docs/operations.md, "Retention").
+    "audit_retention": (),
 }
 
 #: Columns of `checkouts` written once by the INSERT and never updated by the code: who the
@@ -161,7 +164,8 @@ def grants_script(role: str, *, schema: str = "public", create_role: bool = True
     ]
     for table, privileges in APP_PRIVILEGES.items():
         target = f"{where}.{quote_ident(table)}"
-        lines.append(f"GRANT {', '.join(privileges)} ON TABLE {target} TO {who};")
+        if privileges:
+            lines.append(f"GRANT {', '.join(privileges)} ON TABLE {target} TO {who};")
         fixed = COLUMNS_FIXED_AT_INSERT.get(table)
         if fixed is not None:
             columns = [

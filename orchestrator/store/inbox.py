@@ -36,7 +36,9 @@ SETTLED: Final = frozenset({APPLIED, IGNORED, FAILED})
 
 @dataclass(frozen=True, slots=True)
 class InboxEvent:
-    """One event as the receiver stores it: what Violet sent, with the ids parsed out."""
+    """One event as the receiver stores it: what Violet sent, with the ids parsed out. An event
+    refused on arrival (its unsigned headers contradict its body, or the database cannot hold
+    its body) is stored `ignored` with the `reason`: kept and visible, never applied."""
 
     event_id: str
     event_type: str
@@ -44,6 +46,8 @@ class InboxEvent:
     violet_order_id: int | None = None
     bag_id: int | None = None
     merchant_id: int | None = None
+    state: str = PENDING
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +67,9 @@ class InboxRow:
 
 INSERT_SQL: Final = (
     "INSERT INTO webhook_inbox "
-    "(event_id, event_type, body, violet_order_id, bag_id, merchant_id) "
+    "(event_id, event_type, body, violet_order_id, bag_id, merchant_id, state, reason) "
     "VALUES (%(event_id)s, %(event_type)s, %(body)s, %(violet_order_id)s, %(bag_id)s, "
-    "%(merchant_id)s) ON CONFLICT (event_id) DO NOTHING"
+    "%(merchant_id)s, %(state)s, %(reason)s) ON CONFLICT (event_id) DO NOTHING"
 )
 
 
@@ -78,6 +82,8 @@ def _row(event: InboxEvent) -> dict[str, Any]:
         "violet_order_id": event.violet_order_id,
         "bag_id": event.bag_id,
         "merchant_id": event.merchant_id,
+        "state": event.state,
+        "reason": None if event.reason is None else sensitive.redact_text(event.reason)[:500],
     }
 
 
@@ -99,10 +105,11 @@ async def insert(conn: AsyncConnection[Any], event: InboxEvent) -> bool:
 
 _INSERT_MANY_SQL: Final = (
     "INSERT INTO webhook_inbox "
-    "(event_id, event_type, body, violet_order_id, bag_id, merchant_id) "
-    "SELECT r.event_id, r.event_type, r.body, r.violet_order_id, r.bag_id, r.merchant_id "
+    "(event_id, event_type, body, violet_order_id, bag_id, merchant_id, state, reason) "
+    "SELECT r.event_id, r.event_type, r.body, r.violet_order_id, r.bag_id, r.merchant_id, "
+    "r.state, r.reason "
     "FROM jsonb_to_recordset(%(rows)s) AS r(event_id text, event_type text, body jsonb, "
-    "violet_order_id bigint, bag_id bigint, merchant_id bigint) "
+    "violet_order_id bigint, bag_id bigint, merchant_id bigint, state text, reason text) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 

@@ -137,3 +137,12 @@ class Event:
     error_type: str | None = None
     error_message: str | None = None
     detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Where a failed checkout failed, from its last transition into `failed` in its audit trail:
+    the state it left and the step that was pending (what a retry reopens)."""
+
+    state: str
+    step: str | None

@@ -27,7 +27,7 @@ from orchestrator.store import checkout_reads
 from orchestrator.store import checkout_sql as sql
 from orchestrator.store.checkout_params import Claim
 from orchestrator.store.group_commit import GroupCommitter
-from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event
+from orchestrator.store.records import ROW_COLUMNS, CheckoutRow, Event, Failure
 from orchestrator.store.withhold import tripwire_finding, withhold_write
 
 __all__ = ["Claim", "Repository"]
@@ -334,6 +334,67 @@ class Repository:
     async def events(self, checkout_id: uuid.UUID) -> list[dict[str, Any]]:
         """One checkout's audit trail, in order."""
         return await checkout_reads.events(self, checkout_id)
+
+    async def last_failure(self, checkout_id: uuid.UUID) -> Failure | None:
+        """Where the checkout last failed, from its audit trail (None: no failure recorded)."""
+        return await checkout_reads.last_failure(self, checkout_id)
+
+    async def failed_with_failures(
+        self,
+        *,
+        error_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int,
+    ) -> list[tuple[CheckoutRow, Failure | None]]:
+        """Failed checkouts newest first, filtered, each with where it failed."""
+        return await checkout_reads.failed_with_failures(
+            self, error_type=error_type, since=since, until=until, limit=limit
+        )
+
+    async def reopen(
+        self,
+        row: CheckoutRow,
+        failure: Failure,
+        events: Sequence[Event],
+        *,
+        change: dict[str, Any],
+        worker: str,
+        lease_seconds: float,
+        leased: bool,
+    ) -> CheckoutRow | None:
+        """Reopen a failed checkout where it failed (store/checkout_sql.py `REOPEN_SQL`), with
+        `events` and the feed's `change`; leased by `worker` when `leased`, else due now.
+
+        Returns the reopened row, or None when the row is no longer as `row` was read (another
+        retry, a lease held by a live worker): nothing is written then. `row` is left as read.
+        """
+        seq = row.event_seq
+        payload = params.events_payload(row, events)
+        event_seq, row.event_seq = row.event_seq, seq
+        sent = {
+            "id": row.id,
+            "version": row.version,
+            "state": failure.state,
+            "pending_step": failure.step,
+            "lease_owner": worker if leased else None,
+            "lease_s": lease_seconds,
+            "worker": worker,
+            "event_seq": event_seq,
+            "events": params.dumps(payload),
+            "change": params.dumps(change),
+        }
+        sent_at = local_clock()
+        try:
+            found = await self._row(sql.REOPEN_SQL, sent)
+        except Exception as exc:
+            finding = tripwire_finding(exc)
+            if finding is None:
+                raise
+            raise InvalidRequest([("reason", f"refused by the database: {finding}")]) from None
+        if found is None:
+            return None
+        return params.claimed(found, sent_at + lease_seconds) if leased else params.read(found)
 
     async def throttle_until(self, key: str, *, cap: float) -> datetime | None:
         """When the shared Violet budget for `key` opens again (None: open now), at most `cap`

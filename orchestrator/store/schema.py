@@ -34,6 +34,9 @@ from sqlalchemy.types import UserDefinedType
 
 from orchestrator import bag_states, states
 from orchestrator.store.schema_names import (  # re-exported: the schema names them too
+    AUDIT_RETENTION_MAX_DAYS as AUDIT_RETENTION_MAX_DAYS,
+)
+from orchestrator.store.schema_names import (
     SQLSTATE_APPEND_ONLY as SQLSTATE_APPEND_ONLY,
 )
 from orchestrator.store.schema_names import (
@@ -169,6 +172,26 @@ checkout_events: Final = Table(
 # Time-range audit queries (`audit --since`, `stats`): events are appended in time order, so a
 # BRIN index is tiny and costs almost nothing on the hottest insert path.
 Index("ix_checkout_events_at", checkout_events.c.at, postgresql_using="brin")
+# The prune's work list (migration 0014): only events with something left to prune, oldest first;
+# a pruned event leaves it, so a prune costs what it removes, not the size of the history.
+Index(
+    "ix_checkout_events_prunable",
+    checkout_events.c.at,
+    postgresql_where=text("orchestrator_event_prunable(request_body, response_body, detail)"),
+)
+
+#: The retention window the database enforces (migration 0014): an event older than it may lose
+#: its bulky parts, by the tables' owner only; one row, written by `orchestrator prune`.
+audit_retention: Final = Table(
+    "audit_retention",
+    metadata,
+    Column("id", Boolean, nullable=False, server_default=text("true")),
+    Column("audit_days", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint("id", name="one_row"),
+    CheckConstraint(f"audit_days BETWEEN 1 AND {AUDIT_RETENTION_MAX_DAYS}", name="days"),
+)
 
 checkout_state_transitions: Final = Table(
     "checkout_state_transitions",
@@ -228,6 +251,12 @@ Index(
     webhook_inbox.c.received_at,
     postgresql_where=webhook_inbox.c.violet_order_id.isnot(None),
 )
+# The prune's work list (migration 0014): settled events whose body is still there.
+Index(
+    "ix_webhook_inbox_prunable",
+    webhook_inbox.c.received_at,
+    postgresql_where=text(f"state IN {INBOX_SETTLED_STATES!r} AND NOT body ? 'pruned_at'"),
+)
 
 checkout_bag_transitions: Final = Table(
     "checkout_bag_transitions",
@@ -272,6 +301,19 @@ COLUMNS_CHANGING_AFTER_FINISH: Final[tuple[str, ...]] = (
     "event_seq",
     "violet_status",
     "updated_at",
+)
+#: Columns a retry's reopen of a failed checkout changes besides those (migration 0011): only
+#: back to where its audit trail says it failed, with that step in flight; a trigger refuses any
+#: other change of a failed row.
+COLUMNS_CHANGING_ON_REOPEN: Final[tuple[str, ...]] = (
+    "state",
+    "pending_step",
+    "in_flight",
+    "attempt",
+    "recoveries",
+    "next_attempt_at",
+    "last_error",
+    "finished_at",
 )
 
 #: A requested cancel or refund: written before it is sent, sent at most once (migration 0009).

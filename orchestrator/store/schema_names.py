@@ -13,3 +13,6 @@ SQLSTATE_TRIPWIRE: Final = "23T03"
 
 #: The alembic version table: our own, so the schema can live in a host application's database.
 VERSION_TABLE: Final = "orchestrator_alembic_version"
+
+#: The longest retention window `audit_retention` accepts, in days (a CHECK of migration 0014).
+AUDIT_RETENTION_MAX_DAYS: Final = 36500

@@ -6,8 +6,8 @@ number of appliers share the queue) in one transaction and settles each in a sav
   only, Violet's order status, audit, changes, a sent cancel or refund settled), then `applied`;
   its checkout busy (the checkout path holds the lease) leaves it pending, retried after a
   backoff that grows with its `attempts`: it never waits on the checkout;
-- an order that is not ours, or a type nothing acts on, is `ignored` with the reason (in the
-  inbox only: there is no checkout to audit);
+- an order that is not ours, news that is not of its checkout's own order (`record` refuses
+  it), or a type nothing acts on, is `ignored` with the reason (in the inbox only);
 - MERCHANT_DISABLED parks that merchant's checkouts, MERCHANT_ENABLED wakes them
   (store/merchants.py);
 - an event whose handling raises (a bug, not the database) is retried, and after
@@ -200,6 +200,8 @@ class WebhookApplier:
             event_type=event.event_type,
             crash=self.crash.hit,
         )
+        if done.refused is not None:
+            return inbox.IGNORED, done.refused
         if done.busy is not None:
             raise _Retry(f"checkout busy: {done.busy}")
         return inbox.APPLIED, None

@@ -8,7 +8,10 @@ store/inbox.py `InboxWriter`); it answers 200 only once its row is committed, so
 acknowledged event is never lost, and a redelivery is acknowledged again without changing
 anything. While answering it never calls Violet and never touches a checkout (no lease, no
 lock but the inbox row's own): Violet wants an answer within ~10 s, and the checkout path may
-hold a lease for longer. Database trouble is answered 503: Violet redelivers later.
+hold a lease for longer. Database trouble is answered 503: Violet redelivers later. A signed
+body the database can never hold is not database trouble: its unstorable values are replaced
+(webhooks/storable.py) or, failing that, the event is stored `ignored` with the reason; both
+are answered 200, logged and counted, so Violet stops redelivering and nothing is lost unseen.
 
 The database pool opens on the first request, or at ASGI lifespan start-up when the server
 sends it (a mounted sub-application does not receive lifespan events); `close()` ends it.
@@ -29,7 +32,7 @@ from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.errors import SchemaNotMigrated
 from orchestrator.store import database, inbox
 from orchestrator.store.schema import VERSION_TABLE
-from orchestrator.webhooks import events
+from orchestrator.webhooks import events, storable
 from orchestrator.webhooks.signature import HEADER as SIGNATURE_HEADER
 from orchestrator.webhooks.signature import Verifier
 
@@ -80,7 +83,17 @@ class WebhookReceiver:
         self._crash = crash if crash is not None else CrashPoints()
         #: Answers given, by kind: what the benchmark and an operator's metrics read.
         self.counts: dict[str, int] = dict.fromkeys(
-            ("stored", "duplicate", "unsigned", "too_large", "bad_request", "unavailable"), 0
+            (
+                "stored",
+                "duplicate",
+                "unsigned",
+                "too_large",
+                "bad_request",
+                "unavailable",
+                "sanitized",
+                "refused",
+            ),
+            0,
         )
 
     @classmethod
@@ -196,15 +209,46 @@ class WebhookReceiver:
         except (ValueError, RecursionError) as exc:
             self.counts["bad_request"] += 1
             reason = str(exc) if isinstance(exc, events.BadEvent) else "body is not JSON"
+            log.warning("signed webhook refused, nothing stored: %s", reason)
             return 400, {"error": reason}
         try:
-            stored = await self._store(event)
+            event, stored = await self._keep(event, body)
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError, SchemaNotMigrated) as exc:
             self.counts["unavailable"] += 1
             log.warning("webhook %s not stored: %s", event.event_id, database.error_reason(exc))
             return 503, {"error": "not stored; deliver again later"}
         self.counts["stored" if stored else "duplicate"] += 1
-        return 200, {"event_id": event.event_id, "stored": stored}
+        answer = {"event_id": event.event_id, "stored": stored}
+        if event.reason is not None:
+            log.warning("webhook %s stored ignored: %s", event.event_id, event.reason)
+            answer["ignored"] = event.reason
+        return 200, answer
+
+    async def _keep(self, event: inbox.InboxEvent, raw: bytes) -> tuple[inbox.InboxEvent, bool]:
+        """Store the event in a form the database holds; returns it as stored and whether this
+        call stored it. Raises what means the database is failing us (answered 503)."""
+        try:
+            kept = storable.sanitized(event, raw)
+        except RecursionError:
+            return await self._refuse(event, raw, "nested too deep to check")
+        if kept is not event:
+            self.counts["sanitized"] += 1
+            log.warning("webhook %s: unstorable values replaced to store it", event.event_id)
+        try:
+            return kept, await self._store(kept)
+        except psycopg.Error as exc:
+            if not storable.refused_by_database(exc):
+                raise
+            why = storable.database_reason(exc)
+        return await self._refuse(event, raw, why)
+
+    async def _refuse(
+        self, event: inbox.InboxEvent, raw: bytes, why: str
+    ) -> tuple[inbox.InboxEvent, bool]:
+        """Store the record of an event whose body cannot be stored (`ignored`, with why)."""
+        kept = storable.refusal(event, raw, why)
+        self.counts["refused"] += 1
+        return kept, await self._store(kept)
 
     async def _store(self, event: inbox.InboxEvent) -> bool:
         if self._pool is None:

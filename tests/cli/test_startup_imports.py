@@ -36,6 +36,9 @@ _NOT_FOR_HELP = (
     "pydantic_settings",
     "rich",
     "transitions",
+    "starlette",
+    "jinja2",
+    "orchestrator.console",
 )
 
 
@@ -57,7 +60,9 @@ def _loaded(modules: set[str], roots: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == r or m.startswith(r + ".") for r in roots))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["checkout", "--help"], ["db", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["checkout", "--help"], ["db", "--help"], ["console", "--help"]]
+)
 def test_help_imports_no_database_http_or_sandbox_code(args: list[str]) -> None:
     modules = _imported(*args, env=clean_environment())
     assert "orchestrator.cli.app" in modules

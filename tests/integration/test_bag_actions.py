@@ -268,3 +268,68 @@ async def test_the_recovery_job_settles_an_open_action_past_its_window(
     [settled] = await orch.bag_actions(checkout.id)
     assert settled.state == "failed"
     assert (await http_sandbox.control.stats())["bag_cancels"] == {str(bag_id): 1}
+
+
+async def test_a_second_cancel_after_one_succeeded_is_refused_not_sent(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    """No race at all: support cancels a bag (succeeded, Violet shows CANCELED), then cancels it
+    again before any webhook was applied. The read that settled the first is recorded as the
+    bag's news, and the checks count the succeeded action itself: nothing is sent again."""
+    checkout, bag_id = await submitted(orch)
+    first = await orch.cancel_bag(checkout.id, bag_id, actor="support:a")
+    assert first.state == "succeeded"
+
+    with pytest.raises(InvalidRequest, match="CANCELED: nothing to cancel"):
+        await orch.cancel_bag(checkout.id, bag_id, actor="support:a")
+    with pytest.raises(InvalidRequest, match="CANCELED: nothing to refund"):
+        await orch.refund_bag(checkout.id, bag_id, actor="support:a", amount=1)
+
+    stats = await http_sandbox.control.stats()
+    assert stats["bag_cancels"] == {str(bag_id): 1} and stats["bag_refunds"] == {}
+    assert [a.id for a in await orch.bag_actions(checkout.id)] == [first.id]
+    [bag] = await rows(
+        orch, "SELECT status FROM checkout_bags WHERE checkout_id = %(id)s", id=checkout.id
+    )
+    assert bag["status"] == "CANCELED"
+    feed = await rows(
+        orch,
+        "SELECT kind, detail FROM checkout_changes WHERE checkout_id = %(id)s "
+        "AND kind = 'bag_status' ORDER BY id",
+        id=checkout.id,
+    )
+    assert feed[-1]["detail"]["to"] == "CANCELED"
+
+
+async def test_news_of_an_earlier_refund_does_not_settle_a_later_refund_violet_dropped(
+    orch: Orchestrator, http_sandbox: HttpSandbox, database_url: str
+) -> None:
+    """Refund 1 (100) succeeds at once. Refund 2 (300) is answered 202 but Violet drops it. The
+    news of refund 1 then arrives (a late webhook, or a read-back: PARTIALLY_REFUNDED, 100
+    refunded). It proves nothing about refund 2, which stays sent; recovery then ends it
+    `failed`. Only news that accounts for its 300 beyond the 100 would settle it."""
+    from orchestrator.store import bags
+
+    checkout, bag_id = await submitted(orch)
+    assert int(checkout.bags[0]["total"]) > 400
+    first = await orch.refund_bag(checkout.id, bag_id, actor="ops", amount=100)
+    assert first.state == "succeeded"
+    assert checkout.violet_order_id is not None
+    news_of_first = (await orch.client.get_order(checkout.violet_order_id)).model_dump(mode="json")
+
+    await http_sandbox.control.add_fault("refund_bag", "silent_failure", count=1)
+    second = await orch.refund_bag(checkout.id, bag_id, actor="ops", amount=300)
+    assert second.state == "sent"  # 202, nothing moved at Violet
+
+    async with bags.pool(database_url) as pool:
+        done = await bags.record_read(pool, "test", checkout.id, news_of_first, via="readback")
+    assert done.busy is None and done.settled_actions == []
+
+    bag = await bag_at_violet(orch, checkout, bag_id)
+    assert sum(t.amount or 0 for t in bag.transactions if t.type == "REFUND") == 100
+    after = {a.id: a for a in await orch.bag_actions(checkout.id)}[second.id]
+    assert after.state == "sent", "a refund Violet dropped was settled by another's news"
+    await asyncio.sleep(SETTLE_S + 0.2)
+    assert await reconcile_actions(orch.worker, budget=10) == 1
+    after = {a.id: a for a in await orch.bag_actions(checkout.id)}[second.id]
+    assert after.state == "failed"

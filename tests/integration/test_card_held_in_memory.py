@@ -41,3 +41,33 @@ async def test_a_card_is_dropped_at_the_next_card_start_once_another_process_sub
         second = await holder.start(checkout_request(skus=DIGITAL), run=False)
         assert registered.id not in holder._cards
         assert second.id in holder._cards
+
+
+async def test_a_card_given_again_whose_payment_outcome_is_unknown_waits_for_it_elsewhere(
+    settings: Settings, sandbox_transport: httpx.AsyncBaseTransport
+) -> None:
+    """The card given again (awaiting_payment) meets a 500 at Violet: the payment may have been
+    applied, so its step stays in flight. A process without the card reads the cart, finds no
+    payment and waits in awaiting_payment for the card again, without sending anything."""
+    from orchestrator.sandbox import SandboxControl
+
+    async with (
+        Orchestrator(settings, violet_transport=sandbox_transport) as holder,
+        Orchestrator(settings, violet_transport=sandbox_transport) as other,
+        Orchestrator(settings, violet_transport=sandbox_transport) as stranger,
+        SandboxControl(transport=sandbox_transport) as control,
+    ):
+        registered = await holder.start(checkout_request(skus=DIGITAL), run=False)
+        assert (await other.run(registered.id)).state == "awaiting_payment"
+        await control.add_fault("payment", "error", count=1, status=500)
+        given = await other.provide_payment(registered.id, VISA)
+        assert (given.state, given.pending_step, given.in_flight) == (
+            "awaiting_payment",
+            "apply_payment",
+            True,
+        )
+        payments = (await control.stats())["calls_by_op"]["payment"]
+        waiting = await stranger.run(registered.id, retry_wait=5)  # it never had the card
+        assert waiting.state == "awaiting_payment", waiting.last_error
+        assert (waiting.pending_step, waiting.in_flight) == (None, False)
+        assert (await control.stats())["calls_by_op"]["payment"] == payments

@@ -287,6 +287,7 @@ EXPECTED_PRIVILEGES = {
     "checkout_bag_transitions": {"SELECT"},
     "bag_actions": {"SELECT", "INSERT"},
     "checkout_changes": {"SELECT", "INSERT"},
+    "audit_retention": set(),
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
@@ -420,3 +421,50 @@ async def test_the_application_role_receives_and_settles_webhooks_and_moves_bags
         (checkout_id,),
     )
     assert error.sqlstate == SQLSTATE_ILLEGAL_TRANSITION
+
+
+async def test_the_application_role_retries_a_failed_checkout(
+    app_role: AppRole,
+    sandbox_transport: httpx.AsyncBaseTransport,
+    sandbox_control: SandboxControl,
+) -> None:
+    """A retry reads the audit trail in the finished-row guard and appends to the feed: the
+    role's grants are enough for it."""
+    settings = make_settings(app_role.url, IN_PROCESS_BASE_URL, max_attempts=1)
+    async with Orchestrator(settings, violet_transport=sandbox_transport) as orch:
+        await sandbox_control.add_fault("price", "error", count=10, status=503)
+        first = await orch.start(checkout_request(skus=DIGITAL, payment=TOKEN))
+        failed = await orch.run(first.id, retry_wait=5)
+        assert failed.state == "failed", failed
+        await sandbox_control.clear_faults()
+        retried = await orch.retry(first.id, actor="ops:ada", reason="Violet is back")
+        assert retried.state == "submitted", retried.last_error
+
+
+def test_a_temporary_table_cannot_stand_in_for_the_audit_trail(
+    as_app: psycopg.Connection[Any],
+) -> None:
+    """The reopen guard reads where a checkout failed from the real trail (pinned by 0011): a
+    temporary `checkout_events` claiming another failure cannot open another way out."""
+    checkout_id = new_checkout(as_app)
+    move(as_app, checkout_id, "created", "customer_applied", "paid", "priced", "failed")
+    as_app.execute(
+        "INSERT INTO checkout_events (checkout_id, seq, kind, from_state, to_state, step) "
+        "VALUES (%s, 1, 'transition', 'priced', 'failed', 'submit')",
+        (checkout_id,),
+    )
+    as_app.execute("CREATE TEMP TABLE checkout_events (LIKE checkout_events)")
+    as_app.execute(
+        "INSERT INTO checkout_events (checkout_id, seq, at, kind, from_state, to_state, step) "
+        "VALUES (%s, 9, now(), 'transition', 'new', 'failed', 'create_cart')",
+        (checkout_id,),
+    )
+    error = refused(
+        as_app,
+        "UPDATE checkouts SET state = 'new', pending_step = 'create_cart', in_flight = true, "
+        "attempt = 0, recoveries = 0, finished_at = NULL, lease_epoch = lease_epoch + 1, "
+        "event_seq = event_seq + 2 WHERE id = %s",
+        (checkout_id,),
+    )
+    assert error.sqlstate == SQLSTATE_APPEND_ONLY
+    assert "failed in priced at step submit" in str(error)

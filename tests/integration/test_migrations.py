@@ -29,9 +29,9 @@ from tests.fixtures.db import libpq_url
 REPO = Path(__file__).resolve().parents[2]
 OUR_TABLES = {"checkouts", "checkout_events", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle", "webhook_inbox", "checkout_bags", "checkout_bag_transitions"}
-OUR_TABLES |= {"bag_actions", "checkout_changes"}
+OUR_TABLES |= {"bag_actions", "checkout_changes", "audit_retention"}
 
-HEAD = "0010"  # the newest revision: bump with every migration
+HEAD = "0014"  # the newest revision: bump with every migration
 
 
 def _tables(url: str) -> set[str]:
@@ -313,7 +313,7 @@ def test_sync_engine_sees_seeded_graph(database_url: str) -> None:
             count = conn.execute(
                 sa.select(sa.func.count()).select_from(schema.checkout_state_transitions)
             )
-            assert count.scalar() == 33
+            assert count.scalar() == 33 + 7 + 1  # 0011: retry edges, need_payment again
     finally:
         engine.dispose()
 

@@ -373,3 +373,82 @@ async def test_a_refund_seen_settles_the_refund_that_was_sent(
         {"id": checkout.id},
     )
     assert [f[0] for f in feed][-2:] == ["bag_status", "action_settled"]
+
+
+async def test_a_signed_body_replayed_under_another_order_header_is_not_applied_to_it(
+    orch: Orchestrator,
+    sandbox_control: SandboxControl,
+    database_url: str,
+    pool: Any,
+    applier: WebhookApplier,
+) -> None:
+    """Violet signs the body only; the headers are the sender's to choose. One captured signed
+    body (order A, its bag canceled) replayed with `X-Violet-Order-Id: <order B>` and a fresh
+    event id is kept `ignored` with why; checkout B gains no bag, no feed entry, no status."""
+    import json
+
+    from orchestrator.webhooks.receive import WebhookReceiver
+    from orchestrator.webhooks.signature import sign
+
+    secret = "whsec-test-0123456789"
+    a = await submitted(orch, payment=TOKEN)
+    b = await submitted(orch, payment=TOKEN)
+    assert a.violet_order_id is not None and b.violet_order_id is not None
+    canceled_a = await move(sandbox_control, a, "cancel")
+    raw = json.dumps(canceled_a).encode()  # as Violet sent it: signed with the app secret
+    headers = {
+        "content-type": "application/json",
+        "x-violet-hmac": sign(raw, secret),
+        "x-violet-event-id": f"evt-{uuid.uuid4().hex}",  # unsigned: fresh, passes dedupe
+        "x-violet-topic": "ORDER_CANCELED",
+        "x-violet-order-id": str(b.violet_order_id),  # unsigned: points at B
+    }
+    receiver = WebhookReceiver(secrets=[secret], database_url=database_url)
+    try:
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://r") as http:
+            answer = await http.post("/", content=raw, headers=headers)
+    finally:
+        await receiver.close()
+    assert answer.status_code == 200 and "ignored" in answer.json()  # signed: kept, refused
+
+    await applier.run_until_idle()
+    state, _, reason = await inbox_state(pool, headers["x-violet-event-id"])
+    assert state == "ignored" and "X-Violet-Order-Id" in reason
+    for checkout in (a, b):
+        assert await bag_rows(pool, checkout.id) == []
+        assert await audit(pool, checkout.id, "webhook_applied") == []
+    feed = await query(
+        pool,
+        "SELECT detail FROM checkout_changes WHERE checkout_id = %(id)s AND kind = 'bag_status'",
+        {"id": b.id},
+    )
+    assert feed == [], f"B's host feed reports A's bag: {feed}"
+
+
+async def test_news_of_another_order_is_refused_by_record_and_nothing_is_written(
+    orch: Orchestrator, sandbox_control: SandboxControl, pool: Any, applier: WebhookApplier
+) -> None:
+    """`record` checks the news is of the checkout's own order, whoever calls it: an event in
+    the inbox naming B with A's body (or a read-back handed the wrong order) changes nothing."""
+    a = await submitted(orch)
+    b = await submitted(orch)
+    assert b.violet_order_id is not None
+    canceled_a = await move(sandbox_control, a, "cancel")
+
+    done = await bags.record_read(pool, "test", b.id, canceled_a, via="readback")
+    assert done.refused is not None and str(b.violet_order_id) in done.refused
+    assert (done.moved, done.busy) == ([], None)
+
+    event = inbox.InboxEvent(  # as a receiver that trusted the header would have stored it
+        event_id=f"evt-{uuid.uuid4().hex}",
+        event_type="ORDER_CANCELED",
+        body=canceled_a,
+        violet_order_id=b.violet_order_id,
+    )
+    async with pool.connection() as conn:
+        await inbox.insert(conn, event)
+    assert (await applier.apply_pending()).ignored == 1
+    assert (await inbox_state(pool, event.event_id))[0] == "ignored"
+    assert await bag_rows(pool, b.id) == []
+    assert await audit(pool, b.id, "webhook_applied") == []

@@ -273,3 +273,88 @@ def test_over_a_real_socket_the_served_receiver_stores_and_refuses(
         "ORDER_CANCELED"
     ]
     assert json.loads(json.dumps(count_rows(database_url))) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored_value"),
+    [
+        (b'{"id": 5, "bags": [], "customer": {"first_name": "A\\u0000B"}}', "A\ufffdB"),
+        (b'{"id": 5, "bags": [], "customer": {"first_name": "A\\ud800B"}}', "A\ufffdB"),
+        (b'{"id": 5, "bags": [], "customer": {"first_name": NaN}}', None),
+        (b'{"id": 5, "bags": [], "customer": {"first_name": 1e999}}', None),
+    ],
+    ids=["nul-in-string", "lone-surrogate", "nan", "beyond-a-double"],
+)
+async def test_a_signed_body_postgres_cannot_store_is_stored_sanitized_not_answered_503(
+    client: httpx.AsyncClient,
+    receiver: WebhookReceiver,
+    database_url: str,
+    raw: bytes,
+    stored_value: str | None,
+) -> None:
+    """503 tells Violet "deliver again later"; a body jsonb cannot hold would get 503 at each
+    of Violet's 10 attempts and be lost (and a webhook failing often is paused, losing every
+    other event with it). Its unstorable values are replaced instead, with the hash of the body
+    as signed kept beside them: stored, acknowledged, a redelivery deduplicated."""
+    import hashlib
+
+    from orchestrator.webhooks.storable import NOTE_KEY
+
+    _, headers = delivery()
+    from orchestrator.webhooks.signature import sign
+
+    headers["x-violet-hmac"] = sign(raw, SECRET)
+    answers = [(await post(client, raw, headers)) for _ in range(2)]
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.json()["stored"] for a in answers] == [True, False]
+    [(_, body, state, order_id, _, _)] = inbox_rows(database_url, headers["x-violet-event-id"])
+    assert (state, order_id) == ("pending", 5)
+    assert body["customer"]["first_name"] == stored_value
+    assert body[NOTE_KEY] == {"sha256": hashlib.sha256(raw).hexdigest(), "replaced": 1}
+    assert receiver.counts["sanitized"] == 2 and receiver.counts["unavailable"] == 0
+
+
+async def test_a_body_the_database_refuses_anyway_is_recorded_ignored_and_acknowledged(
+    client: httpx.AsyncClient,
+    receiver: WebhookReceiver,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should the database refuse a body for a reason nothing foresaw (here: the sanitizing is
+    switched off), the event is still kept and visible: stored `ignored` with the database's
+    reason and the body's hash instead of the body, answered 200 so Violet stops retrying."""
+    import hashlib
+
+    from orchestrator.webhooks import storable
+
+    monkeypatch.setattr(storable, "sanitized", lambda event, raw: event)
+    raw = b'{"id": 5, "bags": [], "x": NaN}'
+    _, headers = delivery()
+    from orchestrator.webhooks.signature import sign
+
+    headers["x-violet-hmac"] = sign(raw, SECRET)
+    answer = await post(client, raw, headers)
+
+    assert answer.status_code == 200
+    assert "database refuses" in answer.json()["ignored"]
+    [(_, body, state, order_id, _, _)] = inbox_rows(database_url, headers["x-violet-event-id"])
+    assert (state, order_id) == ("ignored", 5)
+    assert body[storable.NOTE_KEY]["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert receiver.counts["refused"] == 1 and receiver.counts["unavailable"] == 0
+    assert (await post(client, raw, headers)).json()["stored"] is False  # a redelivery
+
+
+async def test_an_order_header_contradicting_the_signed_body_is_recorded_ignored(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """The headers are not signed: a body of order 555 under `X-Violet-Order-Id: 556` is kept
+    for audit, `ignored` with why, its order the body's, and answered 200 (no retry)."""
+    raw, headers = delivery(order_body(555))
+    headers["x-violet-order-id"] = "556"
+    answer = await post(client, raw, headers)
+
+    assert answer.status_code == 200
+    assert "X-Violet-Order-Id" in answer.json()["ignored"]
+    [(_, _, state, order_id, _, _)] = inbox_rows(database_url, headers["x-violet-event-id"])
+    assert (state, order_id) == ("ignored", 555)

@@ -42,9 +42,23 @@ def test_illegal_moves_raise(state: str, trigger: str) -> None:
         machine.next_state(state, trigger)
 
 
-def test_terminal_states_have_no_way_out() -> None:
-    sources = {source for source, _, _ in machine.legal_transitions()}
-    assert not sources & states.TERMINAL_STATES
+def test_only_a_retry_leaves_a_terminal_state_back_to_where_a_step_runs() -> None:
+    leaving = {(s, d, t) for s, d, t in machine.legal_transitions() if s in states.TERMINAL_STATES}
+    assert leaving == {(states.FAILED, state, states.RETRY) for state in states.STEP_STATES}
+
+
+def test_a_retry_reopens_a_failed_checkout_only_where_a_step_runs() -> None:
+    for state in states.STEP_STATES:
+        with machine.attached(states.FAILED) as model:
+            assert machine.reopen(model, state) == state
+    for state in (states.SUBMITTED, states.CANCELED, states.REQUIRES_ACTION, "bogus"):
+        with machine.attached(states.FAILED) as model, pytest.raises(IllegalTransition):
+            machine.reopen(model, state)
+    with machine.attached(states.SUBMITTED) as model, pytest.raises(IllegalTransition):
+        machine.reopen(model, states.PRICED)
+    # A retry that does not say where to reopen takes no edge.
+    with pytest.raises(IllegalTransition, match="retry"):
+        machine.next_state(states.FAILED, states.RETRY)
 
 
 def test_every_non_terminal_state_can_fail_and_be_canceled() -> None:

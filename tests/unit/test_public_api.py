@@ -16,7 +16,7 @@ import pydantic
 import pytest
 
 import orchestrator
-from orchestrator import api, checkout, config, errors, request, sync
+from orchestrator import api, checkout, config, errors, request, retention, sync
 from orchestrator.store import actions, changes, database
 
 EXPECTED = {
@@ -35,13 +35,19 @@ EXPECTED = {
     "LeaseLost",
     "Orchestrator",
     "OrchestratorError",
+    "OwnerRoleRequired",
     "PaymentNotConfirmed",
+    "RetryCandidate",
+    "RetryRefused",
+    "RetryReport",
+    "PruneReport",
     "SchemaNotMigrated",
     "Settings",
     "SyncOrchestrator",
     "VioletError",
     "load_settings",
     "migrate",
+    "prune",
 }
 
 # The operations both front doors offer (README "Library use"); the async one awaits each.
@@ -61,6 +67,8 @@ OPERATIONS = (
     "refund_bag",
     "bag_actions",
     "changes",
+    "retry",
+    "retry_many",
 )
 
 
@@ -95,12 +103,16 @@ def test_each_exported_name_is_the_object_its_module_defines() -> None:
         "SyncOrchestrator": sync,
         "Checkout": checkout,
         "AuditEvent": checkout,
+        "RetryCandidate": checkout,
+        "RetryReport": checkout,
         "Change": changes,
         "CheckoutRequest": request,
         "Settings": config,
         "load_settings": config,
         "migrate": database,
         "BagAction": actions,
+        "prune": retention,
+        "PruneReport": retention,
     }
     for name in EXPECTED:
         home = homes.get(name, errors)
@@ -116,9 +128,11 @@ ERROR_TREE: dict[str, tuple[type | str, ...]] = {
     "CheckoutConflict": ("OrchestratorError",),
     "IllegalTransition": ("OrchestratorError",),
     "PaymentNotConfirmed": ("IllegalTransition",),
+    "RetryRefused": ("IllegalTransition",),
     "LeaseLost": ("OrchestratorError",),
     "DatabaseUnavailable": ("OrchestratorError",),
     "SchemaNotMigrated": ("OrchestratorError",),
+    "OwnerRoleRequired": ("ConfigError",),
     "InvalidRequest": ("OrchestratorError", ValueError),
     "VioletError": ("OrchestratorError",),
 }
@@ -167,7 +181,13 @@ def test_the_front_doors_are_context_managers_that_start_and_run_by_default() ->
 
 
 def test_checkouts_and_audit_events_are_frozen_records_with_json() -> None:
-    records = (orchestrator.Checkout, orchestrator.AuditEvent, orchestrator.BagAction)
+    records = (
+        orchestrator.Checkout,
+        orchestrator.AuditEvent,
+        orchestrator.BagAction,
+        orchestrator.RetryReport,
+        orchestrator.RetryCandidate,
+    )
     for record in (*records, orchestrator.Change):
         assert dataclasses.is_dataclass(record)
         assert vars(record)["__dataclass_params__"].frozen
@@ -185,6 +205,16 @@ def test_requests_and_settings_validate() -> None:
     assert settings.max_retry_after == 30
     with pytest.raises(orchestrator.ConfigError, match="ORCHESTRATOR_MAX_RETRY_AFTER"):
         orchestrator.load_settings(max_retry_after="soon")
+
+
+def test_prune_takes_the_owners_url_and_keyword_options() -> None:
+    """Retention (docs/operations.md): the owner's URL, the window in days, a dry run."""
+    assert inspect.iscoroutinefunction(orchestrator.prune)
+    parameters = inspect.signature(orchestrator.prune).parameters
+    assert next(iter(parameters)) == "database_url"
+    assert {"older_than_days", "batch", "dry_run"} <= set(parameters)
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(parameters.values())[1:])
+    assert callable(orchestrator.PruneReport.to_json)
 
 
 def test_migrate_takes_a_url_and_an_optional_revision() -> None:

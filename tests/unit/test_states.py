@@ -54,3 +54,19 @@ def test_sql_state_lists_follow_the_declaration_and_refuse_unknown_states() -> N
     assert states.sql_list([states.PAID, states.NEW]) == "('new', 'paid')"
     with pytest.raises(ValueError, match="bogus"):
         states.sql_list(["bogus"])
+
+
+def test_a_step_runs_in_each_step_state_and_nowhere_else() -> None:
+    """The states a checkout can fail from, so those a retry reopens in: the states with a step
+    after them, and awaiting_payment, where apply_payment runs once the card is given again."""
+    with_step = {
+        s for s in states.STATES for ship in (False, True) if states.step_after(s, ship) is not None
+    }
+    assert set(states.STEP_STATES) == with_step | {states.AWAITING_PAYMENT}
+    assert {s for s in states.STATES if states.reopens_in(s)} == set(states.STEP_STATES)
+    with pytest.raises(ValueError, match="reopens_in"):
+        states.dest(states.FAILED, states.RETRY)
+
+
+def test_a_payment_resumed_without_its_card_waits_for_it_again() -> None:
+    assert states.dest(states.AWAITING_PAYMENT, states.NEED_PAYMENT) == states.AWAITING_PAYMENT

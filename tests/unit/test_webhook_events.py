@@ -57,10 +57,34 @@ def test_both_cancel_spellings_are_one_event_type(topic: str) -> None:
     assert event.event_type == "ORDER_CANCELED"
 
 
-def test_order_and_bag_ids_come_from_the_headers_or_the_order_body() -> None:
-    event = events.parse(_headers(x_violet_order_id="77", x_violet_bag_id="88"), {"id": 1})
-    assert (event.violet_order_id, event.bag_id) == (77, 88)
+ORDER = {"id": 77, "bags": [{"id": 88, "status": "ACCEPTED"}]}
+
+
+def test_the_order_id_comes_from_the_signed_body_the_headers_only_agree_with_it() -> None:
+    event = events.parse(_headers(x_violet_order_id="77", x_violet_bag_id="88"), ORDER)
+    assert (event.violet_order_id, event.bag_id, event.state) == (77, 88, "pending")
     assert events.parse(_headers(), {"id": 99}).violet_order_id == 99
+
+
+@pytest.mark.parametrize("header", ["78", "abc", "0", " 7 7"])
+def test_an_order_header_contradicting_the_signed_body_makes_the_event_refused(
+    header: str,
+) -> None:
+    """Violet signs the body only: a replayed body under another order's header is stored
+    ignored with why (never applied), its order the body's."""
+    event = events.parse(_headers(x_violet_order_id=header), ORDER)
+    assert (event.violet_order_id, event.state) == (77, "ignored")
+    assert event.reason is not None and "X-Violet-Order-Id" in event.reason
+
+
+def test_a_bag_header_the_signed_body_does_not_back_is_dropped() -> None:
+    event = events.parse(_headers(x_violet_bag_id="89"), ORDER)
+    assert (event.bag_id, event.state) == (None, "pending")
+
+
+def test_an_order_header_is_not_an_order_id_for_an_event_without_one_in_its_body() -> None:
+    event = events.parse(_headers(x_violet_order_id="77"), {"status": "COMPLETED"})
+    assert (event.violet_order_id, event.state) == (None, "ignored")
 
 
 def test_merchant_events_keep_the_merchant_id() -> None:
