@@ -42,6 +42,7 @@ from bench.common import (
 )
 from orchestrator import states
 from orchestrator.store import checkout_sql, database, repository
+from orchestrator.store import stats as stats_sql
 from orchestrator.store.records import ROW_COLUMNS
 
 log = logging.getLogger("bench.queries")
@@ -199,6 +200,57 @@ def rolled_back(conn: psycopg.Connection[Any]) -> Iterator[None]:
         conn.execute("ROLLBACK")
 
 
+# -- the baseline: `audit.stats` as four statements (before store/stats.py) ----------------------
+
+_OLD_COUNTS_SQL = """
+SELECT s.state, (SELECT count(*) FROM checkouts c WHERE c.state = s.state) AS n
+FROM unnest(%(states)s::text[]) AS s(state)
+"""
+
+_OLD_ESTIMATE_SQL = """
+SELECT c.reltuples::bigint AS rows, v.state, round(c.reltuples * v.freq)::bigint AS n
+FROM pg_class c
+LEFT JOIN pg_stats st
+  ON st.schemaname = current_schema() AND st.tablename = 'checkouts' AND st.attname = 'state'
+LEFT JOIN LATERAL unnest(st.most_common_vals::text::text[], st.most_common_freqs)
+  AS v(state, freq) ON true
+WHERE c.oid = 'checkouts'::regclass
+"""
+
+_OLD_DUE_SQL = f"""
+SELECT
+    count(*) FILTER (
+        WHERE next_attempt_at <= now() AND (lease_owner IS NULL OR lease_expires_at < now())
+    ) AS due_now,
+    count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at >= now()) AS leased,
+    now() AS at
+FROM checkouts
+WHERE next_attempt_at IS NOT NULL
+  AND state NOT IN {states.TERMINAL_SQL}
+"""
+
+_OLD_OLDEST_SQL = f"""
+SELECT id, app_order_id, state, created_at FROM checkouts
+WHERE state NOT IN {states.TERMINAL_SQL}
+ORDER BY created_at ASC LIMIT 1
+"""
+
+
+async def old_stats(runner: Any, exact_below: int = 100_000) -> dict[str, Any]:
+    """`audit.stats` as it was: estimate, counts per state, due and leased, oldest."""
+    terminal = [s for s in states.STATES if s in states.TERMINAL_STATES]
+    estimated: dict[str, int] = {}
+    rows = await runner.rows(_OLD_ESTIMATE_SQL)
+    if rows and (rows[0]["rows"] or 0) >= exact_below:
+        frequent = {str(r["state"]): int(r["n"]) for r in rows if r["state"] is not None}
+        estimated = {s: frequent[s] for s in terminal if s in frequent}
+    to_count = [s for s in states.STATES if s not in estimated]
+    counts = await runner.rows(_OLD_COUNTS_SQL, {"states": to_count})
+    (due,) = await runner.rows(_OLD_DUE_SQL)
+    oldest = await runner.rows(_OLD_OLDEST_SQL)
+    return {"counts": counts, "estimated": estimated, "due": due, "oldest": oldest}
+
+
 # -- the queries --------------------------------------------------------------------------------
 
 
@@ -237,16 +289,49 @@ async def library_timings(db_url: str, n: int, samples: int) -> dict[str, list[f
         out["list --state failed --limit 50"] = await time_async(
             lambda i: audit.list_checkouts(engine, state="failed", limit=50), samples
         )
-        out["stats"] = await time_async(lambda i: audit.stats(engine), max(20, samples // 10))
+        out.update(await stats_timings(engine, db_url, max(100, samples // 2)))
         out["repo.get by id"] = await time_async(lambda i: repo.get(checkout_uuid(ks[i])), samples)
     finally:
         await engine.dispose()
     return out
 
 
+async def stats_timings(engine: Any, db_url: str, samples: int) -> dict[str, list[float]]:
+    """`stats` (one statement), the four-statement baseline and the console's overview,
+    interleaved sample by sample, through a SQLAlchemy engine and the CLI's psycopg runner."""
+    from datetime import timedelta
+
+    from orchestrator import audit
+    from orchestrator.store import query_runner
+
+    async def overview(source: Any) -> None:
+        counts = await audit.stats(source)
+        since = counts.at - timedelta(hours=24)
+        await audit.failures_over_time(source, since=since, bucket_seconds=3600)
+        await audit.throttle_pauses(source)
+
+    async with query_runner.connect(db_url) as cli:
+        contenders: dict[str, Callable[[], Awaitable[Any]]] = {
+            "stats": lambda: audit.stats(engine),
+            "baseline: stats as 4 statements (before store/stats.py)": lambda: old_stats(
+                query_runner.as_runner(engine)
+            ),
+            "stats (CLI psycopg runner)": lambda: audit.stats(cli),
+            "baseline: stats as 4 statements, CLI runner": lambda: old_stats(cli),
+            "console overview (stats + failures 24 h + pauses)": lambda: overview(engine),
+        }
+        out: dict[str, list[float]] = {name: [] for name in contenders}
+        for i in range(20 + samples):
+            for name, fn in contenders.items():
+                t0 = time.perf_counter()
+                await fn()
+                if i >= 20:
+                    out[name].append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
 def sql_timings(dbname: str, n: int, samples: int) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Raw SQL on one connection: database time plus one round trip; and the plans."""
-    from orchestrator import audit
 
     ks = keys(n, samples + 20, 13)
     cols = ROW_COLUMNS
@@ -272,15 +357,21 @@ def sql_timings(dbname: str, n: int, samples: int) -> tuple[dict[str, list[float
             "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
             lambda i: {"state": "failed", "limit": 50},
         ),
-        "stats: counts per state": (
-            audit._COUNTS_SQL,
+        "stats: the one statement": (
+            stats_sql.STATS_SQL,
+            lambda i: {
+                "finished": [s for s in states.STATES if s in states.TERMINAL_STATES],
+                "exact": False,
+                "exact_below": stats_sql.EXACT_COUNT_LIMIT,
+                "horizon_s": stats_sql.LEASE_HORIZON_S,
+            },
+        ),
+        "stats (before): counts per state": (
+            _OLD_COUNTS_SQL,
             lambda i: {"states": list(states.STATES)},
         ),
-        "stats: due and leased": (audit._DUE_SQL, lambda i: {}),
-        "stats: oldest non-terminal": (
-            audit._OLDEST_SQL,
-            lambda i: {"states": list(states.NON_TERMINAL_STATES)},
-        ),
+        "stats (before): due and leased": (_OLD_DUE_SQL, lambda i: {}),
+        "stats (before): oldest non-terminal": (_OLD_OLDEST_SQL, lambda i: {}),
     }
     timings: dict[str, list[float]] = {}
     plans: dict[str, str] = {}
@@ -399,7 +490,8 @@ def main() -> None:
             s = summarize(values)
             rows.append([where, name, int(s["n"]), s["p50_ms"], s["p99_ms"], s["max_ms"]])
             if where == "library" or name.startswith(("claim", "proposal")):
-                is_bar = not name.startswith("stats") or name == "stats"
+                is_bar = not name.startswith(("stats", "baseline")) or name == "stats"
+                is_bar = is_bar or name.startswith("console overview")
                 bars.append(
                     {
                         "bar": f"{where}: {name} p99 < 5 ms",

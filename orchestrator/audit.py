@@ -2,8 +2,8 @@
 
 Every query here is shaped for an index of migration 0001 (`created_at DESC`,
 `(state, created_at DESC)`, the partial `next_attempt_at` and `last_error->>'type'` indexes), so
-its cost follows the rows it returns, not the size of the history. Counts per state are asked
-state by state (an index-only count each) rather than with one `GROUP BY` over the whole table.
+its cost follows the rows it returns, not the size of the history. `stats` is one statement over
+the open rows' partial indexes and the planner's estimates (store/stats.py).
 
 Each takes a SQLAlchemy engine (what a library user holds) or a `QueryRunner`: the CLI runs them
 on a plain psycopg connection and starts without SQLAlchemy (store/query_runner.py).
@@ -21,6 +21,7 @@ from orchestrator import states
 from orchestrator.checkout import AuditEvent, Checkout, iso
 from orchestrator.errors import CheckoutNotFound, InvalidRequest
 from orchestrator.store import checkout_reads
+from orchestrator.store import stats as store_stats
 from orchestrator.store.query_runner import QueryRunner, as_runner
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow
 
@@ -345,84 +346,34 @@ class Stats:
         }
 
 
-_COUNTS_SQL = """
-SELECT s.state, (SELECT count(*) FROM checkouts c WHERE c.state = s.state) AS n
-FROM unnest(%(states)s::text[]) AS s(state)
-"""
-
-#: Above this many rows, terminal states are counted from the planner's statistics: an exact
-#: count of a million finished checkouts scans a million index entries (~200 ms), while
-#: operators need the non-terminal counts exact and the finished ones only roughly.
-EXACT_COUNT_LIMIT = 100_000
-
-_ESTIMATE_SQL = """
-SELECT c.reltuples::bigint AS rows, v.state, round(c.reltuples * v.freq)::bigint AS n
-FROM pg_class c
-LEFT JOIN pg_stats st
-  ON st.schemaname = current_schema() AND st.tablename = 'checkouts' AND st.attname = 'state'
-LEFT JOIN LATERAL unnest(st.most_common_vals::text::text[], st.most_common_freqs)
-  AS v(state, freq) ON true
-WHERE c.oid = 'checkouts'::regclass
-"""
-
-_DUE_SQL = f"""
-SELECT
-    count(*) FILTER (
-        WHERE next_attempt_at <= now() AND (lease_owner IS NULL OR lease_expires_at < now())
-    ) AS due_now,
-    count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at >= now()) AS leased,
-    now() AS at
-FROM checkouts
-WHERE next_attempt_at IS NOT NULL
-  AND state NOT IN {states.TERMINAL_SQL}
-"""
-
-_OPEN = f"state NOT IN {states.TERMINAL_SQL}"
-
-# Served by the partial index ix_checkouts_open_created_at (open rows only, whatever the history).
-_OLDEST_SQL = f"""
-SELECT id, app_order_id, state, created_at FROM checkouts
-WHERE {_OPEN}
-ORDER BY created_at ASC LIMIT 1
-"""
+#: Kept as the name callers know; the rule lives with the statement (store/stats.py).
+EXACT_COUNT_LIMIT = store_stats.EXACT_COUNT_LIMIT
 
 
 async def stats(
     engine: AsyncEngine | QueryRunner, *, exact: bool = False, exact_below: int = EXACT_COUNT_LIMIT
 ) -> Stats:
-    """Counts per state, checkouts due now, waiting for input, leased, oldest non-terminal.
+    """Counts per state, checkouts due now, waiting for input, leased, oldest non-terminal, in
+    one statement (store/stats.py); finished states of a large table are estimated.
 
     "Due now" is what the recovery job would claim right now (retry due or lease expired);
     "leased" is what some worker is driving at this moment.
     """
-    terminal = [s for s in states.STATES if s in states.TERMINAL_STATES]
-    estimated: dict[str, int] = {}
-    runner = as_runner(engine)
-    if not exact:
-        rows = await runner.rows(_ESTIMATE_SQL)
-        if rows and (rows[0]["rows"] or 0) >= exact_below:
-            # Frequent terminal states are estimated; rare ones are cheap to count exactly.
-            frequent = {str(r["state"]): int(r["n"]) for r in rows if r["state"] is not None}
-            estimated = {s: frequent[s] for s in terminal if s in frequent}
-    to_count = [s for s in states.STATES if s not in estimated]
-    counts = await runner.rows(_COUNTS_SQL, {"states": to_count})
-    by_state = {str(r["state"]): int(r["n"]) for r in counts}
-    by_state = {s: estimated.get(s, by_state.get(s, 0)) for s in states.STATES}
-    (due,) = await runner.rows(_DUE_SQL)
-    oldest = next(iter(await runner.rows(_OLDEST_SQL)), None)
+    found = await store_stats.read(as_runner(engine), exact=exact, exact_below=exact_below)
+    oldest = found.oldest
     return Stats(
-        by_state=by_state,
-        due_now=int(due["due_now"]),
-        waiting_for_input=sum(by_state[s] for s in states.WAITING_STATES),
-        leased=int(due["leased"]),
+        by_state=found.by_state,
+        due_now=found.due_now,
+        waiting_for_input=found.waiting_for_input,
+        leased=found.leased,
         oldest_non_terminal=None
         if oldest is None
         else OldestCheckout(
-            id=oldest["id"],
-            app_order_id=oldest["app_order_id"],
-            state=oldest["state"],
-            created_at=oldest["created_at"],
+            id=oldest.id,
+            app_order_id=oldest.app_order_id,
+            state=oldest.state,
+            created_at=oldest.created_at,
         ),
-        at=due["at"],
-        estimated=tuple(estimated),
+        at=found.at,
+        estimated=found.estimated,
     )

@@ -132,6 +132,14 @@ Index(
     checkouts.c.created_at,
     postgresql_where=text(f"state NOT IN {states.TERMINAL_SQL}"),
 )
+# `stats` and the metrics (migration 0015): counts per open state and steps in flight, from one
+# index-only scan of the open rows. Its columns change only with step writes, never with a claim.
+Index(
+    "ix_checkouts_open_state",
+    checkouts.c.state,
+    postgresql_include=["in_flight"],
+    postgresql_where=text(f"state NOT IN {states.TERMINAL_SQL}"),
+)
 # `list --state S`, newest first.
 Index("ix_checkouts_state_created_at", checkouts.c.state, checkouts.c.created_at.desc())
 # `list [--since T]`, newest first.
@@ -243,6 +251,12 @@ Index(
     "ix_webhook_inbox_pending",
     webhook_inbox.c.received_at,
     postgresql_where=text("state = 'pending'"),
+)
+# The metrics' count and age of failed events (rare); only failed rows are in it (0015).
+Index(
+    "ix_webhook_inbox_failed",
+    webhook_inbox.c.received_at,
+    postgresql_where=text("state = 'failed'"),
 )
 # An order's events, in arrival order.
 Index(
