@@ -17,7 +17,9 @@ and calls Violet only for checkouts that need it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import signal
 from typing import TYPE_CHECKING
 
@@ -37,9 +39,10 @@ if TYPE_CHECKING:  # the engine loads when a command runs, not when `orchestrato
     from rich.console import Console
 
     from orchestrator.readback import ReadBackReport
-    from orchestrator.recovery import Mode, RecoverySummary
+    from orchestrator.recovery import Mode, RecoveryJob, RecoverySummary
     from orchestrator.verify import VerifyReport
 
+_log = logging.getLogger("orchestrator.recovery")
 _SUMMARY_KEYS = ("claimed", "advanced", "submitted", "failed", "reconciled", "still_due")
 
 
@@ -77,10 +80,16 @@ def _mode(once: bool, until_idle: bool, forever: bool) -> Mode:
 
 
 async def _recover(
-    mode: Mode, *, concurrency: int, batch: int, db_wait: float, live: Console | None
+    mode: Mode,
+    *,
+    concurrency: int,
+    batch: int,
+    db_wait: float,
+    live: Console | None,
+    metrics: tuple[str, int] | None = None,
 ) -> RecoverySummary:
-    """Open the orchestrator (waiting for the database) and run the recovery job, showing its
-    progress on the `live` console if there is one."""
+    """Open the orchestrator (waiting for the database) and run the recovery job, serving
+    `/metrics` on `metrics` (host, port) meanwhile if asked."""
     from orchestrator.api import Orchestrator
     from orchestrator.recovery import RecoveryJob, open_with_retry
 
@@ -89,24 +98,46 @@ async def _recover(
     _install_stop(stop)
     give_up = None if mode == "forever" else db_wait
     try:
-        await open_with_retry(orch, give_up_after=give_up, stop=stop)
-        job = RecoveryJob(orch.worker, db_retry_timeout=give_up)
-        if not live:
-            return await job.run(mode, concurrency=concurrency, batch=batch, stop=stop)
-        with live.status("recovering…") as status:
+        async with contextlib.AsyncExitStack() as serving:
+            if metrics is not None:
+                from orchestrator.metrics.collector import process_metrics
+                from orchestrator.metrics.serve import serving_metrics
 
-            def progress(summary: RecoverySummary) -> None:
-                status.update(
-                    f"claimed {summary.claimed}  submitted {summary.submitted}  "
-                    f"failed {summary.failed}  waiting {summary.waiting}  "
-                    f"retry {summary.retry_scheduled}  errors {summary.errors}"
-                )
-
-            return await job.run(
-                mode, concurrency=concurrency, batch=batch, stop=stop, progress=progress
-            )
+                process_metrics()  # count from the start, before the first scrape
+            await open_with_retry(orch, give_up_after=give_up, stop=stop)
+            if metrics is not None:
+                host, port = metrics
+                bound = await serving.enter_async_context(serving_metrics(orch.engine, host, port))
+                _log.info("metrics at http://%s:%d/metrics", host, bound)
+            job = RecoveryJob(orch.worker, db_retry_timeout=give_up)
+            return await _run_job(job, mode, concurrency, batch, stop, live)
     finally:
         await orch.close()
+
+
+async def _run_job(
+    job: RecoveryJob,
+    mode: Mode,
+    concurrency: int,
+    batch: int,
+    stop: asyncio.Event,
+    live: Console | None,
+) -> RecoverySummary:
+    """Run the job, showing its progress on the `live` console if there is one."""
+    if not live:
+        return await job.run(mode, concurrency=concurrency, batch=batch, stop=stop)
+    with live.status("recovering…") as status:
+
+        def progress(summary: RecoverySummary) -> None:
+            status.update(
+                f"claimed {summary.claimed}  submitted {summary.submitted}  "
+                f"failed {summary.failed}  waiting {summary.waiting}  "
+                f"retry {summary.retry_scheduled}  errors {summary.errors}"
+            )
+
+        return await job.run(
+            mode, concurrency=concurrency, batch=batch, stop=stop, progress=progress
+        )
 
 
 def _recover_exit(summary: RecoverySummary, mode: Mode) -> None:
@@ -150,6 +181,16 @@ def recover_command(
         60.0, "--db-wait", min=0, help="Seconds to keep retrying an unreachable database."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print a one-line JSON summary."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics while running.",
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="Address the metrics listen on."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Log more; show tracebacks."),
 ) -> None:
     """Finish interrupted and retry-due checkouts; several copies may run at once."""
@@ -159,7 +200,17 @@ def recover_command(
     configure_logging(debug)
     console = Console(stderr=True)
     live = console if console.is_terminal and not json_output else None
-    summary = run(_recover(mode, concurrency=concurrency, batch=batch, db_wait=db_wait, live=live))
+    metrics = None if metrics_port is None else (metrics_host, metrics_port)
+    summary = run(
+        _recover(
+            mode,
+            concurrency=concurrency,
+            batch=batch,
+            db_wait=db_wait,
+            live=live,
+            metrics=metrics,
+        )
+    )
     if json_output:
         typer.echo(json.dumps({k: summary.to_json()[k] for k in _SUMMARY_KEYS}))
     else:

@@ -26,6 +26,7 @@ from orchestrator.console.operate import Operate, operator_post
 from orchestrator.console.pages import Pages
 from orchestrator.console.state import PRINCIPAL, ConsoleState
 from orchestrator.errors import SchemaNotMigrated
+from orchestrator.metrics.serve import metrics_route
 from orchestrator.store import database
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ def routes(console: ConsoleState) -> list[BaseRoute]:
             name="perform",
         ),
         Route("/bulk/{action}", operate.dry_run, name="dry_run"),
+        # Prometheus' scrape: any principal may read it, a viewer's token included.
+        metrics_route(console.engine),
         Route(
             "/bulk/{action}", operator_post(console, operate.bulk), methods=["POST"], name="bulk"
         ),

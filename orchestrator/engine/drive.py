@@ -37,6 +37,7 @@ from orchestrator.engine.steps import (
     Step,
     StepContext,
 )
+from orchestrator.metrics import hooks
 from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.violet import CallRecord, CardPayment, Cart, VioletError, capture_calls, send_gate
@@ -151,8 +152,10 @@ class Drive:
             try:
                 decision = await step.reconcile(ctx)
             except VioletError as exc:
+                hooks.reconcile_verdict("unreadable")
                 await self._setback(step.name, exc, calls, probing=True)
                 return _Next.STOP
+        hooks.reconcile_verdict(type(decision).__name__.lower())
         retries.drop_refused_credentials(self.row)
         reconciled = Event(
             "reconciled",

@@ -30,6 +30,7 @@ import psycopg_pool
 
 from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.errors import SchemaNotMigrated
+from orchestrator.metrics import hooks
 from orchestrator.store import database, inbox
 from orchestrator.store.schema import VERSION_TABLE
 from orchestrator.webhooks import events, storable
@@ -198,31 +199,35 @@ class WebhookReceiver:
         """(status, JSON answer) for one POST; the event is stored before a 200 is returned."""
         body = await _read_body(headers, receive, self.max_body_bytes)
         if body is None:
-            self.counts["too_large"] += 1
+            self._count("too_large")
             return 413, {"error": f"body larger than {self.max_body_bytes} bytes"}
         if not self._verifier.verify(body, headers.get(SIGNATURE_HEADER)):
-            self.counts["unsigned"] += 1
+            self._count("unsigned")
             log.warning("webhook refused: missing or wrong X-Violet-Hmac")
             return 401, {"error": "bad signature"}
         try:
             event = events.parse(headers, json.loads(body))
         except (ValueError, RecursionError) as exc:
-            self.counts["bad_request"] += 1
+            self._count("bad_request")
             reason = str(exc) if isinstance(exc, events.BadEvent) else "body is not JSON"
             log.warning("signed webhook refused, nothing stored: %s", reason)
             return 400, {"error": reason}
         try:
             event, stored = await self._keep(event, body)
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError, SchemaNotMigrated) as exc:
-            self.counts["unavailable"] += 1
+            self._count("unavailable")
             log.warning("webhook %s not stored: %s", event.event_id, database.error_reason(exc))
             return 503, {"error": "not stored; deliver again later"}
-        self.counts["stored" if stored else "duplicate"] += 1
+        self._count("stored" if stored else "duplicate")
         answer = {"event_id": event.event_id, "stored": stored}
         if event.reason is not None:
             log.warning("webhook %s stored ignored: %s", event.event_id, event.reason)
             answer["ignored"] = event.reason
         return 200, answer
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        hooks.webhook_answer(outcome)
 
     async def _keep(self, event: inbox.InboxEvent, raw: bytes) -> tuple[inbox.InboxEvent, bool]:
         """Store the event in a form the database holds; returns it as stored and whether this
@@ -232,7 +237,7 @@ class WebhookReceiver:
         except RecursionError:
             return await self._refuse(event, raw, "nested too deep to check")
         if kept is not event:
-            self.counts["sanitized"] += 1
+            self._count("sanitized")
             log.warning("webhook %s: unstorable values replaced to store it", event.event_id)
         try:
             return kept, await self._store(kept)
@@ -247,7 +252,7 @@ class WebhookReceiver:
     ) -> tuple[inbox.InboxEvent, bool]:
         """Store the record of an event whose body cannot be stored (`ignored`, with why)."""
         kept = storable.refusal(event, raw, why)
-        self.counts["refused"] += 1
+        self._count("refused")
         return kept, await self._store(kept)
 
     async def _store(self, event: inbox.InboxEvent) -> bool:
