@@ -25,7 +25,15 @@ except SystemExit:
 sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
 """
 
-_NEVER_AT_START = ("alembic", "httpx", "orchestrator.sandbox", "orchestrator.api", "uvicorn")
+_NEVER_AT_START = (
+    "alembic",
+    "httpx",
+    "orchestrator.sandbox",
+    "orchestrator.api",
+    "uvicorn",
+    "prometheus_client",
+    "opentelemetry",
+)
 # Not for the read-only queries either (`orchestrator.store.schema` is SQLAlchemy metadata).
 _NOT_FOR_QUERIES = (*_NEVER_AT_START, "sqlalchemy", "orchestrator.store.schema")
 # typer itself imports pydantic for a subcommand's help: not ours to keep out.
