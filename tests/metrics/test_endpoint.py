@@ -14,7 +14,9 @@ from orchestrator.errors import ConfigError
 from orchestrator.metrics import hooks
 from orchestrator.metrics.serve import serving_metrics
 from orchestrator.sandbox import SandboxControl
+from orchestrator.webhooks.receive import WebhookReceiver
 from tests.fixtures.orchestrator import DECLINED, DIGITAL, INTENT, TOKEN, checkout_request
+from tests.fixtures.webhooks import SECRET, delivery
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -142,3 +144,43 @@ def test_endpoints_are_path_templates() -> None:
     assert hooks.endpoint_of("/orders/77/bags/8/cancel") == "/orders/{id}/bags/{id}/cancel"
     assert hooks.endpoint_of("/checkout/cart") == "/checkout/cart"
     assert hooks.endpoint_of("/login") == "/login"
+
+
+async def test_a_takeover_is_counted(orch: Orchestrator, metrics_url: str) -> None:
+    """A lease left behind by a dead worker, expired, then claimed by recovery."""
+    checkout = await orch.start(checkout_request(payment=TOKEN), run=False)
+    async with orch.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "UPDATE checkouts SET lease_owner = 'dead-worker', "
+            "lease_expires_at = now() - interval '1 minute', next_attempt_at = now() "
+            "WHERE id = %(id)s",
+            {"id": checkout.id},
+        )
+    before = await scrape(metrics_url)
+    claims = await orch.repo.claim_due(worker="w", limit=10, lease_seconds=5)
+    assert [c.previous_owner for c in claims] == ["dead-worker"]
+    after = await scrape(metrics_url)
+    name = "orchestrator_lease_takeovers_total"
+    assert value(after, name, of="checkout") - value(before, name, of="checkout") == 1
+
+
+async def test_webhook_answers_are_counted_by_outcome(
+    orch: Orchestrator, metrics_url: str, database_url: str
+) -> None:
+    receiver = WebhookReceiver(secrets=[SECRET], database_url=database_url)
+    before = await scrape(metrics_url)
+    try:
+        transport = httpx.ASGITransport(app=receiver)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hooks") as http:
+            for raw, headers in (delivery(), delivery(secret=None), delivery(secret=None)):
+                await http.post("/violet/webhooks", content=raw, headers=headers)
+    finally:
+        await receiver.close()
+    after = await scrape(metrics_url)
+    name = "orchestrator_webhook_answers_total"
+    grew = {
+        outcome: value(after, name, outcome=outcome) - value(before, name, outcome=outcome)
+        for outcome in ("stored", "unsigned")
+    }
+    assert grew == {"stored": 1, "unsigned": 2}
+    assert value(after, "orchestrator_webhook_inbox_pending") >= 1
