@@ -23,6 +23,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from orchestrator import tracing
 from orchestrator.engine import machine, retries
 from orchestrator.engine.events import absorb_cart, call_events, decision_detail, poison_error
 from orchestrator.engine.steps import (
@@ -118,6 +119,20 @@ class Drive:
     async def _take_step(self, step: Step) -> bool:
         """Run the pending step once: reconcile it or write its intent, then call it. Returns
         False when the drive is over."""
+        attributes: dict[str, str | int] = {
+            "orchestrator.checkout_id": str(self.row.id),
+            "orchestrator.step": step.name,
+            "orchestrator.state": self.row.state,
+            "orchestrator.attempt": self.row.attempt,
+            "orchestrator.reconcile": int(self.reconcile),
+        }
+        with tracing.span(f"orchestrator.step {step.name}", attributes) as current:
+            going_on = await self._take_step_traced(step)
+            if current is not None:
+                current.set_attribute("orchestrator.state_after", self.row.state)
+            return going_on
+
+    async def _take_step_traced(self, step: Step) -> bool:
         ctx = self._context()
         if self.reconcile:
             after = await self._reconcile(step, ctx)

@@ -15,7 +15,9 @@ from typing import Any, Protocol, Self, cast
 import httpx
 from pydantic import SecretStr
 
+from orchestrator import tracing
 from orchestrator.errors import ConfigError
+from orchestrator.metrics import hooks
 from orchestrator.sensitive import register_credential, register_token
 from orchestrator.violet import ops
 from orchestrator.violet.answers import answer_error, failure, read_cart, read_json
@@ -247,16 +249,26 @@ class VioletSession:
     ) -> httpx.Response:
         """Send one request through the transport; an exchange that brought no answer is recorded
         here (without the body when it is secret), an answered one once its answer is read."""
-        start = time.perf_counter()
-        sent_headers = self._headers if headers is None else {**self._headers, **headers}
-        try:
-            response = await self._transport.send(op, path, body, params, sent_headers)
-        except (VioletError, asyncio.CancelledError) as exc:
-            err = exc if isinstance(exc, VioletError) else None
-            record_failure(op, path, start, None if secret_body else body, err)
-            raise
-        response.extensions["orchestrator_latency_ms"] = (time.perf_counter() - start) * 1000.0
-        return response
+        attributes: dict[str, str | int] = {
+            "http.request.method": op.method,
+            "url.template": hooks.endpoint_of(path),
+            "violet.operation": op.name,
+        }
+        with tracing.span(f"violet {op.name}", attributes) as current:
+            start = time.perf_counter()
+            sent_headers = self._headers if headers is None else {**self._headers, **headers}
+            try:
+                response = await self._transport.send(op, path, body, params, sent_headers)
+            except (VioletError, asyncio.CancelledError) as exc:
+                err = exc if isinstance(exc, VioletError) else None
+                record_failure(op, path, start, None if secret_body else body, err)
+                raise
+            response.extensions["orchestrator_latency_ms"] = (time.perf_counter() - start) * 1000.0
+            if current is not None:
+                current.set_attribute("http.response.status_code", response.status_code)
+                if not response.is_success:
+                    tracing.mark_error(current, str(response.status_code))
+            return response
 
     # ------------------------------------------------------------ one call: auth + retries
 
