@@ -23,7 +23,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator import tracing
+from orchestrator import observe, tracing
 from orchestrator.engine import machine, retries
 from orchestrator.engine.events import absorb_cart, call_events, decision_detail, poison_error
 from orchestrator.engine.steps import (
@@ -38,7 +38,6 @@ from orchestrator.engine.steps import (
     Step,
     StepContext,
 )
-from orchestrator.metrics import hooks
 from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.violet import CallRecord, CardPayment, Cart, VioletError, capture_calls, send_gate
@@ -167,10 +166,10 @@ class Drive:
             try:
                 decision = await step.reconcile(ctx)
             except VioletError as exc:
-                hooks.reconcile_verdict("unreadable")
+                observe.reconcile_verdict("unreadable")
                 await self._setback(step.name, exc, calls, probing=True)
                 return _Next.STOP
-        hooks.reconcile_verdict(type(decision).__name__.lower())
+        observe.reconcile_verdict(type(decision).__name__.lower())
         retries.drop_refused_credentials(self.row)
         reconciled = Event(
             "reconciled",

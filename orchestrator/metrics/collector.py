@@ -1,7 +1,8 @@
 """The metrics themselves: this process's counters, and the database's gauges read per scrape.
 
-`ProcessMetrics` is the sink of `hooks` (Violet calls, reconcile verdicts, takeovers, webhook
-answers); one per process, installed by `process_metrics()` the first time metrics are served.
+`ProcessMetrics` is the sink of `orchestrator.observe` (Violet calls, reconcile verdicts,
+takeovers, webhook answers); one per process, installed by `process_metrics()` the first time
+metrics are served.
 `scrape(source)` reads the database's gauges with the one `stats` statement (store/stats.py),
 and renders them with the process's metrics in Prometheus' text format. A database that cannot
 be read does not fail the scrape: `orchestrator_database_up` says 0 and its gauges are left out,
@@ -22,8 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from orchestrator import states
-from orchestrator.metrics import hooks
+from orchestrator import observe, states
 from orchestrator.store import stats
 from orchestrator.store.query_runner import QueryRunner, as_runner
 
@@ -40,7 +40,7 @@ log = logging.getLogger("orchestrator.metrics")
 
 
 class ProcessMetrics:
-    """What this process did since it started: the `hooks` sink."""
+    """What this process did since it started: the `observe` sink."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -98,11 +98,11 @@ _process: ProcessMetrics | None = None
 
 
 def process_metrics() -> ProcessMetrics:
-    """This process's metrics, counting from the first call on (installs the `hooks` sink)."""
+    """This process's metrics, counting from the first call on (installs the `observe` sink)."""
     global _process
     if _process is None:
         _process = ProcessMetrics()
-        hooks.install(_process)
+        observe.install(_process)
     return _process
 
 

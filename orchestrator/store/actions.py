@@ -23,9 +23,9 @@ import orjson
 from psycopg.errors import LockNotAvailable, UniqueViolation
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from orchestrator import observe
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, IllegalTransition, LeaseLost
-from orchestrator.metrics import hooks
 from orchestrator.store import bags, changes
 from orchestrator.store.action_reads import actions_of, bag_news, db_now, unsettled
 from orchestrator.store.action_records import (
@@ -122,7 +122,7 @@ async def claim(
         until = holder["lease_expires_at"] if holder is not None else None
         raise CheckoutBusy(f"checkout {checkout_id} is leased by {owner} until {iso(until)}")
     if found["prev_owner"] is not None:
-        hooks.takeover("bag_action")
+        observe.takeover("bag_action")
     return Lease(
         checkout_id=checkout_id,
         app_order_id=found["app_order_id"],

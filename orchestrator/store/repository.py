@@ -19,10 +19,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import states
+from orchestrator import observe, states
 from orchestrator.clock import local_clock
 from orchestrator.errors import CheckoutBusy, CheckoutNotFound, InvalidRequest, LeaseLost
-from orchestrator.metrics import hooks
 from orchestrator.store import checkout_params as params
 from orchestrator.store import checkout_reads
 from orchestrator.store import checkout_sql as sql
@@ -252,7 +251,7 @@ class Repository:
             raise
         if found is not None:
             if found["prev_owner"] is not None:
-                hooks.takeover("checkout")
+                observe.takeover("checkout")
             return Claim(params.claimed(found, sent_at + lease_seconds), found["prev_owner"])
         if current is None:
             raise CheckoutNotFound(f"no checkout with id {checkout_id}")
@@ -270,7 +269,7 @@ class Repository:
         rows = await self._rows(sql.CLAIM_DUE_SQL, sent)
         for row in rows:
             if row["prev_owner"] is not None:
-                hooks.takeover("checkout")
+                observe.takeover("checkout")
         return [Claim(params.claimed(r, sent_at + lease_seconds), r["prev_owner"]) for r in rows]
 
     async def due_count(self) -> int:

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from orchestrator.metrics import hooks
+from orchestrator import observe
 from orchestrator.violet.redact import REDACTED, mask_card_number, scrub_text
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def _record(
     request_id: str | None,
     outcome: int | str,
 ) -> None:
-    hooks.violet_call(path, op.method, outcome, latency_ms / 1000.0)
+    observe.violet_call(path, op.method, outcome, latency_ms / 1000.0)
     if _log.isEnabledFor(logging.DEBUG):
         _log.debug(
             "violet %s %s %s -> %s in %.1f ms", op.name, op.method, path, outcome, latency_ms

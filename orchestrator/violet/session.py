@@ -15,9 +15,8 @@ from typing import Any, Protocol, Self, cast
 import httpx
 from pydantic import SecretStr
 
-from orchestrator import tracing
+from orchestrator import observe, tracing
 from orchestrator.errors import ConfigError
-from orchestrator.metrics import hooks
 from orchestrator.sensitive import register_credential, register_token
 from orchestrator.violet import ops
 from orchestrator.violet.answers import answer_error, failure, read_cart, read_json
@@ -251,7 +250,7 @@ class VioletSession:
         here (without the body when it is secret), an answered one once its answer is read."""
         attributes: dict[str, str | int] = {
             "http.request.method": op.method,
-            "url.template": hooks.endpoint_of(path),
+            "url.template": observe.endpoint_of(path),
             "violet.operation": op.name,
         }
         with tracing.span(f"violet {op.name}", attributes) as current:

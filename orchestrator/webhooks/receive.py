@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Final
 import psycopg
 import psycopg_pool
 
+from orchestrator import observe
 from orchestrator.engine.crashpoints import CrashPoints
 from orchestrator.errors import SchemaNotMigrated
-from orchestrator.metrics import hooks
 from orchestrator.store import database, inbox
 from orchestrator.store.schema import VERSION_TABLE
 from orchestrator.webhooks import events, storable
@@ -227,7 +227,7 @@ class WebhookReceiver:
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] += 1
-        hooks.webhook_answer(outcome)
+        observe.webhook_answer(outcome)
 
     async def _keep(self, event: inbox.InboxEvent, raw: bytes) -> tuple[inbox.InboxEvent, bool]:
         """Store the event in a form the database holds; returns it as stored and whether this

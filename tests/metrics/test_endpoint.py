@@ -9,9 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator import observe
 from orchestrator.api import Orchestrator
 from orchestrator.errors import ConfigError
-from orchestrator.metrics import hooks
 from orchestrator.metrics.serve import serving_metrics
 from orchestrator.sandbox import SandboxControl
 from orchestrator.webhooks.receive import WebhookReceiver
@@ -140,10 +140,10 @@ async def test_a_port_in_use_is_refused_by_name(orch: Orchestrator, metrics_url:
 
 
 def test_endpoints_are_path_templates() -> None:
-    assert hooks.endpoint_of("/checkout/cart/123/payment") == "/checkout/cart/{id}/payment"
-    assert hooks.endpoint_of("/orders/77/bags/8/cancel") == "/orders/{id}/bags/{id}/cancel"
-    assert hooks.endpoint_of("/checkout/cart") == "/checkout/cart"
-    assert hooks.endpoint_of("/login") == "/login"
+    assert observe.endpoint_of("/checkout/cart/123/payment") == "/checkout/cart/{id}/payment"
+    assert observe.endpoint_of("/orders/77/bags/8/cancel") == "/orders/{id}/bags/{id}/cancel"
+    assert observe.endpoint_of("/checkout/cart") == "/checkout/cart"
+    assert observe.endpoint_of("/login") == "/login"
 
 
 async def test_a_takeover_is_counted(orch: Orchestrator, metrics_url: str) -> None:

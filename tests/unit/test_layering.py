@@ -20,13 +20,15 @@ import orchestrator
 PACKAGE = Path(orchestrator.__file__).parent
 
 # Units are the top-level modules and packages of `orchestrator`; each may import these others.
-_BASE = frozenset({"errors", "sensitive", "clock", "logs"})
+_BASE = frozenset({"errors", "sensitive", "clock", "logs", "observe", "tracing"})
 _FRONT = _BASE | {"states", "engine", "store", "violet", "checkout", "request", "config", "aio"}
 ALLOWED: dict[str, frozenset[str]] = {
     "states": frozenset(),
     "bag_states": frozenset(),
     "sensitive": frozenset(),
     "clock": frozenset(),
+    "observe": frozenset(),
+    "tracing": frozenset(),
     "aio": frozenset(),
     "database_url": frozenset(),
     "errors": frozenset({"sensitive"}),
@@ -47,7 +49,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "webhooks": _FRONT | {"bag_states", "audit"},
     "sandbox": frozenset(),
     "describe": _BASE | {"checkout"},
-    "console": _FRONT | {"api", "audit", "recovery", "describe", "bag_states"},
+    "metrics": _BASE | {"states", "store"},
+    "console": _FRONT | {"api", "audit", "recovery", "describe", "bag_states", "metrics"},
     "__init__": _FRONT | {"api", "sync", "retention"},
 }
 ALLOWED["cli"] = frozenset(ALLOWED) - {"cli", "__init__"}

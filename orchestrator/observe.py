@@ -1,5 +1,8 @@
 """Where the code reports what it did, for whoever counts it (metrics/collector.py).
 
+A base module (it imports nothing), so the Violet client, the store, the engine and the webhook
+receiver may all report here without depending on the metrics package or prometheus_client.
+
 Nothing is counted until `install` is called with a sink: the calls below then cost one global
 read each. Labels are bounded on purpose: a Violet call is named by its path template
 (`/checkout/cart/{id}/payment`, never a raw id), a verdict or outcome by its kind.
