@@ -75,8 +75,8 @@ def as_runner(source: QueryRunner | AsyncEngine) -> QueryRunner:
 async def connect(url: str) -> AsyncIterator[PsycopgRunner]:
     """A runner on one autocommit psycopg connection to a schema at this code's head.
 
-    Connects as `store.database.create_engine`'s engines do (application name, connect timeout)
-    and refuses the database as `check_schema` does, with the same messages.
+    Connects as `store.database.create_engine`'s engines do (application name, connect timeout),
+    with JIT off, and refuses the database as `check_schema` does, with the same messages.
     """
     import psycopg
 
@@ -86,6 +86,10 @@ async def connect(url: str) -> AsyncIterator[PsycopgRunner]:
         extra["application_name"] = "orchestrator"
     if "connect_timeout" not in parts.query:
         extra["connect_timeout"] = 5
+    if "options" not in parts.query:
+        # Read-only statements over indexes: PostgreSQL's JIT would compile an `--exact` count of
+        # a large table (its cost passes `jit_above_cost`) for milliseconds it never wins back.
+        extra["options"] = "-c jit=off"
     failures = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
     try:
         conn = await psycopg.AsyncConnection.connect(

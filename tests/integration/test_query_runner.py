@@ -91,3 +91,8 @@ async def test_the_plain_connection_reports_an_unreachable_database_as_the_engin
     assert str(by_psycopg.value) == str(by_engine.value)
     assert "cannot connect to the database at 127.0.0.1:1/" in str(by_psycopg.value)
     assert "s3cret" not in str(by_psycopg.value)
+
+
+async def test_the_cli_runner_turns_jit_off(database_url: str) -> None:
+    async with query_runner.connect(database_url) as plain:
+        assert await plain.rows("SHOW jit") == [{"jit": "off"}]
