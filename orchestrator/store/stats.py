@@ -8,8 +8,10 @@ One round trip, each part served by an index whose size follows the open work, n
   the `ix_checkouts_state_created_at` range otherwise (and for a state too rare to be among the
   statistics' most common values); a `CASE` evaluates the count only where it is needed;
 - due now and leased: the range of `ix_checkouts_due` up to `now() + LEASE_HORIZON_S`, because
-  a leased row's `next_attempt_at` is never later than its lease's expiry when the lease was
-  taken or last written (store/checkout_sql.py), and a lease lasts at most that long;
+  a step write under a lease sets `next_attempt_at` to the lease's expiry and a claim of a due
+  row keeps a past one (store/checkout_sql.py), and a lease lasts at most that long. One case
+  escapes it: a checkout claimed by id (`run`) while its retry was scheduled more than a day
+  ahead is not counted as leased until its first step write, seconds later;
 - the oldest open checkout: the first entry of `ix_checkouts_open_created_at`;
 - Violet's 429 pauses in force (`violet_throttle`, one row per key), and the webhook inbox's
   pending and failed events (their partial indexes).
