@@ -68,7 +68,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_violet_throttle_rate_per_s", "violet_throttle", type_="check")
+    op.drop_constraint(op.f("ck_violet_throttle_rate_per_s"), "violet_throttle", type_="check")
     for column in (
         "window_calls",
         "window_at",
