@@ -75,8 +75,7 @@ async def seed(db_url: str, base_url: str, n: int) -> None:
 def finish_times(dbname: str) -> tuple[datetime, dict[int, list[datetime]], dict[str, int]]:
     with psycopg.connect(common.admin_dsn(dbname)) as conn:
         rows = conn.execute(
-            "SELECT (request->'skus'->0->>'merchant_id')::bigint, state, finished_at "
-            "FROM checkouts"
+            "SELECT (request->'skus'->0->>'merchant_id')::bigint, state, finished_at FROM checkouts"
         ).fetchall()
         now = conn.execute("SELECT now()").fetchone()
         paced = conn.execute(
@@ -144,7 +143,9 @@ async def scenario(args: argparse.Namespace, procs: int, budgets: bool) -> dict[
         "share_429": sum(refused.values()) / platform_calls if platform_calls else 0.0,
         "small_merchants_done_at_max": max(small_done),
         "small_merchants_done_at_median": sorted(small_done)[len(small_done) // 2],
-        "big_merchant_done_at": (last[BIG] - started).total_seconds() / drain if BIG in last else None,
+        "big_merchant_done_at": (last[BIG] - started).total_seconds() / drain
+        if BIG in last
+        else None,
         "calls_by_merchant": admitted,
         "answered_429_by_merchant": refused,
         "states": states,
