@@ -5,8 +5,9 @@ leaking 2 a second). A merchant's budget (key `merchant:<id>`) learns the pace t
 from its 429s: a token bucket whose rate is cut by `CUT` on a 429 (once per round of 429s) and
 grows with every call let through: by `REGROWTH` back up to the rate the last cut came from
 (where the store refused), by `GROWTH` beyond it, so the fleet spends little time below the
-store's limit and probes past it slowly. A call takes its turn before it is sent (`take`): the turn may be now, a short wait the
-caller sleeps, or further than the caller may wait, and then the checkout is deferred instead.
+store's limit and probes past it slowly. A call takes its turn before it is sent (`take`): the
+turn may be now, a short wait the caller sleeps, or further than the caller may wait, and then
+the checkout is deferred instead.
 The `global` key stays the blunt block it always was (Violet's own limit): repository.throttle.
 
 Every statement is one autocommitted round trip on a table of a row per merchant ever called.
@@ -22,9 +23,9 @@ from typing import Any, Final, Protocol
 __all__ = [
     "CUT",
     "GROWTH",
-    "REGROWTH",
     "MERCHANT_PREFIX",
     "OPENS_AT",
+    "REGROWTH",
     "Budget",
     "MerchantBudgets",
     "merchant_key",
