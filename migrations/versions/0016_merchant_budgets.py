@@ -10,9 +10,8 @@ Violet passes each merchant platform's rate limit through as a 429 (a Shopify st
 adds what pacing needs, shared by every process:
 
 - `rate_per_s`: the calls a second the fleet allows itself for the merchant (NULL: not paced,
-  no 429 seen yet). It is cut on a 429 and grows with every call let through: quickly back up
-  to `peak_rate_per_s` (the rate the last cut came from), slowly beyond it, so the fleet stays
-  just under the store's limit instead of oscillating into it.
+  no 429 seen yet). It is cut on a 429 and grows a little with every call let through (AIMD),
+  so the fleet stays just under the store's limit instead of oscillating into it.
 - `tokens`, `tokens_at`: a token bucket at that rate, as of `tokens_at`. Negative tokens are calls
   already given a later turn: a caller waits for its turn instead of trying and being refused.
 - `calls`, `rate_limited`: calls let through and 429s answered, for `stats` and the console;
@@ -41,7 +40,6 @@ _TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     add = op.add_column
     add("violet_throttle", sa.Column("rate_per_s", sa.Float(), nullable=True))
-    add("violet_throttle", sa.Column("peak_rate_per_s", sa.Float(), nullable=True))
     add("violet_throttle", sa.Column("tokens", sa.Float(), nullable=False, server_default="0"))
     add(
         "violet_throttle",
@@ -80,7 +78,6 @@ def downgrade() -> None:
         "calls",
         "tokens_at",
         "tokens",
-        "peak_rate_per_s",
         "rate_per_s",
     ):
         op.drop_column("violet_throttle", column)

@@ -3,11 +3,9 @@
 Violet passes each merchant platform's limit through as a 429 (a Shopify store: 40 requests
 leaking 2 a second). A merchant's budget (key `merchant:<id>`) learns the pace the store allows
 from its 429s: a token bucket whose rate is cut by `CUT` on a 429 (once per round of 429s) and
-grows with every call let through: by `REGROWTH` back up to the rate the last cut came from
-(where the store refused), by `GROWTH` beyond it, so the fleet spends little time below the
-store's limit and probes past it slowly. A call takes its turn before it is sent (`take`): the
-turn may be now, a short wait the caller sleeps, or further than the caller may wait, and then
-the checkout is deferred instead.
+grows by `GROWTH` with every call let through (AIMD), so the fleet stays just under the store's
+limit. A call takes its turn before it is sent (`take`): the turn may be now, a short wait the
+caller sleeps, or further than the caller may wait, and then the checkout is deferred instead.
 The `global` key stays the blunt block it always was (Violet's own limit): repository.throttle.
 
 Every statement is one autocommitted round trip on a table of a row per merchant ever called.
@@ -25,7 +23,6 @@ __all__ = [
     "GROWTH",
     "MERCHANT_PREFIX",
     "OPENS_AT",
-    "REGROWTH",
     "Budget",
     "MerchantBudgets",
     "merchant_key",
@@ -34,11 +31,11 @@ __all__ = [
 MERCHANT_PREFIX: Final = "merchant:"
 #: A 429 cuts the rate to this share of what it was (at most once per round, see `_HOLD_CALLS`).
 CUT: Final = 0.85
-#: Each call let through raises the rate by this share past the last cut's rate: ~5% per 100
-#: calls, probing slowly for more room.
+#: Each call let through raises the rate by this share: ~5% per 100 calls, so the fleet probes
+#: back up to the store's limit within a few hundred calls of a cut. (Regrowing 4 times as fast
+#: up to the rate of the last cut reached the store's rate but not a faster drain, and with
+#: three processes had 10% of the calls answered 429: docs/performance.md.)
 GROWTH: Final = 0.0005
-#: ... and by this share below it: back from a cut in ~80 calls.
-REGROWTH: Final = 0.002
 #: Tokens a quiet merchant may save up: calls go evenly spaced, never in a burst.
 _BURST: Final = 1.0
 #: The slowest pace ever set (calls a second): a store that answers nothing but 429s.
@@ -83,9 +80,8 @@ cur AS (
         tokens_at = now(),
         calls = t.calls + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
         window_calls = t.window_calls + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
-        rate_per_s = CASE WHEN j.wait > %(max_wait)s THEN j.rate
-                          WHEN j.rate < t.peak_rate_per_s THEN j.rate * (1 + {REGROWTH})
-                          ELSE j.rate * (1 + {GROWTH}) END,
+        rate_per_s = CASE WHEN j.wait <= %(max_wait)s THEN j.rate * (1 + {GROWTH})
+                          ELSE j.rate END,
         updated_at = now()
     FROM judged j WHERE t.key = j.key
 ), ins AS (
@@ -126,8 +122,6 @@ ON CONFLICT (key) DO UPDATE SET
     rate_limited = t.rate_limited + 1,
     last_rate_limited_at = now(),
     blocked_until = greatest(t.blocked_until, EXCLUDED.blocked_until),
-    peak_rate_per_s = CASE WHEN t.rate_per_s IS NULL THEN NULL
-                           WHEN {_CUTTING} THEN t.rate_per_s ELSE t.peak_rate_per_s END,
     rate_per_s = {_NEW_RATE},
     decreased_at = CASE WHEN t.rate_per_s IS NULL OR ({_CUTTING}) THEN now()
                         ELSE t.decreased_at END,

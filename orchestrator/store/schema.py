@@ -212,7 +212,6 @@ violet_throttle: Final = Table(
     Column("blocked_until", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
     Column("rate_per_s", Float, nullable=True),
-    Column("peak_rate_per_s", Float, nullable=True),
     Column("tokens", Float, nullable=False, server_default=text("0")),
     Column("tokens_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
     Column("calls", BigInteger, nullable=False, server_default=text("0")),
