@@ -22,6 +22,7 @@ from orchestrator.checkout import AuditEvent, Checkout, iso
 from orchestrator.errors import CheckoutNotFound, InvalidRequest
 from orchestrator.store import checkout_reads
 from orchestrator.store import stats as store_stats
+from orchestrator.store.budgets import Budget, MerchantBudgets
 from orchestrator.store.query_runner import QueryRunner, as_runner
 from orchestrator.store.records import ROW_COLUMNS, CheckoutRow
 
@@ -35,9 +36,11 @@ __all__ = [
     "SettleWindow",
     "Stats",
     "ThrottlePause",
+    "budget_json",
     "failures_over_time",
     "find_checkout",
     "list_checkouts",
+    "merchant_budgets",
     "stats",
     "throttle_pauses",
     "timeline",
@@ -289,6 +292,26 @@ async def throttle_pauses(
         )
         for r in rows
     ]
+
+
+async def merchant_budgets(engine: AsyncEngine | QueryRunner) -> list[Budget]:
+    """Every Violet rate budget (`global` and each `merchant:<id>`), by key: its pace, calls let
+    through, 429s answered, and when it next lets a call through (`stats`, the console, metrics)."""
+    return await MerchantBudgets(as_runner(engine)).all()
+
+
+def budget_json(budget: Budget) -> dict[str, Any]:
+    """One budget as `stats --json` shows it."""
+    return {
+        "key": budget.key,
+        "merchant_id": budget.merchant_id,
+        "open": budget.open,
+        "closed_for_s": round(budget.closed_for_s, 3),
+        "rate_per_s": budget.rate_per_s,
+        "calls": budget.calls,
+        "rate_limited": budget.rate_limited,
+        "last_rate_limited_at": iso(budget.last_rate_limited_at),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,7 +251,22 @@ class Settings(BaseSettings):
         ge=1,
         le=86400,
         doc="Longest Retry-After honoured, seconds: a longer wait asked by a 429 is logged and"
-        " shortened to this (it closes the shared throttle for every worker).",
+        " shortened to this (it closes the shared budget for every worker).",
+    )
+    merchant_budgets: bool = Field(
+        default=True,
+        validation_alias=_env("ORCHESTRATOR_MERCHANT_BUDGETS", "merchant_budgets"),
+        description="Pace each merchant's calls on a rate budget learned from its 429s and"
+        " shared through the database; off: one 429 closes the global throttle alone.",
+    )
+    merchant_budget_wait: float = _number(
+        "ORCHESTRATOR_MERCHANT_BUDGET_WAIT",
+        "merchant_budget_wait",
+        2.0,
+        ge=0,
+        le=300,
+        doc="Longest a call waits in-process for its turn on a merchant's budget, seconds; a"
+        " longer wait defers the checkout (durably, no attempt used) and frees the worker.",
     )
     violet_max_response_bytes: int = _number(
         "VIOLET_MAX_RESPONSE_BYTES",

@@ -66,6 +66,9 @@ class SkuRequest(_Strict):
     # strict: JSON's true is not a quantity of 1, nor "2" a number
     sku_id: int = Field(gt=0, le=2**63 - 1, strict=True)
     quantity: int = Field(default=1, ge=1, le=1000, strict=True)
+    #: The merchant selling the SKU, when the caller knows it (Violet's offers name it): the
+    #: cart's creation then waits its turn on that merchant's rate budget. Never sent to Violet.
+    merchant_id: int | None = Field(default=None, gt=0, le=2**63 - 1, strict=True)
 
 
 class CustomerRequest(_Strict):
@@ -188,6 +191,9 @@ class CheckoutRequest(_Strict):
         Raises InvalidRequest naming the field if a value holds a configured credential (the
         process registers them when it builds its Violet client, which may be after parsing)."""
         data = self.model_dump(mode="json", exclude={"payment"})
+        for sku in data["skus"]:  # stored only when given: an older request reads the same
+            if sku.get("merchant_id") is None:
+                sku.pop("merchant_id", None)
         payment = self.payment
         if isinstance(payment, CardPaymentRequest):
             data["payment"] = {"type": "card", "last_four": payment.last_four}

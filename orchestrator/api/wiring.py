@@ -20,6 +20,7 @@ from orchestrator.engine.runner import RetryPolicy, Runner
 from orchestrator.engine.worker import Worker
 from orchestrator.request import CardPaymentRequest
 from orchestrator.store import database
+from orchestrator.store.budgets import MerchantBudgets
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, VioletClient
 
@@ -117,6 +118,8 @@ def build_worker(
         overlap_writes=settings.overlap_writes,
         outcome_wait=settings.submit_outcome_wait,
         leases=leases,
+        budgets=MerchantBudgets(repo) if settings.merchant_budgets else None,
+        budget_wait=settings.merchant_budget_wait,
     )
     return Worker(
         repo,
@@ -128,6 +131,8 @@ def build_worker(
         max_retry_after=settings.max_retry_after,
         cards=cards,
         action_settle_seconds=settings.action_settle_seconds,
+        merchant_budgets=settings.merchant_budgets,
+        budget_wait=settings.merchant_budget_wait,
     )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from orchestrator.checkout import Checkout
     from orchestrator.cli.render import Output
     from orchestrator.config import Settings
+    from orchestrator.store.budgets import Budget
     from orchestrator.store.query_runner import QueryRunner
 
 RefArgument = typer.Argument(..., help="Checkout id, app_order_id or Violet order id.")
@@ -148,16 +149,36 @@ def stats_command(
     from orchestrator import audit
     from orchestrator.cli import render
 
-    async def query() -> audit.Stats:
+    async def query() -> tuple[audit.Stats, list[Budget]]:
         async with _reader(settings()) as db:
-            return await audit.stats(db, exact=exact)
+            return await audit.stats(db, exact=exact), await audit.merchant_budgets(db)
 
-    result = run(query())
+    result, budgets = run(query())
     out = render.Output()
     if as_json:
-        out.json(result.to_json())
+        out.json({**result.to_json(), "budgets": [audit.budget_json(b) for b in budgets]})
         return
     _show_stats(out, result)
+    _show_budgets(out, budgets)
+
+
+def _show_budgets(out: Output, budgets: list[Budget]) -> None:
+    """Each Violet rate budget: open or closed for how long, its pace, calls and 429s."""
+    if not budgets:
+        return
+    out.table(
+        ("budget", "state", "pace", "calls", "429s"),
+        [
+            [
+                b.key,
+                "open" if b.open else f"closed {b.closed_for_s:.1f} s",
+                "-" if b.rate_per_s is None else f"{b.rate_per_s:.2f}/s",
+                str(b.calls),
+                str(b.rate_limited),
+            ]
+            for b in budgets
+        ],
+    )
 
 
 def _show_stats(out: Output, result: audit.Stats) -> None:

@@ -56,6 +56,7 @@ class Pages:
                 "states": states,
                 "now": counts.at,
                 "pauses": await audit.throttle_pauses(engine),
+                "budgets": {b.key: b for b in await audit.merchant_budgets(engine)},
                 "chart": failure_chart(
                     failures, since=since, until=counts.at, bucket_seconds=bucket
                 ),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import observe, tracing
 from orchestrator.engine import machine, retries
+from orchestrator.engine.budgets import MerchantPacer
 from orchestrator.engine.events import absorb_cart, call_events, decision_detail, poison_error
 from orchestrator.engine.steps import (
     STEPS,
@@ -40,7 +41,16 @@ from orchestrator.engine.steps import (
 )
 from orchestrator.states import APPLY_PAYMENT, CREATE_CART, SUBMIT
 from orchestrator.store.records import CheckoutRow, Event
-from orchestrator.violet import CallRecord, CardPayment, Cart, VioletError, capture_calls, send_gate
+from orchestrator.violet import (
+    CallRecord,
+    CardPayment,
+    Cart,
+    VioletBudgetClosed,
+    VioletError,
+    capture_calls,
+    paced_by,
+    send_gate,
+)
 from orchestrator.violet.gate import SendGate
 
 if TYPE_CHECKING:
@@ -93,14 +103,27 @@ class Drive:
         self.intent_written = intent_committed
         #: The cart as Violet last returned it during this drive.
         self.last_cart: Cart | None = None
+        budgets = runner.budgets
+        #: Paces the calls on the merchants' rate budgets (None: per-merchant budgets off).
+        self.pacer = (
+            MerchantPacer(
+                budgets,
+                row,
+                max_wait=runner.budget_wait,
+                max_retry_after=runner.retry.max_retry_after,
+            )
+            if budgets is not None
+            else None
+        )
 
     async def run(self) -> DriveResult:
         """Advance the row until it is terminal, waiting, or scheduled for later."""
         if await self._parked_as_poison():
             return self.result
-        while self.row.pending_step is not None:
-            if not await self._take_step(STEPS[self.row.pending_step]):
-                break
+        with paced_by(self.pacer):
+            while self.row.pending_step is not None:
+                if not await self._take_step(STEPS[self.row.pending_step]):
+                    break
         return self.result
 
     async def _parked_as_poison(self) -> bool:
@@ -266,7 +289,9 @@ class Drive:
         When a reconcile probe failed (`probing`), the step's outcome is still unknown.
         """
         row, policy = self.row, self.runner.retry
-        if retries.refuses_credentials(exc):
+        if isinstance(exc, VioletBudgetClosed):
+            retry = retries.wait_for_budget(row, step, exc, calls, probing=probing)
+        elif retries.refuses_credentials(exc):
             self.result.credentials_refused = True
             retry = retries.wait_for_credentials(row, step, exc, calls, policy, probing=probing)
         else:
@@ -275,7 +300,9 @@ class Drive:
                 await self.recorder.fail(self.model, row, error, call_events(calls, row))
                 return
             retry = retries.retry_later(row, step, exc, error, calls, policy, probing=probing)
-            if retry.throttle is not None:
+            # A 429 the merchants' budgets took is theirs; any other closes the global one.
+            charged = self.pacer is not None and self.pacer.charged_429
+            if retry.throttle is not None and not charged:
                 self.result.throttle_seconds = retry.throttle
         await self.recorder.release(row, retry.events, due_in=retry.delay)
 

@@ -4,7 +4,9 @@ A Violet error ends the checkout only when retrying cannot help. Otherwise the r
 due again after a jittered, capped backoff that is stored (never slept on), so any worker may
 pick it up. An error after which Violet may have applied the request keeps the step in flight:
 the next attempt reads Violet first. Our own credentials refused say nothing of the checkout, so
-such a wait never uses up one of its attempts.
+such a wait never uses up one of its attempts; nor does a rate budget: a 429, or a merchant's
+budget with no turn for the call (store/budgets.py), defers the step for as long as the budget
+asks, whatever its attempts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.violet import (
     CallRecord,
     VioletAuthError,
+    VioletBudgetClosed,
     VioletError,
     VioletOutcomeUnknown,
     VioletRateLimited,
@@ -104,20 +107,52 @@ def retry_later(
     # An outcome we cannot know keeps the step in flight: the next attempt reconciles first.
     row.in_flight = row.in_flight and (maybe_applied or probing or refused)
     retry_after = _honoured_retry_after(row, exc, policy)
-    probes = int(error.get("probes") or 0)  # failed probes in a row back off further
-    delay = policy.delay(row.attempt + probes, retry_after)
     throttle = None
-    if isinstance(exc, VioletRateLimited):
+    rate_limited = isinstance(exc, VioletRateLimited)
+    if rate_limited:
+        # Not a failure: due again once the budget has a turn (spread, so the checkouts
+        # answered 429 together do not come back together), whatever the attempt count.
+        wait = policy.base if retry_after is None else retry_after
+        delay = min(wait * (1 + random.random()), policy.max_retry_after)
         throttle = min(max(delay, retry_after or 0.0), policy.max_retry_after)
+    else:
+        probes = int(error.get("probes") or 0)  # failed probes in a row back off further
+        delay = policy.delay(row.attempt + probes, retry_after)
     row.last_error = error
+    tried = row.attempt
+    counted = not (refused or rate_limited)
+    if refused or (rate_limited and not probing):
+        row.attempt = max(row.attempt - 1, 0)
     events += [
-        error_event(error, step, attempt=row.attempt),
-        _retry_event(row, step, row.attempt, delay),
+        error_event(error, step, attempt=tried),
+        _retry_event(row, step, tried, delay, attempt_counted=counted),
     ]
     row.step_no += 1
-    if refused:
-        row.attempt = max(row.attempt - 1, 0)
     return Retry(events, delay, throttle)
+
+
+def wait_for_budget(
+    row: CheckoutRow,
+    step: str,
+    exc: VioletBudgetClosed,
+    calls: list[CallRecord],
+    *,
+    probing: bool,
+) -> Retry:
+    """A merchant's budget had no turn for the call within the wait allowed: nothing was sent
+    by it, and it is no failure (no error recorded, no attempt used). The step is due again
+    once the budget has turns, spread over half as long again so deferred checkouts do not
+    come back in a herd; a step that sent nothing yet is at rest again."""
+    tried = row.attempt
+    if not probing:
+        row.in_flight = row.in_flight and bool(calls)
+        row.attempt = max(row.attempt - 1, 0)
+    delay = exc.wait * (1 + 0.5 * random.random())
+    event = _retry_event(row, step, tried, delay, attempt_counted=False)
+    if event.detail is not None:
+        event.detail["budget_wait_s"] = round(exc.wait, 3)
+    row.step_no += 1
+    return Retry([*call_events(calls, row), event], delay)
 
 
 def wait_for_credentials(

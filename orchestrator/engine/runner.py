@@ -19,6 +19,7 @@ from orchestrator.engine.recorder import Recorder
 from orchestrator.engine.retries import RetryPolicy
 from orchestrator.engine.steps import error_summary
 from orchestrator.states import CANCEL, CONFIRM, CREATE_CART, SUBMIT
+from orchestrator.store.budgets import MerchantBudgets
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.violet import (
     CardPayment,
@@ -53,8 +54,14 @@ class Runner:
         overlap_writes: bool = True,
         outcome_wait: float = 30.0,
         leases: LeaseKeeper | None = None,
+        budgets: MerchantBudgets | None = None,
+        budget_wait: float = 2.0,
     ) -> None:
         self.client = client
+        #: The merchants' shared rate budgets (None: only the global throttle), and the longest
+        #: a call waits in-process for its turn before its checkout is deferred instead.
+        self.budgets = budgets
+        self.budget_wait = budget_wait
         # A call lasts at most the client's total timeout (auth and retries included), and a
         # step makes at most two before its write (a resumed submit reads the cart first): its
         # request leaves within two total timeouts of the step's start (the send gate holds it

@@ -38,12 +38,16 @@ class Worker:
     #: How long a sent cancel or refund may take to show on its bag before a read settles it
     #: as not applied (engine/actions.py `reconcile_actions`).
     action_settle_seconds: float = 900.0
+    #: Per-merchant rate budgets on (store/budgets.py): claims spread over merchants and pass
+    #: over those whose budget has no turn within `budget_wait` seconds.
+    merchant_budgets: bool = False
+    budget_wait: float = 2.0
 
     async def drive(self, row: CheckoutRow, *, intent_committed: bool) -> DriveResult:
         """Drive a checkout whose lease this worker holds, renewing the lease meanwhile.
 
         A database failure becomes `DatabaseUnavailable` (the checkout is kept for recovery);
-        a 429's wait closes the shared throttle for every worker.
+        a 429 not charged to merchant budgets closes the global throttle for every worker.
         """
         try:
             with self.leases.holding(row.id):

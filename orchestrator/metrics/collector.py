@@ -19,12 +19,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from orchestrator import observe, states
 from orchestrator.store import stats
+from orchestrator.store.budgets import Budget, MerchantBudgets
 from orchestrator.store.query_runner import QueryRunner, as_runner
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def process_metrics() -> ProcessMetrics:
 class _Read:
     snapshot: stats.Snapshot | None
     seconds: float
+    budgets: tuple[Budget, ...] = ()
 
 
 def _age(at: datetime, since: datetime | None) -> float:
@@ -197,6 +199,39 @@ class _DatabaseGauges(Collector):
                 snap.inbox_failed,
             ),
         )
+        yield from _budgets(self.read.budgets)
+
+
+def _budgets(budgets: tuple[Budget, ...]) -> Iterator[Metric]:
+    """Each Violet rate budget (`global`, `merchant:<id>`): open, its pace, calls and 429s."""
+    open_ = GaugeMetricFamily(
+        "orchestrator_violet_budget_open",
+        "1 when the budget lets a call through now, 0 while it holds calls back.",
+        labels=["key"],
+    )
+    rate = GaugeMetricFamily(
+        "orchestrator_violet_budget_rate_per_second",
+        "Calls a second the fleet allows itself for this key (learned from 429s; absent: not "
+        "paced yet).",
+        labels=["key"],
+    )
+    calls = CounterMetricFamily(
+        "orchestrator_violet_budget_calls",
+        "Calls this budget let through, every process together (stored in the database).",
+        labels=["key"],
+    )
+    limited = CounterMetricFamily(
+        "orchestrator_violet_budget_rate_limited",
+        "Violet's 429 answers charged to this budget, every process together.",
+        labels=["key"],
+    )
+    for budget in budgets:
+        open_.add_metric([budget.key], 1 if budget.open else 0)
+        if budget.rate_per_s is not None:
+            rate.add_metric([budget.key], budget.rate_per_s)
+        calls.add_metric([budget.key], budget.calls)
+        limited.add_metric([budget.key], budget.rate_limited)
+    yield from (open_, rate, calls, limited)
 
 
 def _simple(*gauges: tuple[str, str, float]) -> Iterator[Metric]:
@@ -214,11 +249,13 @@ class _Forward(Collector):
         return self.registry.collect()
 
 
-def render(snapshot: stats.Snapshot | None, seconds: float = 0.0) -> bytes:
-    """The text exposition of the database's gauges (`snapshot`, None: unreadable) and this
-    process's metrics."""
+def render(
+    snapshot: stats.Snapshot | None, seconds: float = 0.0, budgets: tuple[Budget, ...] = ()
+) -> bytes:
+    """The text exposition of the database's gauges (`snapshot`, None: unreadable), the rate
+    budgets and this process's metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_DatabaseGauges(_Read(snapshot, seconds)))
+    registry.register(_DatabaseGauges(_Read(snapshot, seconds, budgets)))
     registry.register(_Forward(process_metrics().registry))
     return generate_latest(registry)
 
@@ -227,8 +264,11 @@ async def scrape(source: AsyncEngine | QueryRunner) -> bytes:
     """Read the database's gauges now (one statement) and render every metric."""
     started = time.perf_counter()
     snapshot: stats.Snapshot | None
+    budgets: tuple[Budget, ...] = ()
     try:
-        snapshot = await stats.read(as_runner(source))
+        runner = as_runner(source)
+        snapshot = await stats.read(runner)
+        budgets = tuple(await MerchantBudgets(runner).all())
     except Exception as exc:  # a scrape reports the database as down rather than failing
         if not _from_database(exc):
             raise
@@ -236,7 +276,7 @@ async def scrape(source: AsyncEngine | QueryRunner) -> bytes:
 
         log.warning("metrics: the database's gauges are unreadable: %s", error_reason(exc))
         snapshot = None
-    return render(snapshot, time.perf_counter() - started)
+    return render(snapshot, time.perf_counter() - started, budgets)
 
 
 def _from_database(exc: BaseException) -> bool:

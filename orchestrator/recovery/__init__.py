@@ -4,8 +4,9 @@ It claims due checkouts (`next_attempt_at <= now()` and not under a live lease: 
 `next_attempt_at` is never later than its lease expiry, so expired leases are found by the same
 index scan) with ``FOR UPDATE SKIP LOCKED`` and drives
 each with the runner, which reconciles an in-flight step before anything else. PostgreSQL is the
-only coordinator, so copies on many machines never drive the same checkout at once, and a shared
-throttle row (set by any worker on a 429) slows all of them down together.
+only coordinator, so copies on many machines never drive the same checkout at once, and the
+shared rate budgets (the global one, each merchant's: store/budgets.py) pace all of them
+together; with merchant budgets on, a claim takes turns across merchants (checkout_sql.py).
 
 Before each claim it applies a small batch of pending webhook events (webhooks/apply.py), so a
 `recover` loop covers webhooks too; an event that proves an in-flight submit happened makes that

@@ -200,8 +200,12 @@ class RecoveryJob:
             free = run.free()
             claims: list[Claim] = []
             if free > 0:
+                worker = self.worker
                 claims = await self.repo.claim_due(
-                    worker=self.worker.id, limit=free, lease_seconds=self.worker.lease_seconds
+                    worker=worker.id,
+                    limit=free,
+                    lease_seconds=worker.lease_seconds,
+                    budget_wait=worker.budget_wait if worker.merchant_budgets else None,
                 )
         except Exception as exc:
             if not database.is_database_error(exc):

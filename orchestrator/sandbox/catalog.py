@@ -63,6 +63,17 @@ ECONOMY = ShippingMethod(ECONOMY_ID, "Economy", 0)
 STANDARD = ShippingMethod(STANDARD_ID, "Standard", 990)
 GROUND = ShippingMethod("ground", "Ground", 500, carrier="OTHER", external_id="ground")
 
+#: A shelf of small Shopify shops, one e-book each (merchant 20001 sells SKU 2000101, ...): enough
+#: merchants for the per-merchant rate budgets' tests and benchmark (bench/merchants.py).
+SHELF_MERCHANT_BASE = 20000
+SHELF_SIZE = 20
+
+
+def shelf_sku(merchant_id: int) -> int:
+    """The one SKU a shelf merchant sells."""
+    return merchant_id * 100 + 1
+
+
 MERCHANTS: dict[int, Merchant] = {
     m.id: m
     for m in (
@@ -70,8 +81,10 @@ MERCHANTS: dict[int, Merchant] = {
         Merchant(10189, "the violet garden", "SHOPIFY", 20, (ECONOMY,)),
         Merchant(10300, "Pixel Press", "WOOCOMMERCE", 10),
         Merchant(10400, "Flaky Goods", "ECWID", 10, (GROUND,), rejects_submit=True),
+        *(Merchant(m, f"Shelf Shop {m - SHELF_MERCHANT_BASE}", "SHOPIFY", 10) for m in range(
+            SHELF_MERCHANT_BASE + 1, SHELF_MERCHANT_BASE + SHELF_SIZE + 1)),
     )
-}
+}  # fmt: skip
 
 _CDN = "https://cdn.example.com/sandbox/"
 
@@ -97,6 +110,9 @@ SKUS: dict[int, Sku] = {
             "b2c3d4e5f60718293a4b5c6d7e8f90a1", "pp-300002", _CDN + "wallpaper.png"),
         Sku(400001, 10400, "Flaky Croissant Tin", "Flaky Goods", 2000, PHYSICAL, 2,
             "c3d4e5f60718293a4b5c6d7e8f90a1b2", "400001001", _CDN + "tin.png"),
+        *(Sku(shelf_sku(m), m, f"Shelf Shop {m - SHELF_MERCHANT_BASE} e-book", "Shelf", 800,
+              DIGITAL, 0, f"{m:032x}", f"shelf-{m}", _CDN + "ebook.png") for m in range(
+            SHELF_MERCHANT_BASE + 1, SHELF_MERCHANT_BASE + SHELF_SIZE + 1)),
     )
 }  # fmt: skip
 

@@ -9,7 +9,7 @@ psycopg caches the parse of (tests/unit/test_write_statement_size.py).
 from __future__ import annotations
 
 from orchestrator import states
-from orchestrator.store import changes
+from orchestrator.store import budgets, changes
 from orchestrator.store.records import ROW_COLUMNS
 
 _EVENT_COLUMNS = (
@@ -226,13 +226,7 @@ SELECT * FROM upd
 """
 
 _CLAIM_TEMPLATE = f"""
-WITH cur AS (
-    SELECT id, lease_owner AS prev_owner, in_flight AS prev_in_flight
-    FROM checkouts
-    WHERE {{where}}
-    {{order}}
-    FOR UPDATE {{skip}}
-), upd AS (
+WITH {{cur}}, upd AS (
     UPDATE checkouts c SET
         lease_owner = %(worker)s,
         lease_expires_at = {LEASE_UNTIL},
@@ -263,14 +257,77 @@ SELECT * FROM upd
 CLAIMABLE = (
     f"state NOT IN {states.TERMINAL_SQL} AND (lease_owner IS NULL OR lease_expires_at < now())"
 )
+_CLAIMABLE_C = (
+    f"c.state NOT IN {states.TERMINAL_SQL} "
+    "AND (c.lease_owner IS NULL OR c.lease_expires_at < now())"
+)
+_CUR = """cur AS (
+    SELECT id, lease_owner AS prev_owner, in_flight AS prev_in_flight
+    FROM checkouts
+    WHERE {where}
+    {order}
+    FOR UPDATE {skip}
+)"""
 CLAIM_ONE_SQL = _CLAIM_TEMPLATE.format(
-    where=f"id = %(id)s AND {CLAIMABLE}", order="", skip="NOWAIT"
+    cur=_CUR.format(where=f"id = %(id)s AND {CLAIMABLE}", order="", skip="NOWAIT")
 )
 CLAIM_DUE_SQL = _CLAIM_TEMPLATE.format(
-    where=f"next_attempt_at <= now() AND {CLAIMABLE}",
-    order="ORDER BY next_attempt_at LIMIT %(limit)s",
-    skip="SKIP LOCKED",
+    cur=_CUR.format(
+        where=f"next_attempt_at <= now() AND {CLAIMABLE}",
+        order="ORDER BY next_attempt_at LIMIT %(limit)s",
+        skip="SKIP LOCKED",
+    )
 )
+
+#: The merchants a checkout row's calls reach (a jsonb array): its bags', else those its request
+#: names for its SKUs (engine/budgets.py `checkout_merchants` reads the same).
+MERCHANTS_OF = (
+    "coalesce(nullif(jsonb_path_query_array(bags, '$[*].merchant_id'), '[]'::jsonb), "
+    "jsonb_path_query_array(request, '$.skus[*].merchant_id'))"
+)
+
+# The claim with per-merchant budgets: fair across merchants, and passing over closed budgets.
+# The due rows come, oldest first, from `ix_checkouts_due` as in CLAIM_DUE_SQL, but a window of
+# them (`window`, a few times the claim); in it each merchant (each set of merchants) takes turns,
+# its oldest first, so a merchant with 10,000 due checkouts and one with 10 both get some of
+# every claim. A row whose merchant's budget has no turn within `wait_s` is not claimed: it is
+# made due when the budget next lets a call through, spread over half as long again, so it
+# leaves the front of the index and the next claim's window holds other merchants' work.
+_FAIR_CUR = f"""due AS (
+    SELECT id, next_attempt_at, {MERCHANTS_OF} AS merchants
+    FROM checkouts
+    WHERE next_attempt_at <= now() AND {CLAIMABLE}
+    ORDER BY next_attempt_at LIMIT %(window)s
+), judged AS (
+    SELECT due.*, (
+        SELECT max({budgets.OPENS_AT}) FROM violet_throttle t
+        WHERE t.key IN (SELECT '{budgets.MERCHANT_PREFIX}' || m
+                        FROM jsonb_array_elements_text(due.merchants) AS m)
+    ) AS opens_at
+    FROM due
+), ready AS (
+    SELECT id, next_attempt_at AS due_at,
+           row_number() OVER (PARTITION BY merchants ORDER BY next_attempt_at) AS turn
+    FROM judged WHERE opens_at IS NULL OR opens_at <= now() + %(wait_s)s * interval '1 second'
+), cur AS (
+    SELECT c.id, c.lease_owner AS prev_owner, c.in_flight AS prev_in_flight
+    FROM checkouts c JOIN ready r ON r.id = c.id
+    WHERE c.next_attempt_at <= now() AND {_CLAIMABLE_C}
+    ORDER BY r.turn, r.due_at LIMIT %(limit)s
+    FOR UPDATE OF c SKIP LOCKED
+), closed AS (
+    SELECT c.id, j.opens_at FROM checkouts c JOIN judged j ON j.id = c.id
+    WHERE j.opens_at > now() + %(wait_s)s * interval '1 second'
+      AND c.next_attempt_at <= now() AND {_CLAIMABLE_C}
+    FOR UPDATE OF c SKIP LOCKED
+), deferred AS (
+    UPDATE checkouts c SET
+        next_attempt_at = closed.opens_at + (closed.opens_at - now()) * (0.5 * random()),
+        version = c.version + 1,
+        updated_at = now()
+    FROM closed WHERE c.id = closed.id
+)"""
+CLAIM_FAIR_SQL = _CLAIM_TEMPLATE.format(cur=_FAIR_CUR)
 
 
 #: When the shared Violet budget for a key opens again, at most `cap` seconds from now; a block

@@ -34,6 +34,9 @@ __all__ = ["Claim", "Repository"]
 
 log = logging.getLogger(__name__)
 
+#: A fair claim looks at this many due checkouts per checkout it may take (checkout_sql.py).
+_CLAIM_WINDOW = 8
+
 
 class Repository:
     """The only object that talks SQL; one transaction per method."""
@@ -262,11 +265,21 @@ class Repository:
             )
         return Claim(current, None)  # terminal: nothing to claim, caller just reports it
 
-    async def claim_due(self, *, worker: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Claim up to `limit` due checkouts (retry due or lease expired), skipping locked ones."""
-        sent = {"worker": worker, "limit": limit, "lease_s": lease_seconds}
+    async def claim_due(
+        self, *, worker: str, limit: int, lease_seconds: float, budget_wait: float | None = None
+    ) -> list[Claim]:
+        """Claim up to `limit` due checkouts (retry due or lease expired), skipping locked ones.
+
+        With `budget_wait` (per-merchant budgets on), the claim takes turns across merchants and
+        defers the checkouts whose merchant's budget has no turn within that many seconds
+        (checkout_sql.py `CLAIM_FAIR_SQL`); without it, the oldest due first."""
+        sent: dict[str, Any] = {"worker": worker, "limit": limit, "lease_s": lease_seconds}
+        statement = sql.CLAIM_DUE_SQL
+        if budget_wait is not None:
+            statement = sql.CLAIM_FAIR_SQL
+            sent |= {"window": min(max(limit * _CLAIM_WINDOW, 64), 2000), "wait_s": budget_wait}
         sent_at = local_clock()
-        rows = await self._rows(sql.CLAIM_DUE_SQL, sent)
+        rows = await self._rows(statement, sent)
         for row in rows:
             if row["prev_owner"] is not None:
                 observe.takeover("checkout")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKeyConstraint,
     Identity,
     Index,
@@ -210,13 +211,25 @@ checkout_state_transitions: Final = Table(
     PrimaryKeyConstraint("from_state", "to_state"),
 )
 
+# One row per Violet budget: `global` (Violet's own limit) and `merchant:<id>` (a merchant
+# platform's limit, paced: migration 0016, store/budgets.py).
 violet_throttle: Final = Table(
     "violet_throttle",
     metadata,
     Column("key", Text, nullable=False),
     Column("blocked_until", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("rate_per_s", Float, nullable=True),
+    Column("tokens", Float, nullable=False, server_default=text("0")),
+    Column("tokens_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("calls", BigInteger, nullable=False, server_default=text("0")),
+    Column("rate_limited", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_rate_limited_at", DateTime(timezone=True), nullable=True),
+    Column("decreased_at", DateTime(timezone=True), nullable=True),
+    Column("window_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    Column("window_calls", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("key"),
+    CheckConstraint("rate_per_s IS NULL OR rate_per_s > 0", name="rate_per_s"),
 )
 
 # -- after submit: Violet's webhooks and each bag's life (migration 0008) -----------------------

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from orchestrator.violet.errors import (
         Classification,
         VioletAuthError,
+        VioletBudgetClosed,
         VioletCartErrors,
         VioletError,
         VioletNotFound,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         TokenPayment,
         Transaction,
     )
+    from orchestrator.violet.pacing import Pacer, paced_by
     from orchestrator.violet.sent import when_request_sent
 
 _HOMES = {
@@ -76,6 +78,7 @@ _HOMES = {
     "OrderStatus": "orchestrator.violet.models",
     "PaymentMethod": "orchestrator.violet.models",
     "ProductType": "orchestrator.violet.models",
+    "Pacer": "orchestrator.violet.pacing",
     "SendGate": "orchestrator.violet.gate",
     "ShippingMethod": "orchestrator.violet.models",
     "ShippingSelection": "orchestrator.violet.models",
@@ -83,6 +86,7 @@ _HOMES = {
     "TokenPayment": "orchestrator.violet.models",
     "Transaction": "orchestrator.violet.models",
     "VioletAuthError": "orchestrator.violet.errors",
+    "VioletBudgetClosed": "orchestrator.violet.errors",
     "VioletCartErrors": "orchestrator.violet.errors",
     "VioletClient": "orchestrator.violet.client",
     "VioletError": "orchestrator.violet.errors",
@@ -95,6 +99,7 @@ _HOMES = {
     "VioletSendRefused": "orchestrator.violet.errors",
     "VioletSettings": "orchestrator.violet.client",
     "capture_calls": "orchestrator.violet.calls",
+    "paced_by": "orchestrator.violet.pacing",
     "send_gate": "orchestrator.violet.gate",
     "when_request_sent": "orchestrator.violet.sent",
 }
@@ -116,6 +121,7 @@ __all__ = [
     "OrderError",
     "OrderSku",
     "OrderStatus",
+    "Pacer",
     "PaymentMethod",
     "ProductType",
     "RedactingFilter",
@@ -126,6 +132,7 @@ __all__ = [
     "TokenPayment",
     "Transaction",
     "VioletAuthError",
+    "VioletBudgetClosed",
     "VioletCartErrors",
     "VioletClient",
     "VioletError",
@@ -138,6 +145,7 @@ __all__ = [
     "VioletSendRefused",
     "VioletSettings",
     "capture_calls",
+    "paced_by",
     "redact",
     "scrub_text",
     "send_gate",

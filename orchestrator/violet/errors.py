@@ -29,6 +29,7 @@ __all__ = [
     "CARD_DECLINED",
     "Classification",
     "VioletAuthError",
+    "VioletBudgetClosed",
     "VioletCartErrors",
     "VioletError",
     "VioletNotFound",
@@ -76,6 +77,16 @@ class VioletRateLimited(VioletRetryableError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class VioletBudgetClosed(VioletRetryableError):
+    """Not sent: the merchant's rate budget has no turn for this call within the wait the caller
+    allows (violet/pacing.py); ``wait`` is how many seconds until it has. Nothing was applied,
+    and the call is not a failure of the checkout: it is deferred, no attempt counted."""
+
+    def __init__(self, message: str, *, wait: float, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.wait = wait
 
 
 class VioletSendRefused(VioletRetryableError):

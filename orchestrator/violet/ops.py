@@ -17,32 +17,35 @@ class Op:
 
     `gated`: repeating it makes a second cart, charge or order, so while the runner sets a send
     gate (violet/gate.py) it is sent only if the gate allows it.
+    `platform`: Violet calls the merchants' platforms to answer it (Violet's README §2.1), so
+    it draws on their rate budgets (violet/pacing.py); reads of Violet's own record do not.
     """
 
     name: str
     method: str
     read: bool
     gated: bool = False
+    platform: bool = False
 
 
 LOGIN = Op("login", "POST", read=True)  # minting another token is harmless
 REFRESH = Op("refresh", "GET", read=True)
-CREATE_CART = Op("create_cart", "POST", read=False, gated=True)
+CREATE_CART = Op("create_cart", "POST", read=False, gated=True, platform=True)
 GET_CART = Op("get_cart", "GET", read=True)
-DELETE_CART = Op("delete_cart", "DELETE", read=False)
-CUSTOMER = Op("customer", "POST", read=False)
-SHIPPING_ADDRESS = Op("shipping_address", "POST", read=False)
-BILLING_ADDRESS = Op("billing_address", "POST", read=False)
-SHIPPING_AVAILABLE = Op("shipping_available", "GET", read=True)
-SET_SHIPPING = Op("set_shipping", "POST", read=False)
-PRICE = Op("price", "GET", read=True)
-PAYMENT = Op("payment", "POST", read=False, gated=True)
+DELETE_CART = Op("delete_cart", "DELETE", read=False, platform=True)
+CUSTOMER = Op("customer", "POST", read=False, platform=True)
+SHIPPING_ADDRESS = Op("shipping_address", "POST", read=False, platform=True)
+BILLING_ADDRESS = Op("billing_address", "POST", read=False, platform=True)
+SHIPPING_AVAILABLE = Op("shipping_available", "GET", read=True, platform=True)
+SET_SHIPPING = Op("set_shipping", "POST", read=False, platform=True)
+PRICE = Op("price", "GET", read=True, platform=True)
+PAYMENT = Op("payment", "POST", read=False, gated=True, platform=True)
 PAYMENT_UPDATE = Op("payment_update", "POST", read=False)
-SUBMIT = Op("submit", "POST", read=False, gated=True)
+SUBMIT = Op("submit", "POST", read=False, gated=True, platform=True)
 GET_ORDER = Op("get_order", "GET", read=True)
 SEARCH_ORDERS = Op("search_orders", "POST", read=True)
-CANCEL_ORDER = Op("cancel_order", "POST", read=False)
+CANCEL_ORDER = Op("cancel_order", "POST", read=False, platform=True)
 # A bag's cancel or refund after submit: Violet has no idempotency key and answers 202 whether it
 # worked or not, so a second request is a second cancel or a second refund (engine/actions.py).
-CANCEL_BAG = Op("cancel_bag", "POST", read=False, gated=True)
-REFUND_BAG = Op("refund_bag", "POST", read=False, gated=True)
+CANCEL_BAG = Op("cancel_bag", "POST", read=False, gated=True, platform=True)
+REFUND_BAG = Op("refund_bag", "POST", read=False, gated=True, platform=True)

@@ -3,7 +3,8 @@
 The client builds requests and reads answers; this module owns the wire: the connection pools,
 the client's own deadline, the send gate at the moment the first byte would be written, the cap
 on an answer's size, and the inline retries a call may make. It never repeats a call that may
-have been applied (only reads, and requests that provably never left the process, are retried);
+have been applied (only reads, and requests that provably never left the process, are retried),
+nor one answered 429 (a closed budget is the caller's to wait for, durably, violet/pacing.py);
 every failure comes back as a classified Violet error, which the client records.
 """
 
@@ -23,6 +24,7 @@ import stamina
 from orchestrator.errors import OrchestratorError
 from orchestrator.violet.errors import (
     PRE_SEND_ERRORS,
+    VioletBudgetClosed,
     VioletError,
     VioletOutcomeUnknown,
     VioletRateLimited,
@@ -32,14 +34,13 @@ from orchestrator.violet.errors import (
 )
 from orchestrator.violet.gate import SendGate, current_gate
 from orchestrator.violet.ops import Op
+from orchestrator.violet.pacing import current_pacer
 from orchestrator.violet.sent import TraceHook, request_leaving, request_sent_hook
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_INLINE_RETRY_AFTER", "Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Transport"]
 
 _T = TypeVar("_T")
 
-# A Retry-After longer than this is the caller's to honour (durably), not ours to sleep through.
-MAX_INLINE_RETRY_AFTER: Final = 10.0
 #: The largest answer read (VIOLET_MAX_RESPONSE_BYTES): a cart or an order page is a few kB.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 #: The longest wait stamina's default backoff picks between inline retries (wait_max + jitter).
@@ -109,7 +110,7 @@ class Transport:
         """
         token = _CALL_DEADLINE.set(asyncio.get_running_loop().time() + self._total_timeout)
         try:
-            return await self._retrying(op, attempt)
+            return await self._retrying(op, _paced(op, attempt))
         finally:
             _CALL_DEADLINE.reset(token)
 
@@ -219,6 +220,24 @@ class Transport:
 # ---------------------------------------------------------------- helpers
 
 
+def _paced(op: Op, attempt: Callable[[], Awaitable[_T]]) -> Callable[[], Awaitable[_T]]:
+    """`attempt`, each try of it first taking its turn on the merchants' budgets (when the
+    caller paces its calls and `op` reaches their platforms), and telling them of a 429."""
+    pacer = current_pacer() if op.platform else None
+    if pacer is None:
+        return attempt
+
+    async def paced() -> _T:
+        await pacer.admit(op)
+        try:
+            return await attempt()
+        except VioletRateLimited as exc:
+            await pacer.rate_limited(op, exc.retry_after)
+            raise
+
+    return paced
+
+
 def _pools(
     transport: httpx.AsyncBaseTransport | None, max_connections: int, http_shards: int | None
 ) -> list[httpx.AsyncBaseTransport]:
@@ -265,6 +284,10 @@ def _retry_delay(op: Op, exc: Exception) -> bool | float:
     """stamina hook: False = do not retry; True = default backoff; float = wait that long."""
     if not isinstance(exc, VioletRetryableError) or isinstance(exc, VioletSendRefused):
         return False  # a refused send would be refused again: the runner reconciles
+    if isinstance(exc, VioletRateLimited | VioletBudgetClosed):
+        # A budget is closed: trying again at once would only be answered 429 again (and
+        # spend the store's budget for nothing). The caller defers the call durably.
+        return False
     call_deadline = _CALL_DEADLINE.get()
     left = float("inf")
     if call_deadline is not None:
@@ -275,10 +298,6 @@ def _retry_delay(op: Op, exc: Exception) -> bool | float:
     never_sent = exc.op != op.name or isinstance(exc.__cause__, PRE_SEND_ERRORS)
     if not (op.read or never_sent):
         return False
-    if isinstance(exc, VioletRateLimited) and exc.retry_after is not None:
-        if exc.retry_after > MAX_INLINE_RETRY_AFTER or exc.retry_after >= left:
-            return False  # this error (and its Retry-After) goes to the caller as it is
-        return exc.retry_after
     if left < _MAX_BACKOFF_S:
         # stamina's next wait might outlast the call: wait within what is left instead.
         return min(1.0, left / 2)

@@ -75,6 +75,15 @@ def test_start_json_then_status_audit_list_and_stats_agree(cli: Cli) -> None:
     stats = _json(cli.invoke("stats", "--json").stdout)
     assert stats["total"] == 1
     assert stats["by_state"]["submitted"] == 1  # type: ignore[index]
+    # The merchant's rate budget: its calls counted (every platform call after the cart's
+    # creation took its turn), no 429, open.
+    budgets = {b["key"]: b for b in stats["budgets"]}  # type: ignore[union-attr,index]
+    assert budgets["merchant:10068"]["calls"] >= 3
+    assert (budgets["merchant:10068"]["rate_limited"], budgets["merchant:10068"]["open"]) == (
+        0,
+        True,
+    )
+    assert "merchant:10068" in cli.invoke("stats").stdout
 
 
 def test_declined_card_exits_1_with_the_failed_checkout(cli: Cli) -> None:

@@ -217,3 +217,21 @@ async def test_a_database_that_does_not_answer_is_a_503_naming_no_secret(shop: S
         page = await client.get("/checkouts")
     assert page.status_code == 503
     assert "the database is unavailable" in page.text and "hunter2" not in page.text
+
+
+async def test_the_overview_shows_each_merchants_budget_its_pace_and_429s(
+    local: httpx.AsyncClient, shop: Shop
+) -> None:
+    await run_sql(
+        shop.settings.database_url,
+        "INSERT INTO violet_throttle (key, blocked_until, rate_per_s, calls, rate_limited, "
+        "tokens, tokens_at) VALUES ('merchant:20001', now() - interval '1 s', 1.5, 40, 7, "
+        "-30, now())",
+        {},
+    )
+    text = (await local.get("/")).text
+    row = re.search(r"<td>merchant:20001</td>(.*?)</tr>", text, re.S)
+    assert row is not None, text
+    cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    assert "1.50/s" in cells and cells[-2:] == ["40", "7"]
+    assert "paced: next turn in" in row.group(1)

@@ -80,8 +80,11 @@ async def test_rate_limit_carries_retry_after(sandbox: Sandbox, violet: VioletCl
     await sandbox.control.add_fault("get_cart", "rate_limit", retry_after=60)
     with pytest.raises(VioletRateLimited):
         await violet.get_cart(cart_id)
-    # a short one on a read is honoured inside the client
+    # so is a short one: a 429 is never retried inline (the caller's budgets wait for it)
     await sandbox.control.add_fault("get_cart", "rate_limit", retry_after=0)
+    with pytest.raises(VioletRateLimited):
+        await violet.get_cart(cart_id)
+    assert (await sandbox.stats())["calls_by_op"]["get_cart"] == 2
     assert (await violet.get_cart(cart_id)).id == cart_id
     assert (await violet.submit(cart_id)).status == OrderStatus.COMPLETED
 

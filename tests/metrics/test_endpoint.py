@@ -14,6 +14,7 @@ from orchestrator.api import Orchestrator
 from orchestrator.errors import ConfigError
 from orchestrator.metrics.serve import serving_metrics
 from orchestrator.sandbox import SandboxControl
+from orchestrator.store.budgets import MerchantBudgets, merchant_key
 from orchestrator.webhooks.receive import WebhookReceiver
 from tests.fixtures.orchestrator import DECLINED, DIGITAL, INTENT, TOKEN, checkout_request
 from tests.fixtures.webhooks import SECRET, delivery
@@ -184,3 +185,18 @@ async def test_webhook_answers_are_counted_by_outcome(
     }
     assert grew == {"stored": 1, "unsigned": 2}
     assert value(after, "orchestrator_webhook_inbox_pending") >= 1
+
+
+async def test_a_merchants_429s_show_in_its_budget(orch: Orchestrator, metrics_url: str) -> None:
+    budgets = MerchantBudgets(orch.repo)
+    await budgets.take([merchant_key(10001)], max_wait=1.0)
+    await budgets.rate_limited([merchant_key(10001)], 60.0)
+
+    samples = await scrape(metrics_url)
+
+    key = merchant_key(10001)
+    assert value(samples, "orchestrator_violet_budget_rate_limited_total", key=key) == 1
+    assert value(samples, "orchestrator_violet_budget_calls_total", key=key) == 1
+    assert (("orchestrator_violet_budget_open", (("key", key),)) in samples) is True
+    assert value(samples, "orchestrator_violet_budget_open", key=key) == 0
+    assert value(samples, "orchestrator_violet_budget_rate_per_second", key=key) > 0

@@ -1,11 +1,10 @@
-"""The whole-call deadline bounds inline retry waits too.
+"""The whole-call deadline bounds inline retry waits, and a 429 is never retried inline.
 
-A retry whose wait (a Retry-After of up to 10 s, or a backoff of up to 5 s + jitter) does not fit
-in the time the call has left is not slept: a Retry-After the call cannot wait out goes to the
-caller as it is (so the runner honours it and the global throttle sees it), and the default
-backoff waits within what is left. A call never lasts much longer than `total_timeout` ("the
-longest one call lasts, retries included"). No stamina testing mode here on purpose: it zeroes
-the Retry-After wait and would hide an overrun.
+A 429 goes to the caller as it is, with its Retry-After (the runner defers the checkout and the
+budgets learn of it): retrying at once would only spend the store's budget. The default backoff
+of another retryable failure waits within what the call has left. A call never lasts much longer
+than `total_timeout` ("the longest one call lasts, retries included"). No stamina testing mode
+here on purpose: it zeroes the waits and would hide an overrun.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from orchestrator.violet import VioletClient, VioletRateLimited, VioletRetryable
 from tests.fixtures.violet import client_on, day_long_token
 
 TOTAL = 0.3
-RETRY_AFTER = 2  # below MAX_INLINE_RETRY_AFTER (10 s): the client sleeps through it inline
+RETRY_AFTER = 2
 
 
 class _RateLimited(httpx.AsyncBaseTransport):
@@ -40,7 +39,7 @@ def _client(transport: httpx.AsyncBaseTransport) -> VioletClient:
     return client_on(transport, total_timeout=TOTAL, read_retries=3)
 
 
-async def test_a_rate_limited_read_keeps_its_retry_after_when_the_deadline_cuts_the_retry() -> None:
+async def test_a_rate_limited_read_is_handed_back_with_its_retry_after_not_retried() -> None:
     transport = _RateLimited()
     client = _client(transport)
     try:
@@ -51,7 +50,7 @@ async def test_a_rate_limited_read_keeps_its_retry_after_when_the_deadline_cuts_
             err = exc
     finally:
         await client.aclose()
-    assert len(transport.reads) == 1  # the retry (after 2 s) could never fit in 0.3 s
+    assert len(transport.reads) == 1  # read_retries=3, yet no second try of a 429
     # The 429 itself, not "the call's total timeout passed before this request was sent".
     assert isinstance(err, VioletRateLimited), repr(err)
     assert err.retry_after == RETRY_AFTER

@@ -1,0 +1,84 @@
+"""A checkout's calls paced by the rate budgets of the merchants it involves.
+
+Around a drive, the runner sets a `MerchantPacer` (violet/pacing.py): before each call that
+reaches the merchants' platforms it takes the call's turn on every merchant of the checkout (a
+multi-merchant cart waits for the busiest), sleeping a short wait or, past `max_wait`, leaving
+the call unsent (`VioletBudgetClosed`) so the drive defers the checkout durably; each 429 closes
+and paces down those merchants' budgets for every process (store/budgets.py). A checkout whose
+merchants are not known yet (a cart not created, SKUs given without their merchant) is paced by
+nothing but the global throttle, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from orchestrator.store.budgets import MerchantBudgets, merchant_key
+from orchestrator.store.records import CheckoutRow
+from orchestrator.violet.errors import VioletBudgetClosed
+from orchestrator.violet.ops import Op
+
+__all__ = ["MerchantPacer", "checkout_merchants"]
+
+#: The wait assumed for a 429 without a Retry-After.
+_DEFAULT_RETRY_AFTER = 1.0
+
+
+def checkout_merchants(row: CheckoutRow) -> list[int]:
+    """The merchants a checkout's calls reach: its bags' (once Violet made the cart), else the
+    ones its request names for its SKUs (`merchant_id`), each once, in order."""
+    found = [_id(bag.get("merchant_id")) for bag in row.bags]
+    if not any(found):
+        found = [_id(sku.get("merchant_id")) for sku in row.request.get("skus") or []]
+    return list(dict.fromkeys(m for m in found if m is not None))
+
+
+def _id(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+class MerchantPacer:
+    """The pacer of one drive: reads the row's merchants at each call (create_cart adds them)."""
+
+    def __init__(
+        self,
+        budgets: MerchantBudgets,
+        row: CheckoutRow,
+        *,
+        max_wait: float,
+        max_retry_after: float,
+    ) -> None:
+        self.budgets = budgets
+        self.row = row
+        self.max_wait = max_wait
+        self.max_retry_after = max_retry_after
+        #: A 429 of this drive was charged to merchant budgets (not the global throttle's).
+        self.charged_429 = False
+
+    def keys(self) -> list[str]:
+        return [merchant_key(m) for m in checkout_merchants(self.row)]
+
+    async def admit(self, op: Op) -> None:
+        keys = self.keys()
+        if not keys:
+            return
+        wait = await self.budgets.take(keys, max_wait=self.max_wait)
+        if wait > self.max_wait:
+            raise VioletBudgetClosed(
+                f"not sent: the rate budget of {', '.join(keys)} has no turn for {wait:.2f} s",
+                wait=wait,
+                method=op.method,
+                op=op.name,
+                error_type="budget_closed",
+            )
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def rate_limited(self, op: Op, retry_after: float | None) -> None:
+        keys = self.keys()
+        if not keys:
+            return
+        wait = _DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+        await self.budgets.rate_limited(keys, min(wait, self.max_retry_after))
+        self.charged_429 = True

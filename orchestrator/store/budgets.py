@@ -1,0 +1,216 @@
+"""Violet rate budgets shared by every process: one `violet_throttle` row per merchant, paced.
+
+Violet passes each merchant platform's limit through as a 429 (a Shopify store: 40 requests
+leaking 2 a second). A merchant's budget (key `merchant:<id>`) learns the pace the store allows
+from its 429s: a token bucket whose rate is cut by `CUT` on a 429 (once per round of 429s) and
+grows by `GROWTH` with every call let through (AIMD), so the fleet stays just under the store's
+limit. A call takes its turn before it is sent (`take`): the turn may be now, a short wait the
+caller sleeps, or further than the caller may wait, and then the checkout is deferred instead.
+The `global` key stays the blunt block it always was (Violet's own limit): repository.throttle.
+
+Every statement is one autocommitted round trip on a table of a row per merchant ever called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+__all__ = [
+    "CUT",
+    "GROWTH",
+    "MERCHANT_PREFIX",
+    "OPENS_AT",
+    "Budget",
+    "MerchantBudgets",
+    "merchant_key",
+]
+
+MERCHANT_PREFIX: Final = "merchant:"
+#: A 429 cuts the rate to this share of what it was (at most once per round, see `_HOLD_CALLS`).
+CUT: Final = 0.85
+#: Each call let through raises the rate by this share: ~5% per 100 calls, so the fleet probes
+#: back up to the store's limit within a few hundred calls of a cut. (Regrowing 4 times as fast
+#: up to the rate of the last cut reached the store's rate but not a faster drain, and with
+#: three processes had 10% of the calls answered 429: docs/performance.md.)
+GROWTH: Final = 0.0005
+#: Tokens a quiet merchant may save up: calls go evenly spaced, never in a burst.
+_BURST: Final = 1.0
+#: The slowest pace ever set (calls a second): a store that answers nothing but 429s.
+_MIN_RATE: Final = 0.01
+#: After a cut, 429s of calls already on their way are the same round: no second cut until this
+#: many calls at the new rate (or the Retry-After, if longer) have passed. (A gentler cut, 0.9,
+#: held for 40 calls, drained 5% faster but had 3.6 times the 429s: docs/performance.md.)
+_HOLD_CALLS: Final = 10
+
+
+def merchant_key(merchant_id: int) -> str:
+    return f"{MERCHANT_PREFIX}{merchant_id}"
+
+
+#: When a budget row `t` next lets a call through (its block, or its next free token).
+OPENS_AT: Final = (
+    "greatest(t.blocked_until, CASE WHEN t.rate_per_s IS NULL OR t.tokens >= 1 "
+    "THEN 'epoch'::timestamptz "
+    "ELSE t.tokens_at + (1 - t.tokens) / t.rate_per_s * interval '1 second' END)"
+)
+
+# A call's turn on each of its merchants' budgets: reserved (tokens may go below zero: turns
+# handed out) unless it is further than `max_wait`; `wait` is the longest of them. Rows are
+# locked in key order (two multi-merchant calls never deadlock); a merchant never seen gets its
+# row, unpaced, counting calls until its first 429.
+_TAKE_SQL = f"""
+WITH keys AS (SELECT DISTINCT k AS key FROM unnest(%(keys)s::text[]) AS k),
+cur AS (
+    SELECT t.key, t.rate_per_s AS rate,
+           least({_BURST}, t.tokens + greatest(0, extract(epoch FROM now() - t.tokens_at))
+                 * coalesce(t.rate_per_s, 0)) AS avail,
+           greatest(0, extract(epoch FROM t.blocked_until - now())) AS blocked_s
+    FROM violet_throttle t JOIN keys USING (key) ORDER BY t.key FOR UPDATE OF t
+), judged AS (
+    SELECT cur.*, greatest(blocked_s, CASE WHEN rate IS NULL OR avail >= 1 THEN 0
+                                        ELSE (1 - avail) / rate END)::float8 AS wait
+    FROM cur
+), upd AS (
+    UPDATE violet_throttle t SET
+        tokens = CASE WHEN j.rate IS NULL THEN 0
+                      WHEN j.wait <= %(max_wait)s THEN j.avail - 1 ELSE j.avail END,
+        tokens_at = now(),
+        calls = t.calls + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
+        window_calls = t.window_calls + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
+        rate_per_s = CASE WHEN j.wait <= %(max_wait)s THEN j.rate * (1 + {GROWTH})
+                          ELSE j.rate END,
+        updated_at = now()
+    FROM judged j WHERE t.key = j.key
+), ins AS (
+    INSERT INTO violet_throttle (key, blocked_until, calls, window_calls)
+    SELECT key, 'epoch', 1, 1 FROM keys WHERE key NOT IN (SELECT key FROM cur)
+    ORDER BY key ON CONFLICT (key) DO NOTHING
+)
+SELECT coalesce(max(wait), 0)::float8 AS wait FROM judged
+"""
+
+# A 429 for a call of these merchants: counted; no call before `ra` seconds from now (turns
+# already handed out keep theirs, new ones queue after); the rate cut, unless this is a 429 of
+# the round already cut for. The first 429 sets the rate from the calls let through since the
+# row was made (less the cut), or one call per Retry-After when there were too few to tell.
+_OLD_AVAIL = (
+    f"least({_BURST}, t.tokens + greatest(0, extract(epoch FROM now() - t.tokens_at))"
+    " * coalesce(t.rate_per_s, 0))"
+)
+_FIRST_RATE = (
+    f"greatest({_MIN_RATE}, CASE WHEN t.window_calls >= 2 THEN {CUT} * t.window_calls"
+    " / greatest(extract(epoch FROM now() - t.window_at), %(ra)s, 0.001) ELSE 1 / %(ra)s END)"
+)
+_CUTTING = (
+    "t.decreased_at IS NULL OR t.decreased_at < now() - greatest(%(ra)s, "
+    f"{_HOLD_CALLS} / t.rate_per_s) * interval '1 second'"
+)
+_NEW_RATE = (
+    f"CASE WHEN t.rate_per_s IS NULL THEN {_FIRST_RATE} "
+    f"WHEN {_CUTTING} THEN greatest({_MIN_RATE}, t.rate_per_s * {CUT}) ELSE t.rate_per_s END"
+)
+_RATE_LIMITED_SQL = f"""
+INSERT INTO violet_throttle AS t (key, blocked_until, rate_limited, last_rate_limited_at,
+    rate_per_s, decreased_at, tokens, tokens_at, window_at, window_calls)
+SELECT k, now() + %(ra)s * interval '1 second', 1, now(), greatest({_MIN_RATE}, 1 / %(ra)s),
+       now(), -1, now(), now(), 0
+FROM (SELECT DISTINCT unnest(%(keys)s::text[]) AS k) AS keys ORDER BY k
+ON CONFLICT (key) DO UPDATE SET
+    rate_limited = t.rate_limited + 1,
+    last_rate_limited_at = now(),
+    blocked_until = greatest(t.blocked_until, EXCLUDED.blocked_until),
+    rate_per_s = {_NEW_RATE},
+    decreased_at = CASE WHEN t.rate_per_s IS NULL OR ({_CUTTING}) THEN now()
+                        ELSE t.decreased_at END,
+    tokens = least({_OLD_AVAIL}, -%(ra)s * ({_NEW_RATE})),
+    tokens_at = now(),
+    window_at = now(),
+    window_calls = 0,
+    updated_at = now()
+"""
+
+_LIST_SQL = f"""
+SELECT t.key, t.blocked_until, t.rate_per_s, t.calls, t.rate_limited, t.last_rate_limited_at,
+       {OPENS_AT} AS opens_at, now() AS db_now, t.updated_at
+FROM violet_throttle t ORDER BY t.key
+"""
+
+
+class _Runs(Protocol):
+    async def rows(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One budget as stored: its key, pace and counts, and when it next lets a call through."""
+
+    key: str
+    #: Calls a second the fleet allows itself (None: not paced, no 429 seen).
+    rate_per_s: float | None
+    calls: int
+    rate_limited: int
+    last_rate_limited_at: datetime | None
+    blocked_until: datetime
+    #: When the next call may go (a block, or the next free turn), by the database's clock.
+    opens_at: datetime
+    #: The database's time when read: `open` compares to it, not to the local clock.
+    read_at: datetime
+    updated_at: datetime
+
+    @property
+    def merchant_id(self) -> int | None:
+        if not self.key.startswith(MERCHANT_PREFIX):
+            return None
+        suffix = self.key.removeprefix(MERCHANT_PREFIX)
+        return int(suffix) if suffix.isdigit() else None
+
+    @property
+    def open(self) -> bool:
+        return self.opens_at <= self.read_at
+
+    @property
+    def closed_for_s(self) -> float:
+        """Seconds until the next call may go (0: open)."""
+        return max(0.0, (self.opens_at - self.read_at).total_seconds())
+
+
+class MerchantBudgets:
+    """The budget statements, over any runner of statements (a `Repository`, a query runner)."""
+
+    def __init__(self, runner: _Runs) -> None:
+        self._runner = runner
+
+    async def take(self, keys: Sequence[str], *, max_wait: float) -> float:
+        """A turn for one call on each budget of `keys`: seconds to wait before sending (0: now).
+        A wait over `max_wait` reserves nothing: the caller defers instead of waiting."""
+        rows = await self._runner.rows(_TAKE_SQL, {"keys": list(keys), "max_wait": max_wait})
+        return float(rows[0]["wait"]) if rows else 0.0
+
+    async def rate_limited(self, keys: Sequence[str], retry_after: float) -> None:
+        """A 429 answered for a call of these budgets: counted, paced down, closed for
+        `retry_after` seconds (the caller caps it: ORCHESTRATOR_MAX_RETRY_AFTER)."""
+        ra = max(retry_after, 0.001)
+        await self._runner.rows(_RATE_LIMITED_SQL, {"keys": list(keys), "ra": ra})
+
+    async def all(self) -> list[Budget]:
+        """Every budget (the global one too), by key."""
+        rows = await self._runner.rows(_LIST_SQL, None)
+        return [
+            Budget(
+                key=r["key"],
+                rate_per_s=r["rate_per_s"],
+                calls=r["calls"],
+                rate_limited=r["rate_limited"],
+                last_rate_limited_at=r["last_rate_limited_at"],
+                blocked_until=r["blocked_until"],
+                opens_at=r["opens_at"],
+                read_at=r["db_now"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]

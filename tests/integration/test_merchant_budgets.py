@@ -1,0 +1,192 @@
+"""Per-merchant rate budgets over real PostgreSQL and the sandbox over HTTP: a 429 is no
+failure, one merchant's closed budget holds back no other, the budget is shared through the
+database, turns are paced at the learned rate, and claims take turns across merchants."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from orchestrator.api import Orchestrator
+from orchestrator.config import Settings
+from orchestrator.recovery import RecoveryJob
+from orchestrator.sandbox.catalog import shelf_sku
+from orchestrator.store import checkout_sql
+from orchestrator.store.budgets import MerchantBudgets, merchant_key
+from tests.fixtures.orchestrator import TOKEN, checkout_request, make_settings
+from tests.fixtures.sandbox import HttpSandbox
+
+SHOP_A, SHOP_B = 20001, 20002
+
+
+def shop_request(merchant_id: int, *, hinted: bool = True) -> dict[str, Any]:
+    line: dict[str, Any] = {"sku_id": shelf_sku(merchant_id), "quantity": 1}
+    if hinted:
+        line["merchant_id"] = merchant_id
+    return checkout_request(skus=[line], payment=TOKEN)
+
+
+def http_settings(database_url: str, http_sandbox: HttpSandbox, **overrides: Any) -> Settings:
+    return make_settings(database_url, http_sandbox.base_url, **overrides)
+
+
+@pytest.fixture
+async def orch(database_url: str, http_sandbox: HttpSandbox) -> AsyncIterator[Orchestrator]:
+    settings = http_settings(database_url, http_sandbox, max_attempts=2)
+    async with Orchestrator(settings) as orchestrator:
+        yield orchestrator
+
+
+async def _scalar(orch: Orchestrator, sql: str, params: dict[str, Any] | None = None) -> Any:
+    rows = await orch.repo.rows(sql, params)
+    return next(iter(rows[0].values())) if rows else None
+
+
+async def test_a_429_storm_fails_no_checkout_and_uses_none_of_its_attempts(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    """Five 429s in a row on two steps, with two attempts allowed per step: the checkout is
+    submitted all the same, every 429 recorded as a retry that counted no attempt."""
+    control = http_sandbox.control
+    await control.add_fault("customer", "rate_limit", count=5, retry_after="0.05")
+    await control.add_fault("price", "rate_limit", count=5, retry_after="0.05")
+    first = await orch.start(shop_request(SHOP_A))
+    assert first.state not in ("failed", "submitted")
+    await RecoveryJob(orch.worker).run("until-idle", poll=0.05)
+    done = await orch.get(first.app_order_id)
+    assert done.state == "submitted", done.last_error
+    retries = [e for e in await orch.history(first.app_order_id) if e.kind == "retry_scheduled"]
+    assert len(retries) == 10
+    assert all((e.detail or {}).get("attempt_counted") is False for e in retries)
+    stats = await control.stats()
+    assert stats["calls_by_op"]["customer"] == 6 and stats["calls_by_op"]["price"] == 6
+    budgets = {b.key: b for b in await MerchantBudgets(orch.repo).all()}
+    assert budgets[merchant_key(SHOP_A)].rate_limited == 10
+    assert budgets[merchant_key(SHOP_A)].rate_per_s is not None  # paced from now on
+    # The 429s were the merchant's: the global throttle stayed open.
+    assert await orch.repo.throttle_until("global", cap=300) is None
+
+
+async def test_a_closed_merchant_holds_back_no_other(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    await MerchantBudgets(orch.repo).rate_limited([merchant_key(SHOP_A)], 120.0)
+    a_ids = [(await orch.start(shop_request(SHOP_A), run=False)).app_order_id for _ in range(3)]
+    b_ids = [(await orch.start(shop_request(SHOP_B), run=False)).app_order_id for _ in range(3)]
+    summary = await RecoveryJob(orch.worker).run("until-idle", poll=0.05)
+    assert summary.submitted == 3
+    assert [(await orch.get(i)).state for i in b_ids] == ["submitted"] * 3
+    for app_order_id in a_ids:
+        waiting = await orch.get(app_order_id)
+        assert (waiting.state, waiting.attempt) == ("new", 0)
+        assert waiting.next_attempt_at is not None
+        assert (waiting.next_attempt_at - datetime.now(UTC)).total_seconds() > 60
+    assert (await http_sandbox.control.stats())["calls_by_op"]["create_cart"] == 3
+
+
+async def test_two_processes_share_a_merchant_budget_through_the_database(
+    database_url: str, http_sandbox: HttpSandbox
+) -> None:
+    """One process is answered 429 (Retry-After 60 s); the other, on its own pool, then sends
+    nothing to that merchant: its checkout is deferred, no attempt used. Another merchant's goes."""
+    settings = http_settings(database_url, http_sandbox)
+    async with Orchestrator(settings) as one, Orchestrator(settings) as two:
+        await http_sandbox.control.add_fault("create_cart", "rate_limit", count=1, retry_after=60)
+        answered = await one.start(shop_request(SHOP_A))
+        assert answered.state == "new" and answered.attempt == 0
+        deferred = await two.start(shop_request(SHOP_A))
+        assert (deferred.state, deferred.attempt, deferred.in_flight) == ("new", 0, False)
+        assert deferred.next_attempt_at is not None
+        assert (deferred.next_attempt_at - datetime.now(UTC)).total_seconds() > 30
+        other = await two.start(shop_request(SHOP_B))
+        assert other.state == "submitted"
+        # One create_cart for A (answered 429) and one for B: the deferred one was never sent.
+        assert (await http_sandbox.control.stats())["calls_by_op"]["create_cart"] == 2
+        history = await two.history(deferred.app_order_id)
+        wait = [e for e in history if e.kind == "retry_scheduled"][-1]
+        assert wait.detail is not None and wait.detail["attempt_counted"] is False
+        assert wait.detail["budget_wait_s"] > 30
+
+
+async def test_turns_are_handed_out_at_the_learned_rate(orch: Orchestrator) -> None:
+    budgets = MerchantBudgets(orch.repo)
+    key = merchant_key(SHOP_A)
+    assert await budgets.take([key], max_wait=1.0) == 0.0  # unpaced until its first 429
+    await budgets.rate_limited([key], 0.5)
+    (budget,) = [b for b in await budgets.all() if b.key == key]
+    assert budget.rate_per_s is not None and not budget.open
+    rate = budget.rate_per_s
+    waits = [await budgets.take([key], max_wait=100.0) for _ in range(4)]
+    # Each turn comes one interval after the one before (within the time the statements took).
+    gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
+    assert waits[0] >= 0.4
+    assert all(abs(gap - 1 / rate) < 0.2 / rate + 0.05 for gap in gaps), (rate, waits)
+    # A turn further than the caller may wait reserves nothing.
+    far = await budgets.take([key], max_wait=0.01)
+    assert far > 0.01
+    assert await budgets.take([key], max_wait=0.01) == pytest.approx(far, abs=0.05)
+
+
+async def test_a_multi_merchant_call_waits_for_its_busiest_merchant(orch: Orchestrator) -> None:
+    budgets = MerchantBudgets(orch.repo)
+    await budgets.rate_limited([merchant_key(SHOP_A)], 30.0)
+    wait = await budgets.take([merchant_key(SHOP_B), merchant_key(SHOP_A)], max_wait=1.0)
+    assert wait > 20  # A's block; B alone would go now
+    assert await budgets.take([merchant_key(SHOP_B)], max_wait=1.0) == 0.0
+
+
+async def _due_checkouts(orch: Orchestrator, merchant_id: int, n: int) -> list[str]:
+    ids = [(await orch.start(shop_request(merchant_id), run=False)).app_order_id for _ in range(n)]
+    # The busy merchant's checkouts became due first, so the oldest-first claim takes them first.
+    await orch.repo.rows(
+        "UPDATE checkouts SET next_attempt_at = now() - interval '1 hour' + "
+        "(SELECT count(*) FROM checkouts) * interval '1 ms' WHERE app_order_id = ANY(%(ids)s)",
+        {"ids": ids},
+    )
+    return ids
+
+
+async def test_a_claim_takes_turns_across_merchants(orch: Orchestrator) -> None:
+    busy = await _due_checkouts(orch, SHOP_A, 30)
+    small = await _due_checkouts(orch, SHOP_B, 3)
+    oldest_first = await orch.repo.rows(
+        "SELECT app_order_id FROM checkouts WHERE next_attempt_at <= now() "
+        "ORDER BY next_attempt_at LIMIT 6"
+    )
+    assert {r["app_order_id"] for r in oldest_first} <= set(busy)  # the unfair order
+    claims = await orch.repo.claim_due(
+        worker="w", limit=6, lease_seconds=30, budget_wait=orch.settings.merchant_budget_wait
+    )
+    claimed = [c.row.app_order_id for c in claims]
+    assert len(claimed) == 6
+    assert set(small) <= set(claimed)  # each of B's due checkouts got a turn
+    assert len(set(claimed) & set(busy)) == 3
+
+
+async def test_a_claim_defers_the_checkouts_of_a_closed_merchant(orch: Orchestrator) -> None:
+    busy = await _due_checkouts(orch, SHOP_A, 5)
+    small = await _due_checkouts(orch, SHOP_B, 2)
+    await MerchantBudgets(orch.repo).rate_limited([merchant_key(SHOP_A)], 60.0)
+    claims = await orch.repo.claim_due(worker="w", limit=10, lease_seconds=30, budget_wait=2.0)
+    assert sorted(c.row.app_order_id for c in claims) == sorted(small)
+    later = await _scalar(
+        orch,
+        "SELECT min(next_attempt_at) - now() FROM checkouts WHERE app_order_id = ANY(%(ids)s)",
+        {"ids": busy},
+    )
+    assert later.total_seconds() > 50  # due when A's budget opens, out of the claim's way
+
+
+async def test_the_fair_claim_reads_the_due_index(orch: Orchestrator) -> None:
+    await _due_checkouts(orch, SHOP_A, 3)
+    sent = {"worker": "w", "limit": 5, "lease_s": 30.0, "window": 64, "wait_s": 2.0}
+    async with orch.engine.connect() as conn:
+        await conn.exec_driver_sql("SET enable_seqscan = off")
+        result = await conn.exec_driver_sql("EXPLAIN " + checkout_sql.CLAIM_FAIR_SQL, sent)
+        plan = "\n".join(str(row[0]) for row in result.all())
+    assert "ix_checkouts_due" in plan, plan
+    assert "Seq Scan on checkouts" not in plan, plan
