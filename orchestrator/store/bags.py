@@ -144,7 +144,7 @@ class _Trail:
             "kind": kind,
             "state": self.row["state"],
             "worker": self.worker,
-            "detail": Jsonb(detail),
+            "detail": Jsonb(changes.storable(detail)),
         }
         await self.conn.execute(_EVENT_SQL, params)
 
@@ -333,7 +333,8 @@ async def _settle_actions(
             "at": news.at.isoformat(),
         }
         await conn.execute(
-            _SETTLE_ACTION_SQL, {"action_id": action["id"], "evidence": Jsonb(evidence)}
+            _SETTLE_ACTION_SQL,
+            {"action_id": action["id"], "evidence": Jsonb(changes.storable(evidence))},
         )
         detail = {
             "action_id": str(action["id"]),

@@ -98,7 +98,7 @@ async def _each(
                     "state": row["state"],
                     "step": row["pending_step"],
                     "worker": worker,
-                    "detail": Jsonb(detail),
+                    "detail": Jsonb(changes.storable(detail)),
                 },
             )
             if kind == PARKED:

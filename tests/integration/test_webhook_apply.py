@@ -203,8 +203,18 @@ async def test_an_event_waits_while_the_checkout_path_holds_the_lease(
     assert (await sandbox_control.cart(row.violet_order_id))["submits"] == 1
 
 
+@pytest.mark.parametrize(
+    "event_id",
+    [
+        None,
+        # A hex id can hold a Luhn-valid run of 13+ digits: the secret tripwire must not make
+        # the change feed refuse the event, and with it the outcome the event proves.
+        "evt-c4111111111111111cca2d70fb0fcb8c",
+    ],
+    ids=["event", "card-like-event-id"],
+)
 async def test_an_event_proving_a_lost_submit_makes_recovery_settle_it_at_once(
-    orch: Orchestrator, sandbox_control: SandboxControl, pool: Any
+    orch: Orchestrator, sandbox_control: SandboxControl, pool: Any, event_id: str | None
 ) -> None:
     first, _ = await submit_applied_but_answer_lost(orch, sandbox_control)
     assert first.violet_order_id is not None
@@ -222,7 +232,7 @@ async def test_an_event_proving_a_lost_submit_makes_recovery_settle_it_at_once(
     assert idle.claimed == 0 and (await orch.get(first.id)).state == "priced"
 
     order = (await orch.client.get_order(first.violet_order_id)).model_dump(mode="json")
-    event_id = await deliver(pool, order, topic="ORDER_UPDATED")
+    event_id = await deliver(pool, order, topic="ORDER_UPDATED", event_id=event_id)
     summary = await job.run("until-idle")
 
     settled = await orch.get(first.id)
