@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from orchestrator.store import changes
 from orchestrator.store.schema import SQLSTATE_APPEND_ONLY, SQLSTATE_TRIPWIRE
@@ -202,20 +203,45 @@ async def test_a_statement_that_appends_nothing_notifies_nobody(connect: Any) ->
     assert await changes.read(writer) == []
 
 
-@pytest.mark.parametrize(
-    "detail",
+SECRET_DETAILS = pytest.mark.parametrize(
+    ("detail", "secret"),
     [
-        {"message": "declined card 4242424242424242"},
-        {"reason": "handed out pi_3Mtw_secret_hunter2"},
-        {"payment": {"card_cvc": "987"}},
+        ({"message": "declined card 4242424242424242"}, "4242424242424242"),
+        ({"reason": "handed out pi_3Mtw_secret_hunter2"}, "pi_3Mtw_secret_hunter2"),
+        ({"payment": {"card_cvc": "987"}}, "987"),
     ],
     ids=["card-number", "client-secret", "cvc-key"],
 )
-async def test_a_secret_in_the_detail_is_refused_by_the_tripwire(
-    connect: Any, detail: dict[str, Any]
+
+
+@SECRET_DETAILS
+async def test_a_secret_in_the_detail_is_redacted_before_the_write(
+    connect: Any, detail: dict[str, Any], secret: str
 ) -> None:
+    """The change is kept (its outcome must not be lost) and the secret is not."""
+    conn = await connect()
+    checkout_id = uuid.uuid4()
+    await changes.append(conn, checkout_id, None, changes.ACTION_SETTLED, detail)
+    found = await settled(conn, 1)
+    assert [change.checkout_id for change in found] == [checkout_id]
+    stored = await (
+        await conn.execute(
+            "SELECT detail::text FROM checkout_changes WHERE checkout_id = %s", (checkout_id,)
+        )
+    ).fetchone()
+    assert stored is not None and secret not in stored[0]
+
+
+@SECRET_DETAILS
+async def test_a_secret_written_past_the_redaction_is_refused_by_the_tripwire(
+    connect: Any, detail: dict[str, Any], secret: str
+) -> None:
+    """The database refuses what a writer that skips `changes.append` would leak."""
     conn = await connect()
     with pytest.raises(psycopg.Error) as refused:
-        await changes.append(conn, uuid.uuid4(), None, changes.ACTION_SETTLED, detail)
+        await conn.execute(
+            "INSERT INTO checkout_changes (checkout_id, kind, detail) VALUES (%s, %s, %s)",
+            (uuid.uuid4(), changes.ACTION_SETTLED, Jsonb(detail)),
+        )
     assert refused.value.sqlstate == SQLSTATE_TRIPWIRE
     assert await changes.read(conn) == []
