@@ -33,6 +33,7 @@ from typing import Final
 from orchestrator.clock import local_clock
 from orchestrator.engine import action_rules as rules
 from orchestrator.engine.action_rules import CANCEL, REFUND, Ask
+from orchestrator.engine.budgets import MerchantPacer, bag_merchants
 from orchestrator.engine.events import call_events
 from orchestrator.engine.steps import error_summary
 from orchestrator.engine.worker import Worker
@@ -41,7 +42,7 @@ from orchestrator.store import actions as store
 from orchestrator.store import database
 from orchestrator.store.actions import FAILED, SENT, SUCCEEDED, BagAction, Lease, Move
 from orchestrator.store.records import CheckoutRow, Event
-from orchestrator.violet import VioletError, capture_calls, send_gate
+from orchestrator.violet import VioletError, capture_calls, paced_by, send_gate
 from orchestrator.violet.gate import SendGate
 from orchestrator.violet.models import (
     CancellationStatus,
@@ -228,7 +229,7 @@ async def _under_lease(
     runner.crash.hit(CRASH_AFTER_INTENT)
     assert row.violet_order_id is not None
     with capture_calls() as calls:
-        with send_gate(gate):
+        with send_gate(gate), paced_by(_pacer(worker, row, ask.bag_id)):
             move = await _send(worker, row.violet_order_id, ask)
         runner.crash.hit(CRASH_AFTER_SEND)
         moves = [move]
@@ -239,6 +240,20 @@ async def _under_lease(
     events = [*call_events(calls), *_move_events(action, moves, how="answer")]
     recorded = await store.record(engine, lease, action, moves, events, release=True)
     return recorded, (read if shown is not None else None)
+
+
+def _pacer(worker: Worker, row: CheckoutRow, bag_id: int) -> MerchantPacer | None:
+    """The bag's merchant's rate budget for its action: a turn taken before the request leaves
+    (past the budget wait, the action fails unsent, `budget_closed`), a 429 told to it."""
+    runner = worker.runner
+    if runner.budgets is None:
+        return None
+    return MerchantPacer(
+        runner.budgets,
+        lambda: bag_merchants(row, bag_id),
+        max_wait=runner.budget_wait,
+        max_retry_after=runner.retry.max_retry_after,
+    )
 
 
 def _lease_until(worker: Worker, lease: Lease) -> float:

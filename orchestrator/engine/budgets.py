@@ -6,12 +6,14 @@ multi-merchant cart waits for the busiest), sleeping a short wait or, past `max_
 the call unsent (`VioletBudgetClosed`) so the drive defers the checkout durably; each 429 closes
 and paces down those merchants' budgets for every process (store/budgets.py). A checkout whose
 merchants are not known yet (a cart not created, SKUs given without their merchant) is paced by
-nothing but the global throttle, as before.
+nothing but the global throttle. A bag's cancel or refund is paced by its bag's merchant: past
+`max_wait` it fails unsent (engine/actions.py), for the caller to ask again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from orchestrator.store.budgets import MerchantBudgets, merchant_key
@@ -19,7 +21,7 @@ from orchestrator.store.records import CheckoutRow
 from orchestrator.violet.errors import VioletBudgetClosed
 from orchestrator.violet.ops import Op
 
-__all__ = ["MerchantPacer", "checkout_merchants"]
+__all__ = ["MerchantPacer", "bag_merchants", "checkout_merchants"]
 
 #: The wait assumed for a 429 without a Retry-After.
 _DEFAULT_RETRY_AFTER = 1.0
@@ -34,30 +36,37 @@ def checkout_merchants(row: CheckoutRow) -> list[int]:
     return list(dict.fromkeys(m for m in found if m is not None))
 
 
+def bag_merchants(row: CheckoutRow, bag_id: int) -> list[int]:
+    """The merchant a bag's cancel or refund reaches: the bag's, as stored at submit."""
+    found = [_id(bag.get("merchant_id")) for bag in row.bags if bag.get("bag_id") == bag_id]
+    return [m for m in found if m is not None][:1]
+
+
 def _id(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 class MerchantPacer:
-    """The pacer of one drive: reads the row's merchants at each call (create_cart adds them)."""
+    """The pacer of one drive or one bag action: asks `merchants` at each call which merchants
+    it reaches (a drive's row gains them when create_cart answers)."""
 
     def __init__(
         self,
         budgets: MerchantBudgets,
-        row: CheckoutRow,
+        merchants: Callable[[], Sequence[int]],
         *,
         max_wait: float,
         max_retry_after: float,
     ) -> None:
         self.budgets = budgets
-        self.row = row
+        self.merchants = merchants
         self.max_wait = max_wait
         self.max_retry_after = max_retry_after
         #: A 429 of this drive was charged to merchant budgets (not the global throttle's).
         self.charged_429 = False
 
     def keys(self) -> list[str]:
-        return [merchant_key(m) for m in checkout_merchants(self.row)]
+        return [merchant_key(m) for m in self.merchants()]
 
     async def admit(self, op: Op) -> None:
         keys = self.keys()

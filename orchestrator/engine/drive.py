@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import observe, tracing
 from orchestrator.engine import machine, retries
-from orchestrator.engine.budgets import MerchantPacer
+from orchestrator.engine.budgets import MerchantPacer, checkout_merchants
 from orchestrator.engine.events import absorb_cart, call_events, decision_detail, poison_error
 from orchestrator.engine.steps import (
     STEPS,
@@ -108,7 +108,7 @@ class Drive:
         self.pacer = (
             MerchantPacer(
                 budgets,
-                row,
+                lambda: checkout_merchants(self.row),
                 max_wait=runner.budget_wait,
                 max_retry_after=runner.retry.max_retry_after,
             )

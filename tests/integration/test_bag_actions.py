@@ -18,6 +18,7 @@ from orchestrator import BagAction, IllegalTransition, InvalidRequest
 from orchestrator.api import Orchestrator
 from orchestrator.checkout import Checkout
 from orchestrator.engine.actions import reconcile_actions
+from orchestrator.store.budgets import MerchantBudgets, merchant_key
 from orchestrator.violet.models import Bag
 from tests.fixtures.orchestrator import TOKEN, checkout_request, make_settings
 from tests.fixtures.sandbox import HttpSandbox
@@ -333,3 +334,35 @@ async def test_news_of_an_earlier_refund_does_not_settle_a_later_refund_violet_d
     assert await reconcile_actions(orch.worker, budget=10) == 1
     after = {a.id: a for a in await orch.bag_actions(checkout.id)}[second.id]
     assert after.state == "failed"
+
+
+async def test_a_bag_action_waits_for_no_closed_merchant_budget_and_sends_nothing(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    """The bag's merchant answered 429 a moment ago (its budget closed for a minute): the cancel
+    fails unsent, `budget_closed`, for the caller to ask again; the store is not called."""
+    checkout, bag_id = await submitted(orch)
+    merchant = int(checkout.bags[0]["merchant_id"])
+    await MerchantBudgets(orch.repo).rate_limited([merchant_key(merchant)], 60.0)
+
+    action = await orch.cancel_bag(checkout.id, bag_id, actor="ops")
+
+    assert (action.state, action.sent_at) == ("failed", None)
+    assert action.error is not None and action.error["type"] == "budget_closed"
+    assert await http_sandbox.control.calls(op="cancel_bag") == []
+    assert (await bag_at_violet(orch, checkout, bag_id)).status != "CANCELED"
+
+
+async def test_a_429_answered_to_a_refund_closes_its_merchants_budget(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    checkout, bag_id = await submitted(orch)
+    merchant = int(checkout.bags[0]["merchant_id"])
+    await http_sandbox.control.add_fault("refund_bag", "rate_limit", count=1, retry_after=60)
+
+    action = await orch.refund_bag(checkout.id, bag_id, actor="ops", amount=50)
+
+    assert action.state == "failed"
+    assert len(await http_sandbox.control.calls(op="refund_bag")) == 1  # no inline retry
+    (budget,) = [b for b in await MerchantBudgets(orch.repo).all() if b.merchant_id == merchant]
+    assert budget.rate_limited == 1 and not budget.open
