@@ -20,7 +20,7 @@ from orchestrator.engine.runner import RetryPolicy, Runner
 from orchestrator.engine.worker import Worker
 from orchestrator.request import CardPaymentRequest
 from orchestrator.store import database
-from orchestrator.store.budgets import MerchantBudgets
+from orchestrator.store.budgets import MerchantBudgets, unpaced_ttl
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, VioletClient
 
@@ -118,7 +118,11 @@ def build_worker(
         overlap_writes=settings.overlap_writes,
         outcome_wait=settings.submit_outcome_wait,
         leases=leases,
-        budgets=MerchantBudgets(repo) if settings.merchant_budgets else None,
+        budgets=(
+            MerchantBudgets(repo, unpaced_ttl=unpaced_ttl(settings.merchant_budget_wait))
+            if settings.merchant_budgets
+            else None
+        ),
         budget_wait=settings.merchant_budget_wait,
     )
     return Worker(

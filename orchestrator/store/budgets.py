@@ -8,11 +8,15 @@ limit. A call takes its turn before it is sent (`take`): the turn may be now, a 
 caller sleeps, or further than the caller may wait, and then the checkout is deferred instead.
 The `global` key stays the blunt block it always was (Violet's own limit): repository.throttle.
 
-Every statement is one autocommitted round trip on a table of a row per merchant ever called.
+Every statement is one autocommitted round trip on an unlogged table (migration 0017: soft
+state, committed without waiting for a WAL flush) of a row per merchant ever called; a budget
+seen unpaced and open takes no statement per call for a while (`MerchantBudgets`).
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +30,7 @@ __all__ = [
     "Budget",
     "MerchantBudgets",
     "merchant_key",
+    "unpaced_ttl",
 ]
 
 MERCHANT_PREFIX: Final = "merchant:"
@@ -38,12 +43,21 @@ CUT: Final = 0.85
 GROWTH: Final = 0.0005
 #: Tokens a quiet merchant may save up: calls go evenly spaced, never in a burst.
 _BURST: Final = 1.0
+#: The longest a process trusts a budget it saw unpaced and open (`unpaced_ttl`), seconds.
+_MAX_UNPACED_TTL: Final = 1.0
 #: The slowest pace ever set (calls a second): a store that answers nothing but 429s.
 _MIN_RATE: Final = 0.01
 #: After a cut, 429s of calls already on their way are the same round: no second cut until this
 #: many calls at the new rate (or the Retry-After, if longer) have passed. (A gentler cut, 0.9,
 #: held for 40 calls, drained 5% faster but had 3.6 times the 429s: docs/performance.md.)
 _HOLD_CALLS: Final = 10
+
+
+def unpaced_ttl(budget_wait: float) -> float:
+    """How long a process trusts a budget it saw unpaced and open: a quarter of the longest wait
+    a call may take for its turn, at most a second, so another process's first 429 for the
+    merchant reaches it well within what any of its calls may wait anyway."""
+    return min(_MAX_UNPACED_TTL, budget_wait / 4)
 
 
 def merchant_key(merchant_id: int) -> str:
@@ -60,15 +74,19 @@ OPENS_AT: Final = (
 # A call's turn on each of its merchants' budgets: reserved (tokens may go below zero: turns
 # handed out) unless it is further than `max_wait`; `wait` is the longest of them. Rows are
 # locked in key order (two multi-merchant calls never deadlock); a merchant never seen gets its
-# row, unpaced, counting calls until its first 429.
+# row, unpaced, counting calls until its first 429. `extras` are calls this process let through
+# on an unpaced budget without a statement (`MerchantBudgets.take`), counted now. One row per
+# key: its wait, and whether it is unpaced and open (no 429 seen, nothing blocking it).
 _TAKE_SQL = f"""
-WITH keys AS (SELECT DISTINCT k AS key FROM unnest(%(keys)s::text[]) AS k),
-cur AS (
-    SELECT t.key, t.rate_per_s AS rate,
+WITH req AS (
+    SELECT k AS key, sum(e)::bigint AS extra
+    FROM unnest(%(keys)s::text[], %(extras)s::bigint[]) AS u(k, e) GROUP BY k
+), cur AS (
+    SELECT t.key, t.rate_per_s AS rate, req.extra,
            least({_BURST}, t.tokens + greatest(0, extract(epoch FROM now() - t.tokens_at))
                  * coalesce(t.rate_per_s, 0)) AS avail,
            greatest(0, extract(epoch FROM t.blocked_until - now())) AS blocked_s
-    FROM violet_throttle t JOIN keys USING (key) ORDER BY t.key FOR UPDATE OF t
+    FROM violet_throttle t JOIN req USING (key) ORDER BY t.key FOR UPDATE OF t
 ), judged AS (
     SELECT cur.*, greatest(blocked_s, CASE WHEN rate IS NULL OR avail >= 1 THEN 0
                                         ELSE (1 - avail) / rate END)::float8 AS wait
@@ -78,18 +96,21 @@ cur AS (
         tokens = CASE WHEN j.rate IS NULL THEN 0
                       WHEN j.wait <= %(max_wait)s THEN j.avail - 1 ELSE j.avail END,
         tokens_at = now(),
-        calls = t.calls + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
-        window_calls = t.window_calls + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
+        calls = t.calls + j.extra + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
+        window_calls = t.window_calls + j.extra
+                       + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
         rate_per_s = CASE WHEN j.wait <= %(max_wait)s THEN j.rate * (1 + {GROWTH})
                           ELSE j.rate END,
         updated_at = now()
     FROM judged j WHERE t.key = j.key
 ), ins AS (
     INSERT INTO violet_throttle (key, blocked_until, calls, window_calls)
-    SELECT key, 'epoch', 1, 1 FROM keys WHERE key NOT IN (SELECT key FROM cur)
+    SELECT key, 'epoch', 1 + extra, 1 + extra FROM req WHERE key NOT IN (SELECT key FROM cur)
     ORDER BY key ON CONFLICT (key) DO NOTHING
 )
-SELECT coalesce(max(wait), 0)::float8 AS wait FROM judged
+SELECT key, wait, rate IS NULL AND blocked_s = 0 AS unpaced FROM judged
+UNION ALL
+SELECT key, 0::float8, true FROM req WHERE key NOT IN (SELECT key FROM cur)
 """
 
 # A 429 for a call of these merchants: counted; no call before `ra` seconds from now (turns
@@ -180,20 +201,51 @@ class Budget:
 
 
 class MerchantBudgets:
-    """The budget statements, over any runner of statements (a `Repository`, a query runner)."""
+    """The budget statements, over any runner of statements (a `Repository`, a query runner).
 
-    def __init__(self, runner: _Runs) -> None:
+    With `unpaced_ttl` (a process's engine sets it), a budget the database last showed unpaced
+    and open (no 429 ever answered, nothing blocking it: most merchants, most of the time) is
+    trusted for that long: its calls go without a statement, counted here and added to its row
+    by the next statement that reads it. A checkout's calls then cost no round trip each, and
+    another process's first 429 for the merchant reaches this one within `unpaced_ttl`; this
+    process's own 429 at once.
+    """
+
+    def __init__(self, runner: _Runs, *, unpaced_ttl: float = 0.0) -> None:
         self._runner = runner
+        self._unpaced_ttl = unpaced_ttl
+        #: Budgets shown unpaced and open: until when (monotonic clock) that is trusted.
+        self._unpaced_until: dict[str, float] = {}
+        #: Calls let through on a trusted budget, not yet added to its row.
+        self._uncounted: Counter[str] = Counter()
 
     async def take(self, keys: Sequence[str], *, max_wait: float) -> float:
         """A turn for one call on each budget of `keys`: seconds to wait before sending (0: now).
         A wait over `max_wait` reserves nothing: the caller defers instead of waiting."""
-        rows = await self._runner.rows(_TAKE_SQL, {"keys": list(keys), "max_wait": max_wait})
-        return float(rows[0]["wait"]) if rows else 0.0
+        keys = list(dict.fromkeys(keys))
+        now = time.monotonic()
+        if keys and all(self._unpaced_until.get(key, 0.0) > now for key in keys):
+            self._uncounted.update(keys)
+            return 0.0
+        extras = [self._uncounted.pop(key, 0) for key in keys]
+        params = {"keys": keys, "extras": extras, "max_wait": max_wait}
+        try:
+            rows = await self._runner.rows(_TAKE_SQL, params)
+        except BaseException:
+            self._uncounted.update(dict(zip(keys, extras, strict=True)))
+            raise
+        for row in rows:
+            if row["unpaced"] and self._unpaced_ttl > 0:
+                self._unpaced_until[row["key"]] = now + self._unpaced_ttl
+            else:
+                self._unpaced_until.pop(row["key"], None)
+        return max((float(row["wait"]) for row in rows), default=0.0)
 
     async def rate_limited(self, keys: Sequence[str], retry_after: float) -> None:
         """A 429 answered for a call of these budgets: counted, paced down, closed for
         `retry_after` seconds (the caller caps it: ORCHESTRATOR_MAX_RETRY_AFTER)."""
+        for key in keys:
+            self._unpaced_until.pop(key, None)
         ra = max(retry_after, 0.001)
         await self._runner.rows(_RATE_LIMITED_SQL, {"keys": list(keys), "ra": ra})
 

@@ -212,7 +212,8 @@ checkout_state_transitions: Final = Table(
 )
 
 # One row per Violet budget: `global` (Violet's own limit) and `merchant:<id>` (a merchant
-# platform's limit, paced: migration 0016, store/budgets.py).
+# platform's limit, paced: migration 0016, store/budgets.py). Unlogged (migration 0017): soft
+# state, relearned from 429s, so a turn taken before each call never waits for a WAL flush.
 violet_throttle: Final = Table(
     "violet_throttle",
     metadata,
@@ -230,6 +231,7 @@ violet_throttle: Final = Table(
     Column("window_calls", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("key"),
     CheckConstraint("rate_per_s IS NULL OR rate_per_s > 0", name="rate_per_s"),
+    prefixes=["UNLOGGED"],
 )
 
 # -- after submit: Violet's webhooks and each bag's life (migration 0008) -----------------------

@@ -343,7 +343,9 @@ async def test_a_bag_action_waits_for_no_closed_merchant_budget_and_sends_nothin
     fails unsent, `budget_closed`, for the caller to ask again; the store is not called."""
     checkout, bag_id = await submitted(orch)
     merchant = int(checkout.bags[0]["merchant_id"])
-    await MerchantBudgets(orch.repo).rate_limited([merchant_key(merchant)], 60.0)
+    budgets = orch.worker.runner.budgets
+    assert budgets is not None
+    await budgets.rate_limited([merchant_key(merchant)], 60.0)
 
     action = await orch.cancel_bag(checkout.id, bag_id, actor="ops")
 

@@ -4,6 +4,7 @@ database, turns are paced at the learned rate, and claims take turns across merc
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -190,3 +191,43 @@ async def test_the_fair_claim_reads_the_due_index(orch: Orchestrator) -> None:
         plan = "\n".join(str(row[0]) for row in result.all())
     assert "ix_checkouts_due" in plan, plan
     assert "Seq Scan on checkouts" not in plan, plan
+
+
+async def test_a_turn_is_taken_on_an_unlogged_table(orch: Orchestrator) -> None:
+    """A take is a write on every paced call: on an unlogged table its commit waits for no WAL
+    flush (migration 0017); what it holds is relearned from 429s after a crash."""
+    persistence = await _scalar(
+        orch, "SELECT relpersistence FROM pg_class WHERE oid = 'violet_throttle'::regclass"
+    )
+    assert persistence == "u"
+
+
+async def test_an_unpaced_budget_is_trusted_for_a_while_and_its_calls_counted_later(
+    orch: Orchestrator,
+) -> None:
+    """A budget seen unpaced and open lets calls go without a statement for `unpaced_ttl`,
+    counted by the next statement; another process's 429 is seen once that has passed, this
+    process's own at once."""
+    ttl = 0.3
+    mine, other = MerchantBudgets(orch.repo, unpaced_ttl=ttl), MerchantBudgets(orch.repo)
+    key = merchant_key(SHOP_A)
+    assert await mine.take([key], max_wait=1.0) == 0.0  # a statement: the row is made
+    for _ in range(4):
+        assert await mine.take([key], max_wait=1.0) == 0.0  # trusted: no statement
+
+    async def calls() -> int:
+        return int(
+            await _scalar(orch, "SELECT calls FROM violet_throttle WHERE key = %(k)s", {"k": key})
+        )
+
+    assert await calls() == 1
+    await other.rate_limited([key], 30.0)  # another process is answered 429
+    assert await mine.take([key], max_wait=1.0) == 0.0  # not seen yet (within the ttl)
+    await asyncio.sleep(ttl)
+    assert await mine.take([key], max_wait=1.0) > 20  # seen: its block; deferred
+    assert await calls() == 1 + 4 + 1  # the trusted calls were counted with it
+
+    key_b = merchant_key(SHOP_B)
+    assert await mine.take([key_b], max_wait=1.0) == 0.0
+    await mine.rate_limited([key_b], 30.0)  # this process's own 429: no trust left
+    assert await mine.take([key_b], max_wait=1.0) > 20
