@@ -218,6 +218,9 @@ class MerchantBudgets:
         self._unpaced_until: dict[str, float] = {}
         #: Calls let through on a trusted budget, not yet added to its row.
         self._uncounted: Counter[str] = Counter()
+        #: 429s this process was answered, per budget: a take that read the row before one of
+        #: them was written must not trust what it read.
+        self._limited: Counter[str] = Counter()
 
     async def take(self, keys: Sequence[str], *, max_wait: float) -> float:
         """A turn for one call on each budget of `keys`: seconds to wait before sending (0: now).
@@ -229,13 +232,22 @@ class MerchantBudgets:
             return 0.0
         extras = [self._uncounted.pop(key, 0) for key in keys]
         params = {"keys": keys, "extras": extras, "max_wait": max_wait}
+        # A trust that ran out is renewed by this statement alone: the calls meanwhile keep it
+        # for one more round trip instead of all sending the same statement.
+        renewing = [key for key in keys if key in self._unpaced_until]
+        limited = [self._limited[key] for key in keys]
+        for key in renewing:
+            self._unpaced_until[key] = now + self._unpaced_ttl
         try:
             rows = await self._runner.rows(_TAKE_SQL, params)
         except BaseException:
             self._uncounted.update(dict(zip(keys, extras, strict=True)))
+            for key in renewing:
+                self._unpaced_until.pop(key, None)
             raise
+        unchanged = {key for key, n in zip(keys, limited, strict=True) if self._limited[key] == n}
         for row in rows:
-            if row["unpaced"] and self._unpaced_ttl > 0:
+            if row["unpaced"] and self._unpaced_ttl > 0 and row["key"] in unchanged:
                 self._unpaced_until[row["key"]] = now + self._unpaced_ttl
             else:
                 self._unpaced_until.pop(row["key"], None)
@@ -246,6 +258,7 @@ class MerchantBudgets:
         `retry_after` seconds (the caller caps it: ORCHESTRATOR_MAX_RETRY_AFTER)."""
         for key in keys:
             self._unpaced_until.pop(key, None)
+            self._limited[key] += 1
         ra = max(retry_after, 0.001)
         await self._runner.rows(_RATE_LIMITED_SQL, {"keys": list(keys), "ra": ra})
 

@@ -231,3 +231,17 @@ async def test_an_unpaced_budget_is_trusted_for_a_while_and_its_calls_counted_la
     assert await mine.take([key_b], max_wait=1.0) == 0.0
     await mine.rate_limited([key_b], 30.0)  # this process's own 429: no trust left
     assert await mine.take([key_b], max_wait=1.0) > 20
+
+
+async def test_a_trust_that_ran_out_is_renewed_by_one_statement(orch: Orchestrator) -> None:
+    """Twenty calls at once on a budget whose trust just ran out: one statement renews it, the
+    others go on the trust it keeps meanwhile (counted later), not twenty statements."""
+    ttl = 0.2
+    mine = MerchantBudgets(orch.repo, unpaced_ttl=ttl)
+    key = merchant_key(SHOP_A)
+    assert await mine.take([key], max_wait=1.0) == 0.0
+    await asyncio.sleep(ttl + 0.05)
+    waits = await asyncio.gather(*(mine.take([key], max_wait=1.0) for _ in range(20)))
+    assert waits == [0.0] * 20
+    calls = await _scalar(orch, "SELECT calls FROM violet_throttle WHERE key = %(k)s", {"k": key})
+    assert calls == 2  # the first take and the renewal; 19 counted by the next statement
