@@ -3,17 +3,22 @@ a lone checkout's latency, each beside the floor it cannot go under, measured in
 
     uv run --group bench python -m bench.cost [--quick]
 
-CPU, at L = 20 ms and C = 64 (a: the bare 7-call flow, nothing persisted; b:
-`Orchestrator.start()`; alternated and repeated): the client's and PostgreSQL's CPU per
-checkout, b minus a. Each part's floor is the statements a checkout executes (every psycopg
-execute while b runs, counted) times what one bare statement costs that part: a one-row
-autocommitted `UPDATE`, sent by 64 tasks over a pool of 16 connections as b's are, measured
-between the runs. Goal: <= 2.0 ms of machine CPU added per checkout.
+Contenders, alternated and repeated: a, the bare 7-call flow, nothing persisted; b,
+`Orchestrator.start()`; b0, the same with the merchants' budgets as they were before
+migration 0017 (a statement for every turn, on a logged table), to show in the same run what
+that change buys.
+
+CPU, at L = 20 ms and C = 64: the client's and PostgreSQL's CPU per checkout, b minus a. Each
+part's floor is the statements a checkout executes (every psycopg execute while b runs,
+counted) times what one bare statement costs that part: a one-row autocommitted `UPDATE`, sent
+by 64 tasks over a pool of 16 connections as b's are, measured between the runs. Goal: <= 2.0 ms
+of machine CPU added per checkout.
 
 Latency, at C = 1 and L = 0: b's mean minus a's, per step (7 a checkout), beside its floor: the
 durable commits on b's critical path (the insert and every write awaited before the next call,
 counted while b runs) times a bare durable commit (the same `UPDATE`, one at a time on one
-connection), per step. Goal: within 0.15 ms of that floor.
+connection), plus the budget statements on the path (counted) times the same `UPDATE` on an
+unlogged table, per step. Goal: within 0.15 ms of that floor.
 
 Results: bench/results/cost[_quick].json.
 """
@@ -25,7 +30,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sized
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,6 +58,8 @@ from bench.throughput import (
 from orchestrator.api import Orchestrator
 from orchestrator.engine.recorder import Recorder
 from orchestrator.sandbox import SandboxConfig, SandboxControl, SandboxServer
+from orchestrator.store import budgets
+from orchestrator.store.budgets import MerchantBudgets
 from orchestrator.store.repository import Repository
 
 #: The machine CPU persisting may add per checkout (ms), and how far above the commit floor a
@@ -60,42 +67,58 @@ from orchestrator.store.repository import Repository
 CPU_GOAL_MS = 2.0
 LATENCY_GOAL_MS = 0.15
 BARE_ROWS = 64
+CONTENDERS = ("a", "b", "b0")
 BARE_SQL = "UPDATE bare SET n = n + 1 WHERE id = %s"
+BARE_UNLOGGED_SQL = "UPDATE bare_unlogged SET n = n + 1 WHERE id = %s"
 
 
 @contextmanager
 def counted(counts: Counter[str]) -> Iterator[None]:
-    """Count every statement sent (`statements`) and every durable commit b awaits on its
-    critical path (`commits`: the insert, and each write not left running behind a call)."""
+    """Count every statement sent (`statements`), every durable commit b awaits on its critical
+    path (`commits`: the insert, and each write not left running behind a call), and every
+    turn taken on a merchant's budget before a call (`takes`: unlogged, migration 0017)."""
     patched: list[tuple[type, str, Any]] = []
 
-    def wrap(cls: type, name: str, label: Callable[[dict[str, Any]], str | None]) -> None:
+    def wrap(cls: type, name: str, label: str, many: Callable[[Any], int] | None = None) -> None:
         original = getattr(cls, name)
-        patched.append((cls, name, original))
-
-        def count(kwargs: dict[str, Any]) -> None:
-            key = label(kwargs)
-            if key is not None:
-                counts[key] += 1
-
         if not asyncio.iscoroutinefunction(original):
             raise TypeError(f"{cls.__name__}.{name} is not a coroutine function: not counted")
+        patched.append((cls, name, original))
 
         async def counted_async(*args: Any, **kwargs: Any) -> Any:
-            count(kwargs)
+            if not (name == "write" and kwargs.get("behind_of")):  # a write behind a call
+                counts[label] += (
+                    many(args[2] if len(args) > 2 else kwargs["params_seq"]) if many else 1
+                )
             return await original(*args, **kwargs)
 
         setattr(cls, name, counted_async)
 
-    wrap(psycopg.AsyncCursor, "execute", lambda _: "statements")
-    wrap(psycopg.AsyncCursor, "executemany", lambda _: "statements")
-    wrap(Repository, "insert", lambda _: "commits")
-    wrap(Recorder, "write", lambda kw: None if kw.get("behind_of") else "commits")
+    original_execute = psycopg.AsyncCursor.execute
+
+    async def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["statements"] += 1
+        counts["take statements"] += query == budgets._TAKE_SQL
+        return await original_execute(self, query, *args, **kwargs)
+
+    patched.append((psycopg.AsyncCursor, "execute", original_execute))
+    psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
+    wrap(psycopg.AsyncCursor, "executemany", "statements", many=_sized)
+    wrap(Repository, "insert", "commits")
+    wrap(Recorder, "write", "commits")
+    wrap(MerchantBudgets, "take", "takes")
     try:
         yield
     finally:
         for cls, name, original in patched:
             setattr(cls, name, original)
+
+
+def _sized(params_seq: Any) -> int:
+    """One statement per parameter set; an iterator would be used up by counting it."""
+    if not isinstance(params_seq, Sized):
+        raise TypeError("executemany with an iterator: its statements cannot be counted")
+    return len(params_seq)
 
 
 async def bare_statements(pool: AsyncConnectionPool, n: int, concurrency: int) -> dict[str, float]:
@@ -117,11 +140,12 @@ async def bare_statements(pool: AsyncConnectionPool, n: int, concurrency: int) -
     }
 
 
-async def bare_commits(conn: psycopg.AsyncConnection[Any], n: int) -> float:
-    """Mean wall time (ms) of one bare durable commit, one at a time."""
+async def bare_commits(conn: psycopg.AsyncConnection[Any], n: int, sql: str = BARE_SQL) -> float:
+    """Mean wall time (ms) of one bare autocommitted statement, one at a time: a durable commit,
+    or with BARE_UNLOGGED_SQL one that waits for no WAL flush (a budget take's floor)."""
     t0 = time.perf_counter()
     for k in range(n):
-        await conn.execute(BARE_SQL, (k % BARE_ROWS + 1,))
+        await conn.execute(sql, (k % BARE_ROWS + 1,))
     return (time.perf_counter() - t0) * 1000 / n
 
 
@@ -140,6 +164,8 @@ async def flow_cpu(
         "sandbox_ms": (process_cpu_s(sandbox_pid) - sandbox0) * 1000 / n,
         "checkouts_per_s": n / watch.wall,
         "statements": (counts["statements"] - before["statements"]) / n,
+        "takes": (counts["takes"] - before["takes"]) / n,
+        "take_statements": (counts["take statements"] - before["take statements"]) / n,
     }
 
 
@@ -154,6 +180,8 @@ async def flow_latency(
     return {
         "mean_ms": statistics.fmean(lats),
         "commits": (counts["commits"] - before["commits"]) / n,
+        "takes": (counts["takes"] - before["takes"]) / n,
+        "take_statements": (counts["take statements"] - before["take statements"]) / n,
     }
 
 
@@ -165,7 +193,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     n_cpu, n_lat = (600, 150) if args.quick else (2000, 500)
     repeats = 2 if args.quick else 3
     runs: dict[str, list[dict[str, float]]] = {
-        k: [] for k in ("a_cpu", "b_cpu", "bare_cpu", "a_lat", "b_lat", "bare_lat")
+        f"{who}_{part}": [] for who in (*CONTENDERS, "bare") for part in ("cpu", "lat")
     }
     counts: Counter[str] = Counter()
     with (
@@ -174,16 +202,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     ):
         control = SandboxControl(sandbox.control_url)
         client = violet_client(sandbox.base_url)
-        orch = await Orchestrator(
-            bench_settings(db_url, sandbox.base_url, db_pool_size=DB_POOL), client=client
-        ).open()
+        settings = bench_settings(db_url, sandbox.base_url, db_pool_size=DB_POOL)
+        orch = await Orchestrator(settings, client=client).open()
+        before = await Orchestrator(settings, client=client).open()
+        # b0: a statement for every turn (no trust in a budget seen unpaced), as before.
+        before.worker.runner.budgets = MerchantBudgets(before.repo)
         await client.login()
         libpq = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
         setup = await psycopg.AsyncConnection.connect(libpq, autocommit=True)
         await setup.execute("CREATE TABLE bare (id int PRIMARY KEY, n bigint NOT NULL)")
-        await setup.execute(
-            "INSERT INTO bare SELECT g, 0 FROM generate_series(1, %s) AS g", (BARE_ROWS,)
-        )
+        await setup.execute("CREATE UNLOGGED TABLE bare_unlogged (LIKE bare INCLUDING ALL)")
+        for table_name in ("bare", "bare_unlogged"):
+            await setup.execute(
+                f"INSERT INTO {table_name} SELECT g, 0 FROM generate_series(1, %s) AS g",
+                (BARE_ROWS,),
+            )
         pool = AsyncConnectionPool(
             libpq, min_size=DB_POOL, max_size=DB_POOL, open=False, kwargs={"autocommit": True}
         )
@@ -191,84 +224,117 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         flows: dict[str, Callable[[], Awaitable[bool]]] = {
             "a": lambda: bare_checkout(client),
             "b": lambda: orchestrated_checkout(orch),
+            "b0": lambda: orchestrated_checkout(before),
         }
+
+        async def measure(who: str, part: str, n: int) -> None:
+            if who == "b0":  # and on a logged table, as before migration 0017
+                await setup.execute("ALTER TABLE violet_throttle SET LOGGED")
+            try:
+                if part == "cpu":
+                    figures = await flow_cpu(flows[who], n, sandbox.pid, counts)
+                else:
+                    figures = await flow_latency(flows[who], n, counts)
+            finally:
+                if who == "b0":
+                    await setup.execute("ALTER TABLE violet_throttle SET UNLOGGED")
+            runs[f"{who}_{part}"].append(figures)
+            print(f"{part} {who}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+
         try:
             with counted(counts):
                 await control.configure(latency_ms=20.0)
                 for flow in flows.values():
                     await run_closed_loop(flow, 128, 64)  # warm-up
                 await bare_statements(pool, 1000, 64)
-                for rep in range(repeats):
-                    for who, flow in flows.items():
-                        runs[f"{who}_cpu"].append(await flow_cpu(flow, n_cpu, sandbox.pid, counts))
+                for _ in range(repeats):
+                    for who in CONTENDERS:
+                        await measure(who, "cpu", n_cpu)
                     runs["bare_cpu"].append(await bare_statements(pool, 20 * n_cpu, 64))
-                    print(
-                        f"cpu rep={rep}: "
-                        + "  ".join(
-                            f"{k} " + ", ".join(f"{f} {v:.3f}" for f, v in runs[k][-1].items())
-                            for k in ("a_cpu", "b_cpu", "bare_cpu")
-                        ),
-                        flush=True,
-                    )
+                    print("cpu bare: " + str(runs["bare_cpu"][-1]), flush=True)
                 await control.configure(latency_ms=0.0)
                 for flow in flows.values():
                     await run_closed_loop(flow, 50, 1)  # warm-up
-                for rep in range(repeats):
-                    for who, flow in flows.items():
-                        runs[f"{who}_lat"].append(await flow_latency(flow, n_lat, counts))
-                    runs["bare_lat"].append({"commit_ms": await bare_commits(setup, n_lat * 4)})
-                    print(
-                        f"latency rep={rep}: a {runs['a_lat'][-1]['mean_ms']:.2f} ms,"
-                        f" b {runs['b_lat'][-1]['mean_ms']:.2f} ms"
-                        f" ({runs['b_lat'][-1]['commits']:.2f} commits awaited),"
-                        f" bare commit {runs['bare_lat'][-1]['commit_ms']:.3f} ms",
-                        flush=True,
+                for _ in range(repeats):
+                    for who in CONTENDERS:
+                        await measure(who, "lat", n_lat)
+                    runs["bare_lat"].append(
+                        {
+                            "commit_ms": await bare_commits(setup, n_lat * 4),
+                            "unlogged_ms": await bare_commits(setup, n_lat * 4, BARE_UNLOGGED_SQL),
+                        }
                     )
+                    print("lat bare: " + str(runs["bare_lat"][-1]), flush=True)
         finally:
             await pool.close()
             await setup.close()
+            await before.close()
             await orch.close()
             await client.aclose()
             await control.aclose()
     return report(runs, n_cpu, n_lat, repeats)
 
 
-def report(
-    runs: dict[str, list[dict[str, float]]], n_cpu: int, n_lat: int, repeats: int
-) -> dict[str, Any]:
-    med = {k: _median(v) for k, v in runs.items()}
-    a, b, bare = med["a_cpu"], med["b_cpu"], med["bare_cpu"]
+def _cpu_parts(
+    a: dict[str, float], b: dict[str, float], bare: dict[str, float]
+) -> dict[str, tuple[float, float]]:
+    """Per part: (CPU b adds over a, ms a checkout; its floor)."""
     statements = b["statements"]
     parts = {
         "client": (b["client_ms"] - a["client_ms"], statements * bare["client_us"] / 1000),
         "postgres": (b["pg_ms"] - a["pg_ms"], statements * bare["pg_us"] / 1000),
         "sandbox": (b["sandbox_ms"] - a["sandbox_ms"], 0.0),
     }
-    added_total = sum(added for added, _ in parts.values())
-    floor_total = sum(floor for _, floor in parts.values())
-    cpu_rows = [[name, added, floor, added - floor] for name, (added, floor) in parts.items()] + [
-        ["machine", added_total, floor_total, added_total - floor_total]
-    ]
+    parts["machine"] = (
+        sum(added for added, _ in parts.values()),
+        sum(floor for _, floor in parts.values()),
+    )
+    return parts
+
+
+def report(
+    runs: dict[str, list[dict[str, float]]], n_cpu: int, n_lat: int, repeats: int
+) -> dict[str, Any]:
+    med = {k: _median(v) for k, v in runs.items() if v}
+    a, bare = med["a_cpu"], med["bare_cpu"]
+    cpu = {who: _cpu_parts(a, med[f"{who}_cpu"], bare) for who in ("b", "b0")}
     print()
     print(
         f"CPU per checkout at L = 20 ms, C = 64 (medians of {repeats} runs of {n_cpu}):"
-        f" a {a['checkouts_per_s']:.0f}/s, b {b['checkouts_per_s']:.0f}/s;"
-        f" b sends {statements:.1f} statements a checkout; a bare statement costs"
-        f" {bare['client_us']:.0f} us client + {bare['pg_us']:.0f} us PostgreSQL"
+        f" a {a['checkouts_per_s']:.0f}/s, b {med['b_cpu']['checkouts_per_s']:.0f}/s,"
+        f" b0 {med['b0_cpu']['checkouts_per_s']:.0f}/s; statements a checkout: b"
+        f" {med['b_cpu']['statements']:.2f} ({med['b_cpu']['take_statements']:.2f} budget takes),"
+        f" b0 {med['b0_cpu']['statements']:.2f} ({med['b0_cpu']['take_statements']:.2f});"
+        f" a bare statement costs {bare['client_us']:.0f} us client + {bare['pg_us']:.0f} us"
+        " PostgreSQL"
     )
-    print(table(["added by persisting", "ms", "floor ms", "above floor ms"], cpu_rows))
-    print(f"machine CPU added {added_total:.2f} ms a checkout (goal <= {CPU_GOAL_MS} ms)")
+    rows = [
+        [name, *cpu["b"][name], cpu["b"][name][0] - cpu["b"][name][1], cpu["b0"][name][0]]
+        for name in cpu["b"]
+    ]
+    print(table(["added by persisting", "b ms", "floor ms", "above floor ms", "b0 ms"], rows))
+    machine, machine_floor = cpu["b"]["machine"]
+    print(f"machine CPU added {machine:.2f} ms a checkout (goal <= {CPU_GOAL_MS} ms)")
 
-    la, lb = med["a_lat"], med["b_lat"]
-    commit_ms = med["bare_lat"]["commit_ms"]
-    added_step = (lb["mean_ms"] - la["mean_ms"]) / STEPS_PER_CHECKOUT
-    floor_step = lb["commits"] * commit_ms / STEPS_PER_CHECKOUT
+    la, lb, lb0 = med["a_lat"], med["b_lat"], med["b0_lat"]
+    commit_ms, unlogged_ms = med["bare_lat"]["commit_ms"], med["bare_lat"]["unlogged_ms"]
+
+    def per_step(flow: dict[str, float]) -> tuple[float, float]:
+        added = (flow["mean_ms"] - la["mean_ms"]) / STEPS_PER_CHECKOUT
+        floor = (flow["commits"] * commit_ms + flow["take_statements"] * unlogged_ms) / (
+            STEPS_PER_CHECKOUT
+        )
+        return added, floor
+
+    (added_b, floor_b), (added_b0, floor_b0) = per_step(lb), per_step(lb0)
     print(
         f"\nC = 1, L = 0 (medians of {repeats} runs of {n_lat}): a {la['mean_ms']:.2f} ms,"
-        f" b {lb['mean_ms']:.2f} ms a checkout; b awaits {lb['commits']:.1f} durable commits"
-        f" on its path, a bare durable commit takes {commit_ms:.3f} ms.\n"
-        f"added latency {added_step:.3f} ms a step, floor {floor_step:.3f} ms,"
-        f" above it {added_step - floor_step:.3f} ms (goal <= {LATENCY_GOAL_MS} ms)"
+        f" b {lb['mean_ms']:.2f}, b0 {lb0['mean_ms']:.2f} ms a checkout; on b's path"
+        f" {lb['commits']:.1f} durable commits and {lb['take_statements']:.1f} budget"
+        f" statements (b0: {lb0['take_statements']:.1f}); a bare durable commit"
+        f" {commit_ms:.3f} ms, a bare unlogged one {unlogged_ms:.3f} ms.\n"
+        f"added latency a step: b {added_b:.3f} ms, floor {floor_b:.3f}, above it"
+        f" {added_b - floor_b:.3f} ms (goal <= {LATENCY_GOAL_MS}); b0 {added_b0:.3f} ms"
     )
     return {
         "machine": machine_info(),
@@ -278,11 +344,15 @@ def report(
         "runs": runs,
         "median": med,
         "cpu_ms_per_checkout": {
-            name: {"added": added, "floor": floor} for name, (added, floor) in parts.items()
+            who: {name: {"added": ad, "floor": fl} for name, (ad, fl) in parts.items()}
+            for who, parts in cpu.items()
         },
-        "machine_cpu_added_ms": added_total,
-        "machine_cpu_floor_ms": floor_total,
-        "latency_ms_per_step": {"added": added_step, "floor": floor_step},
+        "machine_cpu_added_ms": machine,
+        "machine_cpu_floor_ms": machine_floor,
+        "latency_ms_per_step": {
+            "b": {"added": added_b, "floor": floor_b},
+            "b0": {"added": added_b0, "floor": floor_b0},
+        },
     }
 
 
