@@ -13,6 +13,7 @@ the changes feed (`feed`), a bag's cancel and refund (`bags`) and the retry of f
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -56,6 +57,8 @@ from orchestrator.store import database
 from orchestrator.store.records import CheckoutRow, Event
 from orchestrator.store.repository import Repository
 from orchestrator.violet import CardPayment, VioletClient, VioletError
+
+log = logging.getLogger(__name__)
 
 
 class Orchestrator(ChangesFeed, BagCommands, RetryCommands):
@@ -121,6 +124,7 @@ class Orchestrator(ChangesFeed, BagCommands, RetryCommands):
             return
         await self.leases.close()
         await self.repo.drain()
+        await self._flush_budgets()
         if self._pool is not None:
             await self._pool.close()
         if self._owns_client and self._client is not None:
@@ -128,6 +132,19 @@ class Orchestrator(ChangesFeed, BagCommands, RetryCommands):
         if self._owns_engine and self._engine is not None:
             await self._engine.dispose()
         self._opened = False
+
+    async def _flush_budgets(self) -> None:
+        """Count the calls let through on trusted budgets before the pool closes; a database
+        that fails now loses those counts (statistics), never a checkout."""
+        budgets = self.worker.runner.budgets if self._opened else None
+        if budgets is None:
+            return
+        try:
+            await budgets.flush()
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
+            log.warning("merchant budgets: calls not counted on close: %s", exc)
 
     async def __aenter__(self) -> Orchestrator:
         return await self.open()

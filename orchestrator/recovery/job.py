@@ -268,9 +268,22 @@ class RecoveryJob:
                 return False
             await sleep_unless_stopped(soon, run.stop)
             return True
+        await self._flush_budgets()
         await sleep_unless_stopped(run.idle_wait, run.stop)
         run.idle_wait = min(run.idle_wait * 2, self.idle_poll_cap)
         return True
+
+    async def _flush_budgets(self) -> None:
+        """Idle: count the calls let through on trusted budgets, so `stats` and the metrics
+        show them while nothing else writes the budgets' rows (best effort)."""
+        budgets = self.worker.runner.budgets
+        if budgets is None:
+            return
+        try:
+            await budgets.flush()
+        except Exception as exc:
+            if not database.is_database_error(exc):
+                raise
 
     async def _finish(self, run: _Run) -> None:
         """Let the drives in progress end, then count what is still due."""

@@ -153,6 +153,19 @@ ON CONFLICT (key) DO UPDATE SET
     updated_at = now()
 """
 
+# Calls let through on trusted budgets, added to their rows (locked in key order, as a take).
+_FLUSH_SQL = """
+WITH counted AS (
+    SELECT k AS key, sum(n)::bigint AS n
+    FROM unnest(%(keys)s::text[], %(extras)s::bigint[]) AS u(k, n) GROUP BY k
+), locked AS (
+    SELECT t.key FROM violet_throttle t JOIN counted USING (key) ORDER BY t.key FOR UPDATE OF t
+)
+UPDATE violet_throttle t SET calls = t.calls + c.n, window_calls = t.window_calls + c.n,
+    updated_at = now()
+FROM counted c JOIN locked USING (key) WHERE t.key = c.key
+"""
+
 _LIST_SQL = f"""
 SELECT t.key, t.blocked_until, t.rate_per_s, t.calls, t.rate_limited, t.last_rate_limited_at,
        {OPENS_AT} AS opens_at, now() AS db_now, t.updated_at
@@ -252,6 +265,21 @@ class MerchantBudgets:
             else:
                 self._unpaced_until.pop(row["key"], None)
         return max((float(row["wait"]) for row in rows), default=0.0)
+
+    async def flush(self) -> None:
+        """Add the calls let through on trusted budgets to their rows now (a process closing,
+        or going idle), so `stats` counts them without waiting for the next turn."""
+        if not self._uncounted:
+            return
+        uncounted = dict(self._uncounted)
+        self._uncounted.clear()
+        keys = sorted(uncounted)
+        params = {"keys": keys, "extras": [uncounted[key] for key in keys]}
+        try:
+            await self._runner.rows(_FLUSH_SQL, params)
+        except BaseException:
+            self._uncounted.update(uncounted)
+            raise
 
     async def rate_limited(self, keys: Sequence[str], retry_after: float) -> None:
         """A 429 answered for a call of these budgets: counted, paced down, closed for

@@ -245,3 +245,18 @@ async def test_a_trust_that_ran_out_is_renewed_by_one_statement(orch: Orchestrat
     assert waits == [0.0] * 20
     calls = await _scalar(orch, "SELECT calls FROM violet_throttle WHERE key = %(k)s", {"k": key})
     assert calls == 2  # the first take and the renewal; 19 counted by the next statement
+
+
+async def test_calls_on_a_trusted_budget_are_counted_by_a_flush(orch: Orchestrator) -> None:
+    """A process closing (or its recovery job going idle) adds the calls it let through on
+    trust, so `stats` counts every call the merchant was sent."""
+    mine = MerchantBudgets(orch.repo, unpaced_ttl=60.0)
+    key = merchant_key(SHOP_A)
+    for _ in range(5):
+        assert await mine.take([key], max_wait=1.0) == 0.0
+    (before,) = [b for b in await mine.all() if b.key == key]
+    assert before.calls == 1  # one statement, four calls on trust
+    await mine.flush()
+    await mine.flush()  # nothing left: counted once
+    (after,) = [b for b in await mine.all() if b.key == key]
+    assert after.calls == 5
