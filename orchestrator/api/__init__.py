@@ -127,7 +127,9 @@ class Orchestrator(ChangesFeed, BagCommands, RetryCommands):
             return
         await self.leases.close()
         await self.repo.drain()
-        await self._flush_budgets()
+        if self.worker.runner.budgets is not None:
+            # Bounded: a database that is down must not hold the process's exit, for a statistic.
+            await self.worker.runner.budgets.flush_quietly(_FLUSH_ON_CLOSE_S)
         if self._pool is not None:
             await self._pool.close()
         if self._owns_client and self._client is not None:
@@ -135,22 +137,6 @@ class Orchestrator(ChangesFeed, BagCommands, RetryCommands):
         if self._owns_engine and self._engine is not None:
             await self._engine.dispose()
         self._opened = False
-
-    async def _flush_budgets(self) -> None:
-        """Count the calls let through on trusted budgets before the pool closes; a database
-        that fails now loses those counts (statistics), never a checkout."""
-        budgets = self.worker.runner.budgets if self._opened else None
-        if budgets is None:
-            return
-        try:
-            # Bounded: a database that is down must not hold the process's exit for a pool
-            # timeout, for a statistic.
-            async with asyncio.timeout(_FLUSH_ON_CLOSE_S):
-                await budgets.flush()
-        except Exception as exc:
-            if not (isinstance(exc, TimeoutError) or database.is_database_error(exc)):
-                raise
-            log.debug("merchant budgets: calls not counted on close: %s", exc)
 
     async def __aenter__(self) -> Orchestrator:
         return await self.open()

@@ -30,6 +30,8 @@ from orchestrator.webhooks.apply import WebhookApplier, applier_pool
 
 #: The package's name, as `waits` logs under it too (operators filter on one name).
 log = logging.getLogger("orchestrator.recovery")
+#: The longest an idle job spends counting trusted budget calls (a statistic), seconds.
+_IDLE_FLUSH_S = 2.0
 
 Mode = Literal["once", "until-idle", "forever"]
 MODES: tuple[Mode, ...] = ("once", "until-idle", "forever")
@@ -268,22 +270,12 @@ class RecoveryJob:
                 return False
             await sleep_unless_stopped(soon, run.stop)
             return True
-        await self._flush_budgets()
+        if self.worker.runner.budgets is not None:
+            # Idle: the trusted calls' counts reach `stats` while nothing else writes the rows.
+            await self.worker.runner.budgets.flush_quietly(_IDLE_FLUSH_S)
         await sleep_unless_stopped(run.idle_wait, run.stop)
         run.idle_wait = min(run.idle_wait * 2, self.idle_poll_cap)
         return True
-
-    async def _flush_budgets(self) -> None:
-        """Idle: count the calls let through on trusted budgets, so `stats` and the metrics
-        show them while nothing else writes the budgets' rows (best effort)."""
-        budgets = self.worker.runner.budgets
-        if budgets is None:
-            return
-        try:
-            await budgets.flush()
-        except Exception as exc:
-            if not database.is_database_error(exc):
-                raise
 
     async def _finish(self, run: _Run) -> None:
         """Let the drives in progress end, then count what is still due."""

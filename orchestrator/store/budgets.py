@@ -15,12 +15,16 @@ seen unpaced and open takes no statement per call for a while (`MerchantBudgets`
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
+
+from orchestrator.store import database
 
 __all__ = [
     "CUT",
@@ -32,6 +36,8 @@ __all__ = [
     "merchant_key",
     "unpaced_ttl",
 ]
+
+log = logging.getLogger(__name__)
 
 MERCHANT_PREFIX: Final = "merchant:"
 #: A 429 cuts the rate to this share of what it was (at most once per round, see `_HOLD_CALLS`).
@@ -280,6 +286,17 @@ class MerchantBudgets:
         except BaseException:
             self._uncounted.update(uncounted)
             raise
+
+    async def flush_quietly(self, within_s: float) -> None:
+        """`flush`, best effort and bounded: the counts are a statistic, so a database that is
+        down or slow loses them (logged at debug) and never holds a closing or idle process."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self.flush()
+        except Exception as exc:
+            if not (isinstance(exc, TimeoutError) or database.is_database_error(exc)):
+                raise
+            log.debug("merchant budgets: trusted calls not counted: %s", exc)
 
     async def rate_limited(self, keys: Sequence[str], retry_after: float) -> None:
         """A 429 answered for a call of these budgets: counted, paced down, closed for

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 
 from orchestrator.api import Orchestrator
@@ -260,3 +261,35 @@ async def test_calls_on_a_trusted_budget_are_counted_by_a_flush(orch: Orchestrat
     await mine.flush()  # nothing left: counted once
     (after,) = [b for b in await mine.all() if b.key == key]
     assert after.calls == 5
+
+
+class _DownRunner:
+    """A runner whose database is down: every statement raises what psycopg raises."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.down = False
+
+    async def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        if self.down:
+            raise psycopg.OperationalError("connection refused")
+        rows: list[dict[str, Any]] = await self.real.rows(sql, params)
+        return rows
+
+
+async def test_a_quiet_flush_with_the_database_down_keeps_the_counts_and_raises_nothing(
+    orch: Orchestrator,
+) -> None:
+    """A closing or idle process counts trusted calls best effort: a database that is down
+    raises nothing out of it, and the counts wait for the next statement that reaches it."""
+    runner = _DownRunner(orch.repo)
+    mine = MerchantBudgets(runner, unpaced_ttl=60.0)
+    key = merchant_key(SHOP_A)
+    for _ in range(3):
+        assert await mine.take([key], max_wait=1.0) == 0.0
+    runner.down = True
+    await mine.flush_quietly(2.0)
+    runner.down = False
+    await mine.flush_quietly(2.0)
+    (after,) = [b for b in await mine.all() if b.key == key]
+    assert after.calls == 3
