@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from orchestrator.store import database
-
 __all__ = [
     "CUT",
     "GROWTH",
@@ -294,6 +292,10 @@ class MerchantBudgets:
             async with asyncio.timeout(within_s):
                 await self.flush()
         except Exception as exc:
+            # Imported here: `stats` reads budgets on a plain psycopg connection, and the
+            # database module brings SQLAlchemy (tests/cli/test_startup_imports.py).
+            from orchestrator.store import database
+
             if not (isinstance(exc, TimeoutError) or database.is_database_error(exc)):
                 raise
             log.debug("merchant budgets: trusted calls not counted: %s", exc)
