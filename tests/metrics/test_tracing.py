@@ -84,3 +84,22 @@ def test_without_opentelemetry_a_span_is_nothing(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(tracing, "_tracer", None)
     with tracing.span("anything", {"a": 1}) as current:
         assert current is None
+
+
+def test_no_span_is_made_until_the_host_configures_a_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API's default provider hands out spans that record nothing: none is made (a cost
+    with no reader). A provider the host sets later is used by the next span."""
+    monkeypatch.setattr(tracing, "_tracer", tracing._UNSET)
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    with tracing.span("unconfigured", {"a": 1}) as current:
+        assert current is None
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    with tracing.span("configured", {"a": 1}) as current:
+        assert current is not None and current.is_recording()
+    assert [s.name for s in exporter.get_finished_spans()] == ["configured"]
+    provider.shutdown()
