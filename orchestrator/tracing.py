@@ -3,9 +3,10 @@
 A no-op without `opentelemetry-api` installed, and until the host configures a tracer
 provider: the API's default provider only hands out non-recording spans, which show nobody
 anything and cost ~7 us each more than no span (14 a checkout: ~0.1 ms of CPU), so none is
-made. A provider configured later is picked up by the next span. Either way nothing here changes what a checkout does.
-`opentelemetry` is imported on the first span, never at start-up. Attributes are ids, names,
-statuses and path templates only: never a body, a header, a card or a secret.
+made. A provider configured later is picked up by the next span. Either way nothing here
+changes what a checkout does. `opentelemetry` is imported on the first span, never at
+start-up. Attributes are ids, names, statuses and path templates only: never a body, a header,
+a card or a secret.
 """
 
 from __future__ import annotations
