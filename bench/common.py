@@ -247,6 +247,8 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
 
 
 def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if value != value:  # NaN
             return "-"

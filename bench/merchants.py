@@ -9,19 +9,22 @@ merchant's platform is a leaky bucket of 40 requests leaking 2 a second, with ti
 backoff base and budget wait are scaled alike). Then `orchestrator recover --until-idle` drains
 them, with 1 and with 3 processes, once with per-merchant budgets (the default) and once with
 `ORCHESTRATOR_MERCHANT_BUDGETS=false` (the global throttle alone), each on a fresh database and
-sandbox, in the same run.
+sandbox, in the same run; and once more with no store limit at all (budgets on), to show what
+this machine drains the backlog in when nothing but its CPU holds it back.
 
 Reported per run: the drain time against the floor the buckets set (the slowest merchant's calls
-beyond its bucket's size, over its leak rate), the share of platform calls answered 429 (the
-sandbox's bucket counts), and when the last checkout of each small merchant finished, as a share
-of the run. Bars (budgets on): drain <= 1.15 x floor, <= 2% of calls answered 429, the small
-merchants all done within the first 20% of the run.
+beyond its bucket's size, over its leak rate) and against the larger of that floor and the
+no-limit drain, the share of platform calls answered 429 (the sandbox's bucket counts), and
+when the last checkout of each small merchant finished, as a share of the run. Bars (budgets
+on): drain <= 1.15 x floor, <= 2% of calls answered 429, the small merchants all done within
+the first 20% of the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import time
 from collections import defaultdict
@@ -38,6 +41,8 @@ from orchestrator.sandbox import SandboxConfig, SandboxControl, SandboxServer
 from orchestrator.sandbox.catalog import SHELF_MERCHANT_BASE, SHELF_SIZE, shelf_sku
 
 SIZE, LEAK = 40, 2.0
+#: A bucket no drain fills: the run then shows what this machine drains in with no store limit.
+UNLIMITED = 1_000_000  # the sandbox's largest bucket; a drain here sends ~14,000 calls
 MERCHANTS = [SHELF_MERCHANT_BASE + i for i in range(1, SHELF_SIZE + 1)]
 BIG = MERCHANTS[0]
 
@@ -72,6 +77,30 @@ async def seed(db_url: str, base_url: str, n: int) -> None:
         await asyncio.gather(*(one(i, m) for i, m in enumerate(plan(n))))
 
 
+async def sample_big_budget(
+    dbname: str, stop: asyncio.Event, every_s: float = 0.25
+) -> list[list[float]]:
+    """The big merchant's budget while the drain runs, every `every_s`: [seconds, rate a
+    second (0: unpaced), its calls, its 429s], to see how the pace moves against the store's."""
+    series: list[list[float]] = []
+    t0 = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(
+        common.admin_dsn(dbname), autocommit=True
+    ) as conn:
+        while not stop.is_set():
+            cur = await conn.execute(
+                "SELECT coalesce(rate_per_s, 0), calls, rate_limited FROM violet_throttle"
+                " WHERE key = %s",
+                (f"merchant:{BIG}",),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                series.append([round(time.perf_counter() - t0, 2), *map(float, row)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+    return series
+
+
 def finish_times(dbname: str) -> tuple[datetime, dict[int, list[datetime]], dict[str, int]]:
     with psycopg.connect(common.admin_dsn(dbname)) as conn:
         rows = conn.execute(
@@ -93,7 +122,9 @@ def finish_times(dbname: str) -> tuple[datetime, dict[int, list[datetime]], dict
     return now[0], by_merchant, dict(states)
 
 
-async def scenario(args: argparse.Namespace, procs: int, budgets: bool) -> dict[str, Any]:
+async def scenario(
+    args: argparse.Namespace, procs: int, budgets: bool, size: int = SIZE
+) -> dict[str, Any]:
     scale = args.scale
     with (
         SandboxServer(SandboxConfig(latency_ms=args.latency_ms)) as sandbox,
@@ -101,7 +132,7 @@ async def scenario(args: argparse.Namespace, procs: int, budgets: bool) -> dict[
     ):
         async with SandboxControl(sandbox.control_url) as control:
             await seed(db_url, sandbox.base_url, args.n)
-            await control.configure_buckets(size=SIZE, leak_per_s=LEAK, time_scale=scale)
+            await control.configure_buckets(size=size, leak_per_s=LEAK, time_scale=scale)
             env = recover_env(db_url, sandbox.base_url)
             env.update(
                 ORCHESTRATOR_MERCHANT_BUDGETS="true" if budgets else "false",
@@ -113,9 +144,15 @@ async def scenario(args: argparse.Namespace, procs: int, budgets: bool) -> dict[
             assert started_row is not None
             started = started_row[0]
             wall0 = time.perf_counter()
-            procs_out = await asyncio.to_thread(
-                run_recovery, procs, args.concurrency, args.batch, env
-            )
+            stop = asyncio.Event()
+            sampling = asyncio.create_task(sample_big_budget(dbname, stop))
+            try:
+                procs_out = await asyncio.to_thread(
+                    run_recovery, procs, args.concurrency, args.batch, env
+                )
+            finally:
+                stop.set()
+            series = await sampling
             wall = time.perf_counter() - wall0
             buckets = await control.buckets()
         _, finished, states = finish_times(dbname)
@@ -123,7 +160,7 @@ async def scenario(args: argparse.Namespace, procs: int, budgets: bool) -> dict[
     per_merchant = buckets["merchants"]
     admitted = {int(m): b["admitted"] for m, b in per_merchant.items()}
     refused = {int(m): b["rate_limited"] for m, b in per_merchant.items()}
-    floor = max(max(0, calls - SIZE) / leak for calls in admitted.values())
+    floor = max(max(0, calls - size) / leak for calls in admitted.values())
     last = {m: max(ts) for m, ts in finished.items()}
     drain = max((t - started).total_seconds() for t in last.values())
     small_done = [
@@ -134,6 +171,7 @@ async def scenario(args: argparse.Namespace, procs: int, budgets: bool) -> dict[
     result = {
         "procs": procs,
         "merchant_budgets": budgets,
+        "limited": size < UNLIMITED,
         "drain_s": drain,
         "wall_s": wall,
         "floor_s": floor,
@@ -147,18 +185,28 @@ async def scenario(args: argparse.Namespace, procs: int, budgets: bool) -> dict[
         if BIG in last
         else None,
         "calls_by_merchant": admitted,
+        "big_budget_series": series,
         "answered_429_by_merchant": refused,
         "states": states,
         "exit_codes": [p["exit_code"] for p in procs_out],
         "stderr_tail": [p["stderr_tail"][-400:] for p in procs_out if p["exit_code"] != 0],
     }
     print(
-        f"[{procs} proc, budgets {'on' if budgets else 'off'}] drain {drain:.1f} s, floor "
-        f"{floor:.1f} s ({result['drain_over_floor']:.2f}x), 429 {100 * result['share_429']:.2f}%"
+        f"[{procs} proc, budgets {'on' if budgets else 'off'}, {_limits(result)}] drain"
+        f" {drain:.1f} s, floor {floor:.1f} s ({result['drain_over_floor'] or 0:.2f}x), 429"
+        f" {100 * result['share_429']:.2f}%"
         f", small merchants done by {100 * max(small_done):.0f}% of the run, states {states}",
         flush=True,
     )
     return result
+
+
+def _limits(result: dict[str, Any]) -> str:
+    return "buckets" if result["limited"] else "no limits"
+
+
+def _budgets(result: dict[str, Any]) -> str:
+    return "on" if result["merchant_budgets"] else "off (global only)"
 
 
 async def main() -> None:
@@ -184,12 +232,20 @@ async def main() -> None:
     for procs in procs_list:
         for budgets in (True, False):
             runs.append(await scenario(args, procs, budgets))
+        # The same backlog with no store limit: how fast this machine drains it at all.
+        unlimited = await scenario(args, procs, True, UNLIMITED)
+        for r in runs[-2:]:
+            r["machine_drain_s"] = unlimited["drain_s"]
+            r["drain_over_bound"] = r["drain_s"] / max(r["floor_s"], unlimited["drain_s"])
+        runs.append(unlimited)
     headers = [
         "procs",
         "budgets",
+        "store",
         "drain s",
         "floor s",
         "x floor",
+        "x max(floor, no-limit drain)",
         "429 %",
         "small done by % of run",
         "big done by %",
@@ -197,10 +253,12 @@ async def main() -> None:
     rows = [
         [
             r["procs"],
-            "on" if r["merchant_budgets"] else "off (global only)",
+            _budgets(r),
+            _limits(r),
             r["drain_s"],
             r["floor_s"],
             r["drain_over_floor"],
+            r.get("drain_over_bound"),
             100 * r["share_429"],
             100 * r["small_merchants_done_at_max"],
             100 * (r["big_merchant_done_at"] or 0),
