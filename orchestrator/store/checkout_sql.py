@@ -287,17 +287,26 @@ MERCHANTS_OF = (
 )
 
 # The claim with per-merchant budgets: fair across merchants, and passing over closed budgets.
-# The due rows come, oldest first, from `ix_checkouts_due` as in CLAIM_DUE_SQL, but a window of
-# them (`window`, a few times the claim); in it each merchant (each set of merchants) takes turns,
-# its oldest first, so a merchant with 10,000 due checkouts and one with 10 both get some of
-# every claim. A row whose merchant's budget has no turn within `wait_s` is not claimed: it is
-# made due when the budget next lets a call through, spread over half as long again, so it
-# leaves the front of the index and the next claim's window holds other merchants' work.
+# The due rows come from `ix_checkouts_due` as in CLAIM_DUE_SQL, in a window (`window`, a few
+# times the claim) from each end of the due rows: the oldest, and those due most recently. In it
+# each merchant (each set of merchants) takes turns, its oldest first, so a merchant with 10,000
+# due checkouts and one with 10 both get some of every claim. A row whose merchant's budget has
+# no turn within `wait_s` is not claimed: it is made due when the budget next lets a call
+# through, spread over half as long again, so it leaves the front of the index and the next
+# claim's window holds other merchants' work. That puts it behind every row due before it: the
+# recent end of the window is where it is found again, or a merchant whose budget closed once
+# would wait for every other merchant's older backlog to be claimed (10 s of a 70 s drain with
+# no call to the busiest merchant, docs/performance.md).
+_DUE_END = f"""(
+        SELECT id, next_attempt_at, {MERCHANTS_OF} AS merchants
+        FROM checkouts
+        WHERE next_attempt_at <= now() AND {CLAIMABLE}
+        ORDER BY next_attempt_at {{order}} LIMIT %(window)s
+    )"""
 _FAIR_CUR = f"""due AS (
-    SELECT id, next_attempt_at, {MERCHANTS_OF} AS merchants
-    FROM checkouts
-    WHERE next_attempt_at <= now() AND {CLAIMABLE}
-    ORDER BY next_attempt_at LIMIT %(window)s
+    {_DUE_END.format(order="ASC")}
+    UNION
+    {_DUE_END.format(order="DESC")}
 ), judged AS (
     SELECT due.*, (
         SELECT max({budgets.OPENS_AT}) FROM violet_throttle t

@@ -169,6 +169,21 @@ async def test_a_claim_takes_turns_across_merchants(orch: Orchestrator) -> None:
     assert len(set(claimed) & set(busy)) == 3
 
 
+async def test_a_merchant_due_behind_a_whole_window_of_older_work_gets_turns(
+    orch: Orchestrator,
+) -> None:
+    """A merchant whose checkouts were deferred (its budget closed) is due again behind every
+    other merchant's older backlog: the claim's window reaches the recent end of the due rows
+    too, so it gets turns before that backlog is all claimed."""
+    backlog = await _due_checkouts(orch, SHOP_B, 70)  # more than the window of 64
+    deferred = await _due_checkouts(orch, SHOP_A, 3)  # due most recently
+    claims = await orch.repo.claim_due(worker="w", limit=4, lease_seconds=30, budget_wait=2.0)
+    claimed = {c.row.app_order_id for c in claims}
+    assert len(claimed) == 4
+    assert len(claimed & set(deferred)) == 2  # the oldest of A and of B alternate
+    assert len(claimed & set(backlog)) == 2
+
+
 async def test_a_claim_defers_the_checkouts_of_a_closed_merchant(orch: Orchestrator) -> None:
     busy = await _due_checkouts(orch, SHOP_A, 5)
     small = await _due_checkouts(orch, SHOP_B, 2)
