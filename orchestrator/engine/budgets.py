@@ -89,5 +89,5 @@ class MerchantPacer:
         if not keys:
             return
         wait = _DEFAULT_RETRY_AFTER if retry_after is None else retry_after
-        await self.budgets.rate_limited(keys, min(wait, self.max_retry_after))
+        await self.budgets.rate_limited(keys, min(wait, self.max_retry_after), hold_s=self.max_wait)
         self.charged_429 = True

@@ -52,7 +52,8 @@ _MAX_UNPACED_TTL: Final = 1.0
 #: The slowest pace ever set (calls a second): a store that answers nothing but 429s.
 _MIN_RATE: Final = 0.01
 #: After a cut, 429s of calls already on their way are the same round: no second cut until this
-#: many calls at the new rate (or the Retry-After, if longer) have passed. (A gentler cut, 0.9,
+#: many calls at the new rate, the Retry-After and the caller's budget wait (turns are handed out
+#: that far ahead: their 429s are of the same round) have passed. (A gentler cut, 0.9,
 #: held for 40 calls, drained 5% faster but had 3.6 times the 429s: docs/performance.md.)
 _HOLD_CALLS: Final = 10
 
@@ -130,7 +131,7 @@ _FIRST_RATE = (
     " / greatest(extract(epoch FROM now() - t.window_at), %(ra)s, 0.001) ELSE 1 / %(ra)s END)"
 )
 _CUTTING = (
-    "t.decreased_at IS NULL OR t.decreased_at < now() - greatest(%(ra)s, "
+    "t.decreased_at IS NULL OR t.decreased_at < now() - greatest(%(ra)s, %(hold)s, "
     f"{_HOLD_CALLS} / t.rate_per_s) * interval '1 second'"
 )
 _NEW_RATE = (
@@ -300,14 +301,19 @@ class MerchantBudgets:
                 raise
             log.debug("merchant budgets: trusted calls not counted: %s", exc)
 
-    async def rate_limited(self, keys: Sequence[str], retry_after: float) -> None:
+    async def rate_limited(
+        self, keys: Sequence[str], retry_after: float, *, hold_s: float = 0.0
+    ) -> None:
         """A 429 answered for a call of these budgets: counted, paced down, closed for
-        `retry_after` seconds (the caller caps it: ORCHESTRATOR_MAX_RETRY_AFTER)."""
+        `retry_after` seconds (the caller caps it: ORCHESTRATOR_MAX_RETRY_AFTER). `hold_s`: how
+        far ahead the caller takes turns (its budget wait); 429s within it after a cut are of
+        the calls already given turns at the old pace, and cut no further."""
         for key in keys:
             self._unpaced_until.pop(key, None)
             self._limited[key] += 1
         ra = max(retry_after, 0.001)
-        await self._runner.rows(_RATE_LIMITED_SQL, {"keys": list(keys), "ra": ra})
+        params = {"keys": list(keys), "ra": ra, "hold": max(hold_s, 0.0)}
+        await self._runner.rows(_RATE_LIMITED_SQL, params)
 
     async def all(self) -> list[Budget]:
         """Every budget (the global one too), by key."""

@@ -141,6 +141,24 @@ async def test_a_multi_merchant_call_waits_for_its_busiest_merchant(orch: Orches
     assert await budgets.take([merchant_key(SHOP_B)], max_wait=1.0) == 0.0
 
 
+async def test_429s_within_the_budget_wait_of_a_cut_cut_no_further(orch: Orchestrator) -> None:
+    """Turns are handed out up to the budget wait ahead: the 429s of calls given turns before a
+    cut arrive within it, and are the same round, so they cut the pace once, not once each."""
+    budgets = MerchantBudgets(orch.repo)
+    held, free = merchant_key(SHOP_A), merchant_key(SHOP_B)
+    for key in (held, free):
+        await budgets.rate_limited([key], 0.05)  # the first 429 sets the pace: 1 / 0.05 = 20/s
+    await asyncio.sleep(1.2)  # past the wait, 10 calls at 20/s and the Retry-After: a new round
+    await budgets.rate_limited([free], 0.05, hold_s=0.0)
+    await budgets.rate_limited([held], 0.05, hold_s=1.0)
+    await asyncio.sleep(0.8)
+    await budgets.rate_limited([free], 0.05, hold_s=0.0)  # past 10 calls at 17/s: cut again
+    await budgets.rate_limited([held], 0.05, hold_s=1.0)  # within the wait: the same round
+    rates = {b.key: b.rate_per_s for b in await budgets.all()}
+    assert rates[free] == pytest.approx(20 * 0.85 * 0.85)
+    assert rates[held] == pytest.approx(20 * 0.85)
+
+
 async def _due_checkouts(orch: Orchestrator, merchant_id: int, n: int) -> list[str]:
     ids = [(await orch.start(shop_request(merchant_id), run=False)).app_order_id for _ in range(n)]
     # The busy merchant's checkouts became due first, so the oldest-first claim takes them first.
