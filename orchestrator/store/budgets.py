@@ -45,6 +45,10 @@ CUT: Final = 0.85
 #: up to the rate of the last cut reached the store's rate but not a faster drain, and with
 #: three processes had 10% of the calls answered 429: docs/performance.md.)
 GROWTH: Final = 0.0005
+#: While unpaced, a budget's calls are counted in windows of this many budget waits; the first
+#: 429 paces from the last full window (or the current one, once half as long), so from the rate
+#: that filled the store's bucket, not from the average since the merchant was first called.
+_WINDOW_WAITS: Final = 4.0
 #: Tokens a quiet merchant may save up: calls go evenly spaced, never in a burst.
 _BURST: Final = 1.0
 #: The longest a process trusts a budget it saw unpaced and open (`unpaced_ttl`), seconds.
@@ -90,24 +94,31 @@ WITH req AS (
     SELECT t.key, t.rate_per_s AS rate, req.extra,
            least({_BURST}, t.tokens + greatest(0, extract(epoch FROM now() - t.tokens_at))
                  * coalesce(t.rate_per_s, 0)) AS avail,
-           greatest(0, extract(epoch FROM t.blocked_until - now())) AS blocked_s
+           greatest(0, extract(epoch FROM t.blocked_until - now())) AS blocked_s,
+           extract(epoch FROM now() - t.window_at)::float8 AS window_age
     FROM violet_throttle t JOIN req USING (key) ORDER BY t.key FOR UPDATE OF t
 ), judged AS (
     SELECT cur.*, greatest(blocked_s, CASE WHEN rate IS NULL OR avail >= 1 THEN 0
                                         ELSE (1 - avail) / rate END)::float8 AS wait
     FROM cur
+), counted AS (
+    SELECT judged.*, extra + CASE WHEN wait <= %(max_wait)s THEN 1 ELSE 0 END AS n,
+           rate IS NULL AND window_age >= greatest(%(window_s)s, 0.001) AS rolls
+    FROM judged
 ), upd AS (
     UPDATE violet_throttle t SET
         tokens = CASE WHEN j.rate IS NULL THEN 0
                       WHEN j.wait <= %(max_wait)s THEN j.avail - 1 ELSE j.avail END,
         tokens_at = now(),
-        calls = t.calls + j.extra + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
-        window_calls = t.window_calls + j.extra
-                       + CASE WHEN j.wait <= %(max_wait)s THEN 1 ELSE 0 END,
+        calls = t.calls + j.n,
+        window_calls = CASE WHEN j.rolls THEN 0 ELSE t.window_calls + j.n END,
+        window_at = CASE WHEN j.rolls THEN now() ELSE t.window_at END,
+        window_rate = CASE WHEN j.rolls THEN (t.window_calls + j.n) / j.window_age
+                           ELSE t.window_rate END,
         rate_per_s = CASE WHEN j.wait <= %(max_wait)s THEN j.rate * (1 + {GROWTH})
                           ELSE j.rate END,
         updated_at = now()
-    FROM judged j WHERE t.key = j.key
+    FROM counted j WHERE t.key = j.key
 ), ins AS (
     INSERT INTO violet_throttle (key, blocked_until, calls, window_calls)
     SELECT key, 'epoch', 1 + extra, 1 + extra FROM req WHERE key NOT IN (SELECT key FROM cur)
@@ -120,15 +131,21 @@ SELECT key, 0::float8, true FROM req WHERE key NOT IN (SELECT key FROM cur)
 
 # A 429 for a call of these merchants: counted; no call before `ra` seconds from now (turns
 # already handed out keep theirs, new ones queue after); the rate cut, unless this is a 429 of
-# the round already cut for. The first 429 sets the rate from the calls let through since the
-# row was made (less the cut), or one call per Retry-After when there were too few to tell.
+# the round already cut for. The first 429 sets the rate from the calls let through lately (the
+# last full window's rate, or the current window's once it is half as long, whichever is the
+# higher; less the cut), or one call per Retry-After when there were too few to tell.
 _OLD_AVAIL = (
     f"least({_BURST}, t.tokens + greatest(0, extract(epoch FROM now() - t.tokens_at))"
     " * coalesce(t.rate_per_s, 0))"
 )
+_WINDOW_AGE = "extract(epoch FROM now() - t.window_at)"
 _FIRST_RATE = (
-    f"greatest({_MIN_RATE}, CASE WHEN t.window_calls >= 2 THEN {CUT} * t.window_calls"
-    " / greatest(extract(epoch FROM now() - t.window_at), %(ra)s, 0.001) ELSE 1 / %(ra)s END)"
+    f"greatest({_MIN_RATE}, CASE"
+    f" WHEN t.window_rate IS NOT NULL THEN {CUT} * greatest(t.window_rate, CASE"
+    f" WHEN {_WINDOW_AGE} >= greatest(%(window_s)s / 2, 0.001)"
+    f" THEN t.window_calls / {_WINDOW_AGE} ELSE 0 END)"
+    f" WHEN t.window_calls >= 2 THEN {CUT} * t.window_calls"
+    f" / greatest({_WINDOW_AGE}, %(ra)s, 0.001) ELSE 1 / %(ra)s END)"
 )
 _CUTTING = (
     "t.decreased_at IS NULL OR t.decreased_at < now() - greatest(%(ra)s, %(hold)s, "
@@ -155,6 +172,7 @@ ON CONFLICT (key) DO UPDATE SET
     tokens_at = now(),
     window_at = now(),
     window_calls = 0,
+    window_rate = NULL,
     updated_at = now()
 """
 
@@ -249,7 +267,12 @@ class MerchantBudgets:
             self._uncounted.update(keys)
             return 0.0
         extras = [self._uncounted.pop(key, 0) for key in keys]
-        params = {"keys": keys, "extras": extras, "max_wait": max_wait}
+        params = {
+            "keys": keys,
+            "extras": extras,
+            "max_wait": max_wait,
+            "window_s": _WINDOW_WAITS * max_wait,
+        }
         # A trust that ran out is renewed by this statement alone: the calls meanwhile keep it
         # for one more round trip instead of all sending the same statement.
         renewing = [key for key in keys if key in self._unpaced_until]
@@ -312,7 +335,8 @@ class MerchantBudgets:
             self._unpaced_until.pop(key, None)
             self._limited[key] += 1
         ra = max(retry_after, 0.001)
-        params = {"keys": list(keys), "ra": ra, "hold": max(hold_s, 0.0)}
+        hold = max(hold_s, 0.0)
+        params = {"keys": list(keys), "ra": ra, "hold": hold, "window_s": _WINDOW_WAITS * hold}
         await self._runner.rows(_RATE_LIMITED_SQL, params)
 
     async def all(self) -> list[Budget]:

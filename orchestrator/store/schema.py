@@ -229,6 +229,8 @@ violet_throttle: Final = Table(
     Column("decreased_at", DateTime(timezone=True), nullable=True),
     Column("window_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
     Column("window_calls", BigInteger, nullable=False, server_default=text("0")),
+    # The last full window's calls a second while unpaced (migration 0018).
+    Column("window_rate", Float, nullable=True),
     PrimaryKeyConstraint("key"),
     CheckConstraint("rate_per_s IS NULL OR rate_per_s > 0", name="rate_per_s"),
     prefixes=["UNLOGGED"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -157,6 +158,28 @@ async def test_429s_within_the_budget_wait_of_a_cut_cut_no_further(orch: Orchest
     rates = {b.key: b.rate_per_s for b in await budgets.all()}
     assert rates[free] == pytest.approx(20 * 0.85 * 0.85)
     assert rates[held] == pytest.approx(20 * 0.85)
+
+
+async def test_the_first_429_paces_from_the_recent_rate_not_the_average_since_the_start(
+    orch: Orchestrator,
+) -> None:
+    """A merchant with a small share of the work at first, then all of it: the 429 comes from
+    the recent calls, so the first pace is set from them (migration 0018), not from the slow
+    start's average, which would take many calls to grow back from."""
+    budgets = MerchantBudgets(orch.repo)
+    key = merchant_key(SHOP_A)
+    started = time.monotonic()
+    await budgets.take([key], max_wait=0.05)  # windows of 4 waits: 0.2 s
+    await asyncio.sleep(1.2)
+    await budgets.take([key], max_wait=0.05)  # a full window ends: 2 calls in 1.2 s
+    for _ in range(30):
+        await budgets.take([key], max_wait=0.05)
+    await asyncio.sleep(0.12)  # the current window is half as long as a full one
+    await budgets.rate_limited([key], 0.05, hold_s=0.05)
+    since_start = 32 / (time.monotonic() - started)
+    (budget,) = [b for b in await budgets.all() if b.key == key]
+    assert budget.rate_per_s is not None
+    assert budget.rate_per_s > 3 * 0.85 * since_start, (budget.rate_per_s, since_start)
 
 
 async def _due_checkouts(orch: Orchestrator, merchant_id: int, n: int) -> list[str]:

@@ -31,7 +31,7 @@ OUR_TABLES = {"checkouts", "checkout_events", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle", "webhook_inbox", "checkout_bags", "checkout_bag_transitions"}
 OUR_TABLES |= {"bag_actions", "checkout_changes", "audit_retention"}
 
-HEAD = "0017"  # the newest revision: bump with every migration
+HEAD = "0018"  # the newest revision: bump with every migration
 
 
 def _tables(url: str) -> set[str]:
