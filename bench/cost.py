@@ -6,7 +6,8 @@ a lone checkout's latency, each beside the floor it cannot go under, measured in
 Contenders, alternated and repeated: a, the bare 7-call flow, nothing persisted; b,
 `Orchestrator.start()`; b0, the same with the merchants' budgets as they were before
 migration 0017 (a statement for every turn, on a logged table), to show in the same run what
-that change buys.
+that change buys; and, for the CPU only, bt: b with the database's triggers off (the tripwires
+and the guards), to price them where they run.
 
 CPU, at L = 20 ms and C = 64: the client's and PostgreSQL's CPU per checkout, b minus a. Each
 part's floor is the statements a checkout executes (every psycopg execute while b runs,
@@ -68,6 +69,8 @@ CPU_GOAL_MS = 2.0
 LATENCY_GOAL_MS = 0.15
 BARE_ROWS = 64
 CONTENDERS = ("a", "b", "b0")
+#: bt: b with the database's triggers (tripwires, guards) off, to price them in place (CPU only).
+CPU_CONTENDERS = (*CONTENDERS, "bt")
 BARE_SQL = "UPDATE bare SET n = n + 1 WHERE id = %s"
 BARE_UNLOGGED_SQL = "UPDATE bare_unlogged SET n = n + 1 WHERE id = %s"
 
@@ -193,7 +196,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     n_cpu, n_lat = (600, 150) if args.quick else (2000, 500)
     repeats = 2 if args.quick else 3
     runs: dict[str, list[dict[str, float]]] = {
-        f"{who}_{part}": [] for who in (*CONTENDERS, "bare") for part in ("cpu", "lat")
+        f"{who}_{part}": [] for who in (*CPU_CONTENDERS, "bare") for part in ("cpu", "lat")
     }
     counts: Counter[str] = Counter()
     with (
@@ -225,11 +228,26 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "a": lambda: bare_checkout(client),
             "b": lambda: orchestrated_checkout(orch),
             "b0": lambda: orchestrated_checkout(before),
+            "bt": lambda: orchestrated_checkout(orch),
         }
+        triggered = [
+            str(row[0])
+            for row in await (
+                await setup.execute(
+                    "SELECT DISTINCT tgrelid::regclass FROM pg_trigger WHERE NOT tgisinternal"
+                )
+            ).fetchall()
+        ]
+
+        async def triggers(state: str) -> None:
+            for name in triggered:
+                await setup.execute(f"ALTER TABLE {name} {state} TRIGGER USER")
 
         async def measure(who: str, part: str, n: int) -> None:
             if who == "b0":  # and on a logged table, as before migration 0017
                 await setup.execute("ALTER TABLE violet_throttle SET LOGGED")
+            if who == "bt":
+                await triggers("DISABLE")
             try:
                 if part == "cpu":
                     figures = await flow_cpu(flows[who], n, sandbox.pid, counts)
@@ -238,6 +256,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 if who == "b0":
                     await setup.execute("ALTER TABLE violet_throttle SET UNLOGGED")
+                if who == "bt":
+                    await triggers("ENABLE")
             runs[f"{who}_{part}"].append(figures)
             print(f"{part} {who}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
 
@@ -248,7 +268,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     await run_closed_loop(flow, 128, 64)  # warm-up
                 await bare_statements(pool, 1000, 64)
                 for _ in range(repeats):
-                    for who in CONTENDERS:
+                    for who in CPU_CONTENDERS:
                         await measure(who, "cpu", n_cpu)
                     runs["bare_cpu"].append(await bare_statements(pool, 20 * n_cpu, 64))
                     print("cpu bare: " + str(runs["bare_cpu"][-1]), flush=True)
@@ -265,6 +285,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
                     print("lat bare: " + str(runs["bare_lat"][-1]), flush=True)
+            wrote = await written_rows(setup)
         finally:
             await pool.close()
             await setup.close()
@@ -272,7 +293,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await orch.close()
             await client.aclose()
             await control.aclose()
-    return report(runs, n_cpu, n_lat, repeats)
+    return report(runs, n_cpu, n_lat, repeats, wrote)
+
+
+async def written_rows(conn: psycopg.AsyncConnection[Any]) -> dict[str, float]:
+    """The rows a submitted checkout wrote, from what the runs left: its row (inserted,
+    then updated once per write: `version`), its audit events and its changes for the feed."""
+    cur = await conn.execute(
+        """
+        SELECT 1 + avg(c.version)::float8,
+               (SELECT count(*) FROM checkout_events)::float8 / count(*),
+               (SELECT count(*) FROM checkout_changes)::float8 / count(*)
+        FROM checkouts c WHERE c.state = 'submitted'
+        """
+    )
+    version, events, changes = await cur.fetchone() or (0.0, 0.0, 0.0)
+    return {"row_writes": version, "events": events, "changes": changes}
 
 
 def _cpu_parts(
@@ -293,7 +329,11 @@ def _cpu_parts(
 
 
 def report(
-    runs: dict[str, list[dict[str, float]]], n_cpu: int, n_lat: int, repeats: int
+    runs: dict[str, list[dict[str, float]]],
+    n_cpu: int,
+    n_lat: int,
+    repeats: int,
+    wrote: dict[str, float],
 ) -> dict[str, Any]:
     med = {k: _median(v) for k, v in runs.items() if v}
     a, bare = med["a_cpu"], med["bare_cpu"]
@@ -315,6 +355,16 @@ def report(
     print(table(["added by persisting", "b ms", "floor ms", "above floor ms", "b0 ms"], rows))
     machine, machine_floor = cpu["b"]["machine"]
     print(f"machine CPU added {machine:.2f} ms a checkout (goal <= {CPU_GOAL_MS} ms)")
+    bt = med["bt_cpu"]
+    triggers_pg_ms = med["b_cpu"]["pg_ms"] - bt["pg_ms"]
+    written = wrote["row_writes"] + wrote["events"] + wrote["changes"]
+    print(
+        f"of PostgreSQL's {med['b_cpu']['pg_ms']:.2f} ms a checkout, the triggers (b - bt) take"
+        f" {triggers_pg_ms:.2f} ms; a checkout writes {written:.1f} rows (its row"
+        f" {wrote['row_writes']:.1f} times, {wrote['events']:.1f} audit events,"
+        f" {wrote['changes']:.1f} changes): {med['b_cpu']['pg_ms'] * 1000 / written:.0f} us of"
+        f" PostgreSQL CPU a row with the triggers, {bt['pg_ms'] * 1000 / written:.0f} without"
+    )
 
     la, lb, lb0 = med["a_lat"], med["b_lat"], med["b0_lat"]
     commit_ms, unlogged_ms = med["bare_lat"]["commit_ms"], med["bare_lat"]["unlogged_ms"]
@@ -348,6 +398,8 @@ def report(
             for who, parts in cpu.items()
         },
         "machine_cpu_added_ms": machine,
+        "rows_written_per_checkout": wrote,
+        "triggers_pg_ms": triggers_pg_ms,
         "machine_cpu_floor_ms": machine_floor,
         "latency_ms_per_step": {
             "b": {"added": added_b, "floor": floor_b},
