@@ -220,12 +220,14 @@ async def main() -> None:
     parser.add_argument(
         "--budget-wait",
         type=float,
-        default=0.3,
-        help="ORCHESTRATOR_MERCHANT_BUDGET_WAIT of the recover processes, seconds",
+        default=None,
+        help="ORCHESTRATOR_MERCHANT_BUDGET_WAIT of the recover processes, seconds (15 x scale)",
     )
     parser.add_argument("--latency-ms", type=float, default=5.0, help="sandbox latency per call")
     args = parser.parse_args()
     args.n = args.n or (400 if args.quick else 2000)
+    if args.budget_wait is None:
+        args.budget_wait = 15 * args.scale
     procs_list = [int(p) for p in (args.procs or ("1" if args.quick else "1,3")).split(",")]
     machine = machine_info()
     runs = []
