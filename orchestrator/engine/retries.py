@@ -142,10 +142,12 @@ def wait_for_budget(
     """A merchant's budget had no turn for the call within the wait allowed: nothing was sent
     by it, and it is no failure (no error recorded, no attempt used). The step is due again
     once the budget has turns, spread over half as long again so deferred checkouts do not
-    come back in a herd; a step that sent nothing yet is at rest again."""
+    come back in a herd. A step that sent nothing but reads (a resumed submit reads the cart
+    first) applied nothing: it is at rest again, so the next drive starts it afresh instead of
+    reading it back and waiting out the settle window (seconds, for every deferral)."""
     tried = row.attempt
     if not probing:
-        row.in_flight = row.in_flight and bool(calls)
+        row.in_flight = row.in_flight and any(call.method != "GET" for call in calls)
         row.attempt = max(row.attempt - 1, 0)
     delay = exc.wait * (1 + 0.5 * random.random())
     event = _retry_event(row, step, tried, delay, attempt_counted=False)

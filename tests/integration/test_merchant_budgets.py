@@ -16,10 +16,13 @@ import pytest
 
 from orchestrator.api import Orchestrator
 from orchestrator.config import Settings
+from orchestrator.engine.budgets import MerchantPacer
 from orchestrator.recovery import RecoveryJob
 from orchestrator.sandbox.catalog import shelf_sku
 from orchestrator.store import checkout_sql
 from orchestrator.store.budgets import MerchantBudgets, merchant_key
+from orchestrator.violet.errors import VioletBudgetClosed
+from orchestrator.violet.ops import Op
 from tests.fixtures.orchestrator import TOKEN, checkout_request, make_settings
 from tests.fixtures.sandbox import HttpSandbox
 
@@ -89,6 +92,42 @@ async def test_a_closed_merchant_holds_back_no_other(
         assert waiting.next_attempt_at is not None
         assert (waiting.next_attempt_at - datetime.now(UTC)).total_seconds() > 60
     assert (await http_sandbox.control.stats())["calls_by_op"]["create_cart"] == 3
+
+
+async def test_a_step_refused_its_turn_after_only_reads_starts_afresh(
+    orch: Orchestrator, http_sandbox: HttpSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed submit reads the cart, then its submit finds the merchant's budget closed:
+    nothing that could apply it left, so the checkout is at rest, no attempt used, and the next
+    drive submits at once instead of reading the cart back and waiting out the settle window."""
+    await http_sandbox.control.add_fault("submit", "error", count=1, status=503)
+    first = await orch.start(shop_request(SHOP_A))
+    assert (first.pending_step, first.in_flight) == ("submit", False), first
+    admit = MerchantPacer.admit
+    refused: list[str] = []
+
+    async def busy_once(self: MerchantPacer, op: Op) -> None:
+        if op.name == "submit" and not refused:
+            refused.append(op.name)
+            raise VioletBudgetClosed("not sent: busy", wait=0.05, method=op.method, op=op.name)
+        await admit(self, op)
+
+    monkeypatch.setattr(MerchantPacer, "admit", busy_once)
+    await RecoveryJob(orch.worker).run("until-idle", poll=0.05)
+    done = await orch.get(first.app_order_id)
+    assert done.state == "submitted", done.last_error
+    assert refused == ["submit"]
+    history = await orch.history(first.app_order_id)
+    deferral = next(
+        i for i, e in enumerate(history) if (e.detail or {}).get("budget_wait_s") is not None
+    )
+    assert history[deferral].detail is not None
+    assert history[deferral].detail["attempt_counted"] is False
+    after = [e.kind for e in history[deferral:]]
+    assert "reconciled" not in after, after
+    # Two drives after the 503, each reading the cart before its submit: no read-back besides.
+    calls = (await http_sandbox.control.stats())["calls_by_op"]
+    assert (calls["submit"], calls["get_cart"]) == (2, 2), calls
 
 
 async def test_two_processes_share_a_merchant_budget_through_the_database(
