@@ -28,6 +28,7 @@ from orchestrator.violet import (
     VioletRateLimited,
     VioletSendRefused,
 )
+from orchestrator.violet.ops import READ_OPS
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def wait_for_budget(
     reading it back and waiting out the settle window (seconds, for every deferral)."""
     tried = row.attempt
     if not probing:
-        row.in_flight = row.in_flight and any(call.method != "GET" for call in calls)
+        row.in_flight = row.in_flight and any(call.op not in READ_OPS for call in calls)
         row.attempt = max(row.attempt - 1, 0)
     delay = exc.wait * (1 + 0.5 * random.random())
     event = _retry_event(row, step, tried, delay, attempt_counted=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Op"]
+__all__ = ["READ_OPS", "Op"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +49,9 @@ CANCEL_ORDER = Op("cancel_order", "POST", read=False, platform=True)
 # worked or not, so a second request is a second cancel or a second refund (engine/actions.py).
 CANCEL_BAG = Op("cancel_bag", "POST", read=False, gated=True, platform=True)
 REFUND_BAG = Op("refund_bag", "POST", read=False, gated=True, platform=True)
+
+#: The names of the operations that change nothing at Violet, for records that keep only an
+#: operation's name (`CallRecord.op`): a step that sent only these applied nothing.
+READ_OPS: frozenset[str] = frozenset(
+    op.name for op in list(globals().values()) if isinstance(op, Op) and op.read
+)
