@@ -64,25 +64,48 @@ class MerchantPacer:
         self.max_retry_after = max_retry_after
         #: A 429 of this drive was charged to merchant budgets (not the global throttle's).
         self.charged_429 = False
+        #: A turn taken ahead (`reserve`), spent by the next call that reaches a platform.
+        self.reserved = False
 
     def keys(self) -> list[str]:
         return [merchant_key(m) for m in self.merchants()]
 
+    async def reserve(self, step: str) -> None:
+        """Take the turn of `step`'s first platform call before the step's intent is written:
+        a budget with no turn within the wait then defers the checkout with one write (its
+        release), not an intent write and its release, and no `step_started` in the trail.
+        Raises `VioletBudgetClosed` as `admit` does."""
+        self.reserved = False
+        self.reserved = await self._take(None, step)
+
+    def forget_reserved(self) -> None:
+        """A step that ended without spending its turn (it failed before its platform call)
+        leaves it to no other step."""
+        self.reserved = False
+
     async def admit(self, op: Op) -> None:
+        if self.reserved:
+            self.reserved = False
+            return
+        await self._take(op.method, op.name)
+
+    async def _take(self, method: str | None, name: str) -> bool:
+        """Take a turn on the budgets of the checkout's merchants (False: it has none known)."""
         keys = self.keys()
         if not keys:
-            return
+            return False
         wait = await self.budgets.take(keys, max_wait=self.max_wait)
         if wait > self.max_wait:
             raise VioletBudgetClosed(
                 f"not sent: the rate budget of {', '.join(keys)} has no turn for {wait:.2f} s",
                 wait=wait,
-                method=op.method,
-                op=op.name,
+                method=method,
+                op=name,
                 error_type="budget_closed",
             )
         if wait > 0:
             await asyncio.sleep(wait)
+        return True
 
     async def rate_limited(self, op: Op, retry_after: float | None) -> None:
         keys = self.keys()

@@ -163,7 +163,11 @@ class Drive:
         elif not self.intent_written and not await self._start(step):
             return False
         self.intent_written = False
-        return await self._call(step, ctx)
+        try:
+            return await self._call(step, ctx)
+        finally:
+            if self.pacer is not None:
+                self.pacer.forget_reserved()
 
     def _context(self) -> StepContext:
         row = self.row
@@ -236,11 +240,22 @@ class Drive:
         return _Next.CALL
 
     async def _start(self, step: Step) -> bool:
-        """Write the intent of a step at rest; False when it has no attempt left."""
+        """Write the intent of a step at rest; False when it has no attempt left, or when the
+        merchants' budgets have no turn for its first call (the checkout is deferred then, with
+        no intent written: pacer `reserve`)."""
         row = self.row
         if row.attempt >= self.runner.retry.max_attempts:
             await self.recorder.exhausted(self.model, row, step.name, [], None)
             return False
+        if self.pacer is not None:
+            try:
+                await self.pacer.reserve(step.name)
+            except VioletBudgetClosed as exc:
+                retry = retries.wait_for_budget(
+                    row, step.name, exc, [], probing=False, started=False
+                )
+                await self.recorder.release(row, retry.events, due_in=retry.delay)
+                return False
         row.attempt += 1
         row.in_flight = True
         await self.recorder.write_intent(row, [])

@@ -139,15 +139,18 @@ def wait_for_budget(
     calls: list[CallRecord],
     *,
     probing: bool,
+    started: bool = True,
 ) -> Retry:
     """A merchant's budget had no turn for the call within the wait allowed: nothing was sent
     by it, and it is no failure (no error recorded, no attempt used). The step is due again
     once the budget has turns, spread over half as long again so deferred checkouts do not
     come back in a herd. A step that sent nothing but reads (a resumed submit reads the cart
     first) applied nothing: it is at rest again, so the next drive starts it afresh instead of
-    reading it back and waiting out the settle window (seconds, for every deferral)."""
-    tried = row.attempt
-    if not probing:
+    reading it back and waiting out the settle window (seconds, for every deferral). A step
+    refused its turn before its intent (`started` False) is at rest already, its attempt the
+    one it was about to make."""
+    tried = row.attempt if started else row.attempt + 1
+    if started and not probing:
         row.in_flight = row.in_flight and any(call.op not in READ_OPS for call in calls)
         row.attempt = max(row.attempt - 1, 0)
     delay = exc.wait * (1 + 0.5 * random.random())

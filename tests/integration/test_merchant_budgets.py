@@ -94,6 +94,26 @@ async def test_a_closed_merchant_holds_back_no_other(
     assert (await http_sandbox.control.stats())["calls_by_op"]["create_cart"] == 3
 
 
+async def test_a_step_with_no_turn_is_deferred_before_its_intent(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    """The turn of a step's first call is taken before its intent is written: a budget with
+    no turn within the wait defers the checkout with one write, and the trail shows the wait
+    alone, no step started and given back."""
+    registered = await orch.start(shop_request(SHOP_A), run=False)
+    await MerchantBudgets(orch.repo).rate_limited([merchant_key(SHOP_A)], 60.0)
+    deferred = await orch.run(registered.app_order_id)
+    assert (deferred.state, deferred.attempt, deferred.in_flight) == ("new", 0, False)
+    history = await orch.history(deferred.app_order_id)
+    assert [e.kind for e in history] == ["created", "retry_scheduled"]
+    wait = history[-1].detail
+    assert wait is not None
+    assert (wait["attempt_counted"], wait["reconcile_first"]) == (False, False)
+    assert wait["budget_wait_s"] > 30
+    assert history[-1].attempt == 1  # the attempt it was about to make
+    assert "create_cart" not in (await http_sandbox.control.stats())["calls_by_op"]
+
+
 async def test_a_step_refused_its_turn_after_only_reads_starts_afresh(
     orch: Orchestrator, http_sandbox: HttpSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
