@@ -205,3 +205,10 @@ class Step:
 
     async def reconcile(self, ctx: StepContext) -> Decision:
         return Redo({"rule": "overwrite: re-applying is safe"})
+
+    def paces_first_call(self, ctx: StepContext) -> bool:
+        """Whether `call`'s first request reaches the merchants' platforms (`Op.platform`), so
+        its turn on their budgets may be taken before the intent is written (engine/drive.py
+        `_start`). A step that first reads Violet's own record, or may make no call, says no:
+        a turn taken early would be spent late, or not at all."""
+        return True

@@ -160,7 +160,7 @@ class Drive:
             after = await self._reconcile(step, ctx)
             if after is not _Next.CALL:
                 return after is _Next.LOOP
-        elif not self.intent_written and not await self._start(step):
+        elif not self.intent_written and not await self._start(step, ctx):
             return False
         self.intent_written = False
         try:
@@ -239,7 +239,7 @@ class Drive:
         await self.recorder.write_intent(row, [*call_events(calls, row), reconciled])
         return _Next.CALL
 
-    async def _start(self, step: Step) -> bool:
+    async def _start(self, step: Step, ctx: StepContext) -> bool:
         """Write the intent of a step at rest; False when it has no attempt left, or when the
         merchants' budgets have no turn for its first call (the checkout is deferred then, with
         no intent written: pacer `reserve`)."""
@@ -247,7 +247,7 @@ class Drive:
         if row.attempt >= self.runner.retry.max_attempts:
             await self.recorder.exhausted(self.model, row, step.name, [], None)
             return False
-        if self.pacer is not None:
+        if self.pacer is not None and step.paces_first_call(ctx):
             try:
                 await self.pacer.reserve(step.name)
             except VioletBudgetClosed as exc:

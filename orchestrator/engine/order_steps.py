@@ -71,6 +71,9 @@ class ApplyPayment(Step):
             return Park(REQUEST_CONFIRMATION, NEED_CONFIRMATION, cart)
         return Advance(_payment_trigger(ctx), cart)
 
+    def paces_first_call(self, ctx: StepContext) -> bool:
+        return ctx.request["payment"]["type"] != "card" or ctx.card is not None  # else it parks
+
     async def reconcile(self, ctx: StepContext) -> Decision:
         if ctx.request["payment"]["type"] != "card" or ctx.card is not None:
             return Redo({"rule": "overwrite: re-applying the payment is safe"})
@@ -105,6 +108,9 @@ class Submit(Step):
     """Never blindly re-submitted: reconcile reads the cart and waits out the settle time."""
 
     name = SUBMIT
+
+    def paces_first_call(self, ctx: StepContext) -> bool:
+        return ctx.last_cart is not None  # resumed, it reads the cart (not paced) first
 
     async def call(self, ctx: StepContext) -> Answer:
         cart_id = ctx.cart_id()

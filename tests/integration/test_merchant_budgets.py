@@ -21,6 +21,7 @@ from orchestrator.recovery import RecoveryJob
 from orchestrator.sandbox.catalog import shelf_sku
 from orchestrator.store import checkout_sql
 from orchestrator.store.budgets import MerchantBudgets, merchant_key
+from orchestrator.violet import ops
 from orchestrator.violet.errors import VioletBudgetClosed
 from orchestrator.violet.ops import Op
 from tests.fixtures.orchestrator import TOKEN, checkout_request, make_settings
@@ -112,6 +113,29 @@ async def test_a_step_with_no_turn_is_deferred_before_its_intent(
     assert wait["budget_wait_s"] > 30
     assert history[-1].attempt == 1  # the attempt it was about to make
     assert "create_cart" not in (await http_sandbox.control.stats())["calls_by_op"]
+
+
+async def test_each_platform_call_takes_one_turn_reserved_or_not(
+    orch: Orchestrator, http_sandbox: HttpSandbox
+) -> None:
+    """A step's first turn may be taken before its intent (reserved) and spent by its first
+    platform call: every platform call of a whole checkout still takes exactly one turn, and
+    reads of Violet's own record (a resumed submit's cart read) take none."""
+    key = merchant_key(SHOP_A)
+    budgets = MerchantBudgets(orch.repo)
+    await budgets.rate_limited([key], 0.01)  # paced (100 calls/s): every turn is counted
+    await asyncio.sleep(0.05)
+    registered = await orch.start(shop_request(SHOP_A), run=False)
+    await http_sandbox.control.add_fault("submit", "error", count=1, status=503)
+    resting = await orch.run(registered.app_order_id)  # every step up to a failed submit
+    assert (resting.pending_step, resting.in_flight) == ("submit", False), resting
+    done = await orch.run(registered.app_order_id, actor="ops")  # resumed: reads, then submits
+    assert done.state == "submitted", done.last_error
+    (budget,) = [b for b in await budgets.all() if b.key == key]
+    calls = (await http_sandbox.control.stats())["calls_by_op"]
+    platform = {op.name for op in vars(ops).values() if isinstance(op, ops.Op) and op.platform}
+    assert calls.get("get_cart", 0) >= 1
+    assert budget.calls == sum(n for op, n in calls.items() if op in platform), (budget, calls)
 
 
 async def test_a_step_refused_its_turn_after_only_reads_starts_afresh(
