@@ -75,7 +75,6 @@ class MerchantPacer:
         a budget with no turn within the wait then defers the checkout with one write (its
         release), not an intent write and its release, and no `step_started` in the trail.
         Raises `VioletBudgetClosed` as `admit` does."""
-        self.reserved = False
         self.reserved = await self._take(None, step)
 
     def forget_reserved(self) -> None:

@@ -72,10 +72,10 @@ class ApplyPayment(Step):
         return Advance(_payment_trigger(ctx), cart)
 
     def paces_first_call(self, ctx: StepContext) -> bool:
-        return ctx.request["payment"]["type"] != "card" or ctx.card is not None  # else it parks
+        return _payment_in_hand(ctx)  # else it parks without a call
 
     async def reconcile(self, ctx: StepContext) -> Decision:
-        if ctx.request["payment"]["type"] != "card" or ctx.card is not None:
+        if _payment_in_hand(ctx):
             return Redo({"rule": "overwrite: re-applying the payment is safe"})
         cart = await ctx.client.get_cart(ctx.cart_id())
         if cart.has_payment:
@@ -95,6 +95,12 @@ def _hand_out_secret(ctx: StepContext, cart: Cart) -> None:
         )
     if cart.stripe_key:
         ctx.handout["stripe_key"] = cart.stripe_key
+
+
+def _payment_in_hand(ctx: StepContext) -> bool:
+    """Whether the payment can be applied now: anything but a card, or a card this process
+    holds in memory (a card is never stored, so a resumed card payment waits for it)."""
+    return ctx.request["payment"]["type"] != "card" or ctx.card is not None
 
 
 class Price(Step):
