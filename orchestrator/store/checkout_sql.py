@@ -307,20 +307,26 @@ _FAIR_CUR = f"""due AS (
     {_DUE_END.format(order="ASC")}
     UNION
     {_DUE_END.format(order="DESC")}
-), judged AS (
-    SELECT due.*, (
+), opens AS MATERIALIZED (
+    -- Each set of merchants in the window is judged once (a few dozen), not each due row.
+    SELECT s.merchants, (
         SELECT max({budgets.OPENS_AT}) FROM violet_throttle t
         WHERE t.key IN (SELECT '{budgets.MERCHANT_PREFIX}' || m
-                        FROM jsonb_array_elements_text(due.merchants) AS m)
+                        FROM jsonb_array_elements_text(s.merchants) AS m)
     ) AS opens_at
-    FROM due
+    FROM (SELECT DISTINCT merchants FROM due) AS s
+), judged AS (
+    SELECT due.*, opens.opens_at FROM due JOIN opens USING (merchants)
 ), ready AS (
     SELECT id, next_attempt_at AS due_at,
            row_number() OVER (PARTITION BY merchants ORDER BY next_attempt_at) AS turn
     FROM judged WHERE opens_at IS NULL OR opens_at <= now() + %(wait_s)s * interval '1 second'
 ), cur AS (
+    -- In turn order, so the lock can stop at the claim's size instead of reading every ready
+    -- row, where the plan walks the ready rows in a nested loop (which keeps their order).
     SELECT c.id, c.lease_owner AS prev_owner, c.in_flight AS prev_in_flight
-    FROM checkouts c JOIN ready r ON r.id = c.id
+    FROM (SELECT id, turn, due_at FROM ready ORDER BY turn, due_at) AS r
+    JOIN checkouts c ON c.id = r.id
     WHERE c.next_attempt_at <= now() AND {_CLAIMABLE_C}
     ORDER BY r.turn, r.due_at LIMIT %(limit)s
     FOR UPDATE OF c SKIP LOCKED

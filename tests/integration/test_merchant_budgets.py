@@ -333,6 +333,38 @@ async def test_the_fair_claim_reads_the_due_index(orch: Orchestrator) -> None:
     assert "Seq Scan on checkouts" not in plan, plan
 
 
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON plan node and every node under it."""
+    return [node, *itertools.chain.from_iterable(_plan_nodes(n) for n in node.get("Plans", []))]
+
+
+async def test_the_fair_claim_judges_each_merchant_once_and_locks_only_what_it_claims(
+    orch: Orchestrator,
+) -> None:
+    """Its cost follows the merchants and the claim's size, not the due rows in its window: a
+    budget lookup per merchant set, and rows locked in turn order until the claim is full."""
+    await _due_checkouts(orch, SHOP_A, 20)
+    await _due_checkouts(orch, SHOP_B, 20)
+    await _due_checkouts(orch, SHOP_A + 2, 20)
+    sent = {"worker": "w", "limit": 5, "lease_s": 30.0, "window": 64, "wait_s": 2.0}
+    async with orch.engine.connect() as conn, conn.begin():
+        # A table this small is read and joined whole; the plan of a large one (index reads, a
+        # nested loop: bench.queries) is the one checked.
+        for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+            await conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+        result = await conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + checkout_sql.CLAIM_FAIR_SQL, sent
+        )
+        plan = result.scalar_one()[0]["Plan"]
+        await conn.rollback()
+    nodes = _plan_nodes(plan)
+    budget_reads = [n for n in nodes if n.get("Relation Name") == "violet_throttle"]
+    assert budget_reads and all(n["Actual Loops"] <= 3 for n in budget_reads), budget_reads
+    cur = next(n for n in nodes if n.get("Subplan Name") == "CTE cur")
+    joins = [n for n in _plan_nodes(cur) if n["Node Type"] == "Nested Loop"]
+    assert joins and all(n["Actual Rows"] == 5 for n in joins), joins  # not all 60 ready rows
+
+
 async def test_a_turn_is_taken_on_an_unlogged_table(orch: Orchestrator) -> None:
     """A take is a write on every paced call: on an unlogged table its commit waits for no WAL
     flush (migration 0017); what it holds is relearned from 429s after a crash."""
