@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from orchestrator import states
 from orchestrator.errors import DatabaseUnavailable, SchemaNotMigrated
 from orchestrator.store import schema
 from orchestrator.store.database import (
@@ -31,7 +32,7 @@ OUR_TABLES = {"checkouts", "checkout_events", "checkout_state_transitions"}
 OUR_TABLES |= {"violet_throttle", "webhook_inbox", "checkout_bags", "checkout_bag_transitions"}
 OUR_TABLES |= {"bag_actions", "checkout_changes", "audit_retention"}
 
-HEAD = "0018"  # the newest revision: bump with every migration
+HEAD = "0019"  # the newest revision: bump with every migration
 
 
 def _tables(url: str) -> set[str]:
@@ -149,6 +150,19 @@ def test_constraint_and_index_names_match_metadata(database_url: str) -> None:
         ).fetchall()
     # Primary keys and unique constraints are also indexes of the same name.
     assert {*constraints, *indexes} == expected
+
+
+def test_the_due_index_holds_open_checkouts_only(database_url: str) -> None:
+    """alembic does not compare index predicates either. Every reader of the due index asks for
+    open rows, and with a predicate that says so the planner reads it alone, not ANDed with the
+    open rows' index, whose entries are every open checkout (migration 0019)."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        row = conn.execute("SELECT pg_get_indexdef('ix_checkouts_due'::regclass)").fetchone()
+    assert row is not None
+    definition = row[0]
+    assert "next_attempt_at IS NOT NULL" in definition, definition
+    for state in states.TERMINAL_STATES:
+        assert f"'{state}'" in definition, definition
 
 
 def test_version_table_is_our_own(database_url: str) -> None:
