@@ -298,7 +298,7 @@ MERCHANTS_OF = (
 # would wait for every other merchant's older backlog to be claimed (10 s of a 70 s drain with
 # no call to the busiest merchant, docs/performance.md).
 _DUE_END = f"""(
-        SELECT id, next_attempt_at, {MERCHANTS_OF} AS merchants
+        SELECT id, next_attempt_at, coalesce({MERCHANTS_OF}, '[]') AS merchants
         FROM checkouts
         WHERE next_attempt_at <= now() AND {CLAIMABLE}
         ORDER BY next_attempt_at {{order}} LIMIT %(window)s
@@ -316,6 +316,7 @@ _FAIR_CUR = f"""due AS (
     ) AS opens_at
     FROM (SELECT DISTINCT merchants FROM due) AS s
 ), judged AS (
+    -- `merchants` is never NULL (coalesced above), so the join keeps every due row.
     SELECT due.*, opens.opens_at FROM due JOIN opens USING (merchants)
 ), ready AS (
     SELECT id, next_attempt_at AS due_at,
