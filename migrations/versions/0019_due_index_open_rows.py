@@ -30,21 +30,16 @@ depends_on: str | Sequence[str] | None = None
 _OPEN = "state NOT IN ('submitted', 'failed', 'canceled')"
 
 
-def upgrade() -> None:
+def _rebuild_due_index(predicate: str) -> None:
     op.drop_index("ix_checkouts_due", table_name="checkouts")
     op.create_index(
-        "ix_checkouts_due",
-        "checkouts",
-        ["next_attempt_at"],
-        postgresql_where=sa.text(f"next_attempt_at IS NOT NULL AND {_OPEN}"),
+        "ix_checkouts_due", "checkouts", ["next_attempt_at"], postgresql_where=sa.text(predicate)
     )
+
+
+def upgrade() -> None:
+    _rebuild_due_index(f"next_attempt_at IS NOT NULL AND {_OPEN}")
 
 
 def downgrade() -> None:
-    op.drop_index("ix_checkouts_due", table_name="checkouts")
-    op.create_index(
-        "ix_checkouts_due",
-        "checkouts",
-        ["next_attempt_at"],
-        postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
-    )
+    _rebuild_due_index("next_attempt_at IS NOT NULL")

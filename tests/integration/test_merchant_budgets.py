@@ -348,8 +348,8 @@ async def test_the_fair_claim_judges_each_merchant_once_and_locks_only_what_it_c
     await _due_checkouts(orch, SHOP_A + 2, 20)
     sent = {"worker": "w", "limit": 5, "lease_s": 30.0, "window": 64, "wait_s": 2.0}
     async with orch.engine.connect() as conn, conn.begin():
-        # A table this small is read and joined whole; the plan of a large one (index reads, a
-        # nested loop: bench.queries) is the one checked.
+        # A table this small is read and joined whole; what is checked is that a plan keeping
+        # the ready rows' order (a nested loop) stops locking at the claim's size.
         for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
             await conn.exec_driver_sql(f"SET LOCAL {setting} = off")
         result = await conn.exec_driver_sql(
